@@ -1,0 +1,41 @@
+# `make demo` and `make test` work on a fresh machine: they create .venv when it is
+# missing, install system and Python dependencies once (re-run only when pyproject.toml
+# or the constraints change), then run.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONSTRAINTS ?= constraints-cpu.txt
+SYSTEM_PACKAGES := libportaudio2
+
+.PHONY: demo test test-fast system-deps clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,mic,webrtc,bench]'
+	@touch $(STAMP)
+
+# Debian packages: PortAudio for the microphone source (PyAV wheels bundle ffmpeg). Installed
+# only when missing; needs root (as on the CI machines) or sudo.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/streamer demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
