@@ -1,0 +1,118 @@
+"""Launchers and the autograd Function around the Triton chunk-causal kernels.
+
+CUDA tensors get compiled, autotuned kernels. CPU tensors can run the same kernels only
+in Triton's interpreter, which a process selects by setting TRITON_INTERPRET=1 before
+triton is first imported (Triton fixes the mode then); the tests do so in a subprocess.
+
+Backward: a delta preprocess (rowsum dO·O), one dK/dV pass over key blocks and one dQ
+pass over query blocks. Two passes instead of atomically accumulated dQ keep the result
+deterministic and avoid fp32 atomics; each pass skips exactly the blocks the forward skips.
+"""
+
+import contextlib
+import importlib.util
+import os
+from types import ModuleType
+
+import torch
+
+from kernels.arguments import ChunkCausalArgs
+
+
+def triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def kernel_module() -> ModuleType:
+    """The kernel module, imported on first use so that `import kernels` never needs triton."""
+    return importlib.import_module("kernels.triton_chunk_attention")
+
+
+def interpreter_active() -> bool:
+    """Whether this process runs Triton kernels in the CPU interpreter (fixed when triton is imported)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+def _launch_context(t: torch.Tensor):
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def _strides(t: torch.Tensor) -> tuple[int, int, int]:
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def _precision(dtype: torch.dtype) -> str:
+    # fp32 inputs get true fp32 products (as torch.matmul by default), not TF32.
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, args: ChunkCausalArgs
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output [B, H, N_q, D] in q's dtype and fp32 log-sum-exp [B, H, N_q]."""
+    mod = kernel_module()
+    batch, heads, n_q, head_dim = q.shape
+    n_k = k.shape[2]
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
+    fixed = mod.INTERPRET_FWD if mod.INTERPRET else {}
+    grid = lambda meta: (triton_cdiv(n_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
+    with _launch_context(q):
+        mod.fwd_kernel[grid](
+            q, k, v, out, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
+            heads, n_q, n_k, args.q_start, args.chunk, args.window_chunks(n_k), args.scale * mod.LOG2E,
+            HEAD_DIM=head_dim, PRECISION=_precision(q.dtype), **fixed)
+    return out, lse
+
+
+def triton_backward(q, k, v, out, lse, grad_out, args: ChunkCausalArgs):
+    """dq, dk, dv for the forward above (lse as it returned)."""
+    mod = kernel_module()
+    batch, heads, n_q, head_dim = q.shape
+    n_k = k.shape[2]
+    if grad_out.stride(-1) != 1:
+        grad_out = grad_out.contiguous()
+    delta = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    window = args.window_chunks(n_k)
+    precision = _precision(q.dtype)
+    with _launch_context(q):
+        mod.delta_kernel[(triton_cdiv(n_q, mod.DELTA_BLOCK_M), batch * heads)](
+            out, grad_out, delta, *_strides(out), *_strides(grad_out), heads, n_q,
+            HEAD_DIM=head_dim, BLOCK_M=mod.DELTA_BLOCK_M)
+        fixed = mod.INTERPRET_DKDV if mod.INTERPRET else {}
+        mod.dkdv_kernel[lambda meta: (triton_cdiv(n_k, meta["BLOCK_N"]), batch * heads)](
+            q, k, v, grad_out, lse, delta, dk, dv,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dk), *_strides(dv),
+            heads, n_q, n_k, args.q_start, args.chunk, window, args.scale * mod.LOG2E, args.scale,
+            HEAD_DIM=head_dim, PRECISION=precision, **fixed)
+        fixed = mod.INTERPRET_DQ if mod.INTERPRET else {}
+        mod.dq_kernel[lambda meta: (triton_cdiv(n_q, meta["BLOCK_M"]), batch * heads)](
+            q, k, v, grad_out, lse, delta, dq,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dq),
+            heads, n_q, n_k, args.q_start, args.chunk, window, args.scale * mod.LOG2E, args.scale,
+            HEAD_DIM=head_dim, PRECISION=precision, **fixed)
+    return dq, dk, dv
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class ChunkCausalAttentionFunction(torch.autograd.Function):
+    """(q, k, v) -> (out, lse) with the Triton forward and fused backward; lse carries no gradient."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, args: ChunkCausalArgs):
+        out, lse = triton_forward(q, k, v, args)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.args = args
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_lse):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = triton_backward(q, k, v, out, lse, grad_out, ctx.args)
+        return dq, dk, dv, None

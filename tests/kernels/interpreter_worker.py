@@ -1,0 +1,65 @@
+"""Runs chunk-causal attention cases through the Triton kernels in Triton's CPU interpreter.
+
+Triton fixes interpreted-versus-compiled when it is first imported, and other test modules
+in the same pytest process may import it first, so the interpreter cases run here, in a
+fresh process started with TRITON_INTERPRET=1. Input: a JSON list of cases on stdin.
+Output: one JSON object per case on stdout with the kernel's and, for fp16, the fp16
+reference's largest errors against an fp32 reference (errors are measured, the test judges).
+"""
+
+import json
+import sys
+
+import torch
+
+from kernels import chunk_causal_attention, chunk_causal_attention_reference
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def _inputs(case: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(case["seed"])
+    b, h, n_q, n_k, d = case["batch"], case["heads"], case["n_q"], case["n_k"], case["head_dim"]
+    dtype = DTYPES[case["dtype"]]
+
+    def make(n: int) -> torch.Tensor:
+        if case.get("layout") == "bnhd":  # [B, N, H, D] storage seen as [B, H, N, D]: strided heads
+            return torch.randn(b, n, h, d, generator=gen).to(dtype).transpose(1, 2)
+        return torch.randn(b, h, n, d, generator=gen).to(dtype)
+
+    q, k, v = make(n_q), make(n_k), make(n_k)
+    grad_out = torch.randn(b, h, n_q, d, generator=gen).to(dtype)
+    return q, k, v, grad_out
+
+
+def _run(fn, q, k, v, grad_out, case):
+    q, k, v = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    out, lse = fn(q, k, v, case["chunk"], case["window"], case["q_start"], return_lse=True)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), grad_out)
+    return {"out": out, "lse": lse, "dq": dq, "dk": dk, "dv": dv}
+
+
+def _max_errors(got: dict, want: dict) -> dict:
+    return {name: (got[name].float() - want[name].float()).abs().max().item() for name in want}
+
+
+def run_case(case: dict) -> dict:
+    q, k, v, grad_out = _inputs(case)
+    exact = _run(chunk_causal_attention_reference, q.float(), k.float(), v.float(), grad_out.float(), case)
+    triton_fn = lambda *a, **kw: chunk_causal_attention(*a, backend="triton", **kw)  # noqa: E731
+    result = {"id": case["id"], "kernel": _max_errors(_run(triton_fn, q, k, v, grad_out, case), exact)}
+    if case["dtype"] != "fp32":
+        result["reference"] = _max_errors(_run(chunk_causal_attention_reference, q, k, v, grad_out, case), exact)
+    result["scale"] = {name: t.abs().max().item() for name, t in exact.items()}
+    return result
+
+
+def main() -> int:
+    cases = json.load(sys.stdin)
+    results = [run_case(case) for case in cases]
+    json.dump(results, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

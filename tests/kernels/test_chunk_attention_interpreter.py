@@ -1,0 +1,77 @@
+"""The Triton kernels, run in Triton's CPU interpreter, against the PyTorch reference.
+
+Forward output, log-sum-exp and all three gradients, over chunk sizes aligned and not
+aligned to the blocks (the interpreter tiling is 16/32 rows), chunk = 1 (plain causal),
+chunk >= N (full attention), windows, streaming queries (N_q < N_k, q_start > 0), head
+dims, batch and heads, a strided layout, fp32 and fp16 (the interpreter has no bf16).
+"""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("interpreter_worker.py")
+
+
+def _case(batch=1, heads=2, n_q=48, n_k=None, head_dim=32, chunk=8, window=None, q_start=None,
+          dtype="fp32", layout="bhnd", seed=0) -> dict:
+    n_k = n_q if n_k is None else n_k
+    q_start = n_k - n_q if q_start is None else q_start
+    case = dict(batch=batch, heads=heads, n_q=n_q, n_k=n_k, head_dim=head_dim, chunk=chunk, window=window,
+                q_start=q_start, dtype=dtype, layout=layout, seed=seed)
+    case["id"] = "-".join(f"{k}={v}" for k, v in case.items() if k != "seed")
+    return case
+
+
+# Chunk sizes against the 16/32 tiling: 1 = causal, 5 and 24 unaligned, 16 and 32 aligned,
+# 100 > N = full attention; windows of one chunk, a few chunks, and none.
+CASES = [_case(chunk=c, window=w, n_q=n) for c, w, n in itertools.product(
+    [1, 5, 16, 24, 100], [None, 1, 3], [48, 37])]
+CASES += [
+    _case(head_dim=64, chunk=12, window=2, n_q=40),
+    _case(head_dim=128, chunk=8, n_q=33, heads=1),
+    _case(batch=3, heads=1, chunk=7, window=2, n_q=29),
+    # Streaming: the newest chunk of queries against a longer cache of keys.
+    _case(n_q=8, n_k=72, chunk=8, window=4),
+    _case(n_q=8, n_k=72, chunk=8),
+    _case(n_q=20, n_k=70, chunk=7, window=3),
+    _case(n_q=5, n_k=70, chunk=16, window=2),
+    # Queries not at the end of the keys: later keys in the query's own chunk are visible.
+    _case(n_q=10, n_k=64, q_start=20, chunk=16, window=2),
+    _case(layout="bnhd", chunk=6, window=2, n_q=40, heads=3),
+    _case(dtype="fp16", chunk=8, window=None, n_q=48),
+    _case(dtype="fp16", chunk=5, window=2, n_q=37),
+    _case(dtype="fp16", chunk=8, window=3, n_q=16, n_k=64, head_dim=64),
+]
+
+
+@pytest.fixture(scope="module")
+def interpreter_results() -> dict:
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    proc = subprocess.run([sys.executable, str(WORKER)], input=json.dumps(CASES), capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=540)
+    assert proc.returncode == 0, f"interpreter worker failed:\n{proc.stderr[-4000:]}"
+    return {result["id"]: result for result in json.loads(proc.stdout)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_kernel_matches_reference(case, interpreter_results):
+    result = interpreter_results[case["id"]]
+    for name, err in result["kernel"].items():
+        scale = max(1.0, result["scale"][name])
+        if case["dtype"] == "fp32":
+            assert err <= 2e-5 * scale, f"{name}: max error {err:.3g} against the fp32 reference"
+        else:
+            # Within 2x of PyTorch's own error in the same dtype, plus a few fp16 ulps of slack.
+            ref_err = result["reference"][name]
+            assert err <= 2 * ref_err + 2e-3 * scale, (
+                f"{name}: kernel error {err:.3g} vs fp16 reference error {ref_err:.3g}")
