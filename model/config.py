@@ -1,8 +1,15 @@
-"""Model configuration: dataclasses with named presets (`ModelConfig.from_name("tiny")`)."""
+"""Model configuration: dataclasses with named presets (`ModelConfig.from_name("tiny")`).
+
+Every size the model needs lives here, so a checkpoint's `config.json` is enough to rebuild
+the network and a state's shapes. Presets follow DESIGN.md: `tiny` (2 CPU cores),
+`base` (one GPU) and `paper` (the Mirasol3B budget, built on the meta device only).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 SAMPLE_RATE = 16_000
 
@@ -37,3 +44,223 @@ MEDIA_PRESETS: dict[str, MediaSpec] = {
     "base": MediaSpec(height=224, width=224, fps=25.0, frames_per_chunk=16),
     "paper": MediaSpec(height=448, width=448, fps=25.0, frames_per_chunk=8),
 }
+
+
+@dataclass
+class EncoderConfig:
+    """Snippet encoder: TubeViT-style video tokens + log-mel audio patches through one ViT.
+
+    Video tokens are sparse 3D tubes spanning the whole snippet (they see motion) plus 2D
+    patches of the snippet's last frame (they see the picture now).
+    """
+
+    dim: int = 192
+    layers: int = 4
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    tube_size: int = 16  # spatial side of a tube; a tube spans all frames of the snippet
+    patch_size: int = 16  # spatial side of a 2D patch on the last frame
+    n_fft: int = 400  # 25 ms window at 16 kHz
+    hop: int = 160  # 10 ms hop: the snippet length must be a multiple of it
+    n_mels: int = 64
+    audio_patch_frames: int = 16
+    audio_patch_mels: int = 16
+
+
+@dataclass
+class CombinerConfig:
+    """Combiner: `ttm` (Token Turing Machine, streaming default) or `transformer`."""
+
+    kind: str = "ttm"
+    dim: int = 192
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    out_tokens: int = 8  # m: latent tokens per snippet
+    # TTM
+    memory_tokens: int = 32  # r
+    read_tokens: int = 16  # k: tokens the processor works on
+    process_layers: int = 2
+    token_learner_hidden: int = 64
+    # causal transformer combiner
+    layers: int = 2
+    window: int | None = 4  # chunks of attention context; must be set to stream
+
+
+@dataclass
+class LatentConfig:
+    """Latent causal model over the m tokens per snippet, chunk-causal over W chunks."""
+
+    dim: int = 192
+    layers: int = 2
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    window: int = 8  # W
+    recon_layers: int = 1  # transformer layers of the video-reconstruction head
+    recon_frames: int = 2  # downsampled next snippet: frames x size x size x 3
+    recon_size: int = 8
+
+
+@dataclass
+class DecoderConfig:
+    """Text decoder: causal self-attention, cross-attention to [memory ; h window], MLP."""
+
+    dim: int = 192
+    layers: int = 3
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    max_question_tokens: int = 96
+    max_answer_tokens: int = 48
+
+
+@dataclass
+class LossWeights:
+    """Weights of the paper's three losses in the training objective."""
+
+    text: float = 1.0
+    latent: float = 0.1
+    video: float = 0.1
+
+
+PRESET_NAMES = ("tiny", "base", "paper")
+
+
+@dataclass
+class ModelConfig:
+    """The whole model. JSON round-trip with `to_dict`/`from_dict`."""
+
+    name: str = "tiny"
+    media: MediaSpec = field(default_factory=lambda: MEDIA_PRESETS["tiny"])
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    combiner: CombinerConfig = field(default_factory=CombinerConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @staticmethod
+    def from_name(name: str, **overrides: Any) -> "ModelConfig":
+        """A preset by name; `overrides` replace top-level fields (e.g. `combiner=...`)."""
+        if name not in PRESET_NAMES:
+            raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+        cfg = _PRESET_BUILDERS[name]()
+        return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> "ModelConfig":
+        """Rebuild from `to_dict` output; unknown or missing keys are reported by name."""
+        if not isinstance(data, dict):
+            raise ValueError("a model config must be a JSON object")
+        sections = {
+            "media": MediaSpec,
+            "encoder": EncoderConfig,
+            "combiner": CombinerConfig,
+            "latent": LatentConfig,
+            "decoder": DecoderConfig,
+            "loss": LossWeights,
+        }
+        _check_keys("model config", data, ModelConfig)
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in sections:
+                if not isinstance(value, dict):
+                    raise ValueError(f"model config section {key!r} must be a JSON object")
+                _check_keys(f"model config section {key!r}", value, sections[key])
+                kwargs[key] = sections[key](**value)
+            else:
+                kwargs[key] = value
+        return ModelConfig(**kwargs)
+
+    def validate(self) -> None:
+        """Fail early, with the field to change, on sizes that cannot work together."""
+        m, e, c = self.media, self.encoder, self.combiner
+        if c.kind not in ("ttm", "transformer"):
+            raise ValueError(f"combiner.kind must be 'ttm' or 'transformer', got {c.kind!r}")
+        for what, side, size in (("tube_size", m.height, e.tube_size), ("tube_size", m.width, e.tube_size),
+                                 ("patch_size", m.height, e.patch_size), ("patch_size", m.width, e.patch_size)):
+            if side % size:
+                raise ValueError(f"encoder.{what}={size} must divide the frame size {m.height}x{m.width}")
+        if self.audio_frames % e.audio_patch_frames or e.n_mels % e.audio_patch_mels:
+            raise ValueError(
+                f"audio patches ({e.audio_patch_frames} frames x {e.audio_patch_mels} mels) must tile the "
+                f"{self.audio_frames} x {e.n_mels} spectrogram of a snippet"
+            )
+        for name, dim, heads in (("encoder", e.dim, e.heads), ("combiner", c.dim, c.heads),
+                                 ("latent", self.latent.dim, self.latent.heads),
+                                 ("decoder", self.decoder.dim, self.decoder.heads)):
+            if dim % heads or (dim // heads) % 2:
+                raise ValueError(f"{name}.dim={dim} must split into {heads} heads of even size")
+        if c.window is not None and c.window < 1 or self.latent.window < 1:
+            raise ValueError("attention windows must be at least one chunk")
+        if m.frames_per_chunk % self.latent.recon_frames:
+            raise ValueError("latent.recon_frames must divide media.frames_per_chunk")
+
+    @property
+    def audio_frames(self) -> int:
+        """Log-mel frames per snippet (the hop must divide the snippet's samples)."""
+        samples = self.media.samples_per_chunk
+        if samples % self.encoder.hop:
+            raise ValueError(f"encoder.hop={self.encoder.hop} must divide the {samples} samples of a snippet")
+        return samples // self.encoder.hop
+
+    @property
+    def video_tokens(self) -> int:
+        m, e = self.media, self.encoder
+        return (m.height // e.tube_size) * (m.width // e.tube_size) + (m.height // e.patch_size) * (
+            m.width // e.patch_size
+        )
+
+    @property
+    def audio_tokens(self) -> int:
+        e = self.encoder
+        return (self.audio_frames // e.audio_patch_frames) * (e.n_mels // e.audio_patch_mels)
+
+    @property
+    def snippet_tokens(self) -> int:
+        """n: encoder tokens per snippet (video + audio)."""
+        return self.video_tokens + self.audio_tokens
+
+
+def _check_keys(what: str, data: dict[str, Any], cls: type) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{what} has unknown keys {unknown}; it was written by another version of the model")
+
+
+def _tiny() -> ModelConfig:
+    return ModelConfig()
+
+
+def _base() -> ModelConfig:
+    return ModelConfig(
+        name="base",
+        media=MEDIA_PRESETS["base"],
+        encoder=EncoderConfig(dim=768, layers=12, heads=12, tube_size=32, patch_size=32),
+        combiner=CombinerConfig(dim=768, heads=12, out_tokens=16, memory_tokens=64, read_tokens=32,
+                                process_layers=2, token_learner_hidden=256, layers=4, window=8),
+        latent=LatentConfig(dim=768, layers=6, heads=12, window=8, recon_layers=2, recon_frames=4, recon_size=16),
+        decoder=DecoderConfig(dim=512, layers=6, heads=8),
+    )
+
+
+def _paper() -> ModelConfig:
+    # ViT-H video processor; 8-layer 1024-d combiner / latent / reconstruction transformers;
+    # 18-layer 1536-d text model with cross-attention (Mirasol3B, "Partition and Conquer").
+    return ModelConfig(
+        name="paper",
+        media=MEDIA_PRESETS["paper"],
+        encoder=EncoderConfig(dim=1280, layers=32, heads=16, tube_size=32, patch_size=32),
+        combiner=CombinerConfig(dim=1024, heads=16, out_tokens=32, memory_tokens=256, read_tokens=512,
+                                process_layers=8, token_learner_hidden=1024, layers=8, window=16),
+        latent=LatentConfig(dim=1024, layers=8, heads=16, window=16, recon_layers=8, recon_frames=4, recon_size=32),
+        decoder=DecoderConfig(dim=1536, layers=18, heads=24, mlp_ratio=8.0),
+    )
+
+
+_PRESET_BUILDERS = {"tiny": _tiny, "base": _base, "paper": _paper}

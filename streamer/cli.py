@@ -13,6 +13,12 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("streamer.demo", "stream a world clip through the engine and print a live timeline"),
+    "model-info": ("streamer.model_info", "parameters per component and state bytes per stream"),
+    "run": ("streamer.run_command", "stream a file, camera, mic, lavfi or world source and answer questions"),
+    "train": ("training.train", "train a model on the synthetic world or a dataset folder (also under torchrun)"),
+    "eval": ("training.evaluate", "exact-match accuracy of a checkpoint per question kind, by streaming"),
+    "plot-run": ("training.plot_run", "draw a training run's loss and accuracy curves to a PNG"),
+    "world": ("training.world_command", "render world clips to media files with annotations"),
 }
 
 

@@ -1,0 +1,102 @@
+"""Text decoder: causal self-attention over `<q> question <a> answer`, cross-attention in
+every layer to the context [null ; TTM memory ; h of the last W chunks], MLP.
+
+The context carries its own position cues: memory slots have learned embeddings, and each
+h token gets an embedding of its chunk's age (0 = the snippet just seen) and of its index
+in the chunk — bounded, so answers behave the same at t = 10 and t = 10,000.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import ModelConfig
+from model.layers import MLP, CrossAttention, SelfAttention, apply_rope, rope_angles
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.cross = CrossAttention(dim, heads)
+        self.norm3 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_ratio)
+
+    def forward(self, x, rope, self_mask, cross_kv, ctx_mask, cache=None):
+        """`self_mask` [B, Lnew, Lall]; `cache` (k, v) of earlier tokens or None. Returns (x, (k, v))."""
+        q, k, v = self.attn.project(self.norm1(x), rope)
+        if cache is not None:
+            k = torch.cat((cache[0], k), dim=2)
+            v = torch.cat((cache[1], v), dim=2)
+        x = x + self.attn.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=self_mask[:, None]))
+        x = x + self.cross(self.norm2(x), *cross_kv, ctx_mask)
+        return x + self.mlp(self.norm3(x)), (k, v)
+
+
+class TextDecoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, memory_tokens: int) -> None:
+        super().__init__()
+        dc = cfg.decoder
+        self.cfg = cfg
+        d = dc.dim
+        self.embed = nn.Embedding(vocab_size, d)
+        self.null = nn.Parameter(torch.zeros(1, d))
+        self.memory_tokens = memory_tokens
+        if memory_tokens:
+            self.memory_proj = nn.Linear(cfg.combiner.dim, d)
+            self.memory_pos = nn.Parameter(torch.zeros(memory_tokens, d))
+        self.h_proj = nn.Linear(cfg.latent.dim, d)
+        self.age_emb = nn.Parameter(torch.zeros(cfg.latent.window, 1, d))
+        self.h_pos = nn.Parameter(torch.zeros(1, cfg.combiner.out_tokens, d))
+        self.context_norm = nn.LayerNorm(d)
+        self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab_size, bias=False)
+
+    def context(self, memory: torch.Tensor | None, h: torch.Tensor, h_valid: torch.Tensor):
+        """memory [B, r, dc] or None; h [B, W, m, dl] oldest chunk first; h_valid [B, W].
+        Returns context [B, Nc, d] and its mask [B, Nc]."""
+        b, w, m, _ = h.shape
+        parts = [self.null.expand(b, -1, -1)]
+        masks = [torch.ones(b, 1, dtype=torch.bool, device=h.device)]
+        if self.memory_tokens:
+            parts.append(self.memory_proj(memory) + self.memory_pos)
+            masks.append(torch.ones(b, self.memory_tokens, dtype=torch.bool, device=h.device))
+        ages = self.age_emb.flip(0)  # oldest first: age W-1 ... 0
+        parts.append((self.h_proj(h) + ages + self.h_pos).reshape(b, w * m, -1))
+        masks.append(h_valid.repeat_interleave(m, dim=1))
+        return self.context_norm(torch.cat(parts, dim=1)), torch.cat(masks, dim=1)
+
+    def cross_kv(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [block.cross.context_kv(context) for block in self.blocks]
+
+    def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None):
+        """ids [B, L] at `positions` [B, L]. Returns logits [B, L, V] and the per-layer KV caches."""
+        dc = self.cfg.decoder
+        x = self.embed(ids)
+        rope = rope_angles(positions, dc.dim // dc.heads)
+        new_caches = []
+        for i, block in enumerate(self.blocks):
+            x, cache = block(x, rope, self_mask, cross_kv[i], ctx_mask, None if caches is None else caches[i])
+            new_caches.append(cache)
+        return self.head(self.norm(x)), new_caches
+
+
+def causal_mask(key_valid: torch.Tensor) -> torch.Tensor:
+    """[B, L] valid keys (left padding) -> [B, L, L]: causal, valid keys, and each token itself."""
+    length = key_valid.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=key_valid.device).tril()
+    eye = torch.eye(length, dtype=torch.bool, device=key_valid.device)
+    return causal & (key_valid[:, None, :] | eye)
+
+
+def positions_from_valid(key_valid: torch.Tensor) -> torch.Tensor:
+    """Positions that ignore left padding: the first real token is position 0."""
+    return (key_valid.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+__all__ = ["TextDecoder", "causal_mask", "positions_from_valid", "apply_rope"]

@@ -1,0 +1,89 @@
+"""Snippet encoder: video tubes + patches and log-mel audio patches through one shared ViT.
+
+The audio front end is framed so that a stream cut into snippets gives exactly the
+spectrogram of the whole clip: each snippet is analysed together with the last
+`n_fft - hop` samples of the previous one (the "audio tail", kept in the stream state;
+zeros before the first snippet).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+from model.config import ModelConfig
+from model.layers import Block
+
+
+class LogMel(nn.Module):
+    """Log-mel frames of windows that already carry their left context (center=False framing)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        e = cfg.encoder
+        self.n_fft, self.hop = e.n_fft, e.hop
+        self.context = e.n_fft - e.hop
+        self.register_buffer("window", torch.hann_window(e.n_fft), persistent=False)
+        with torch.device("cpu"):  # a fixed filter bank, also when the model is built on "meta"
+            fbanks = torchaudio.functional.melscale_fbanks(
+                e.n_fft // 2 + 1, 0.0, cfg.media.sample_rate / 2, e.n_mels, cfg.media.sample_rate
+            )
+        self.register_buffer("fbanks", fbanks, persistent=False)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [N, context + S] float32 -> log-mel [N, S / hop, n_mels], roughly unit scale."""
+        frames = windows.unfold(-1, self.n_fft, self.hop) * self.window
+        power = torch.fft.rfft(frames, dim=-1).abs().pow(2)
+        return (torch.log(power @ self.fbanks + 1e-6) + 2.0) / 5.0
+
+
+def audio_windows(audio: torch.Tensor, context: int, samples: int) -> torch.Tensor:
+    """Cut a clip's audio [B, T*S] into per-snippet windows [B, T, context + S] (zeros before t=0),
+    the same windows streaming builds from its audio tail."""
+    padded = F.pad(audio, (context, 0))
+    return padded.unfold(-1, context + samples, samples)
+
+
+class SnippetEncoder(nn.Module):
+    """One snippet -> n tokens: tube + patch tokens for video, mel patches for audio, one ViT."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        m, e = cfg.media, cfg.encoder
+        self.cfg = cfg
+        self.logmel = LogMel(cfg)
+        self.tubes = nn.Conv3d(3, e.dim, (m.frames_per_chunk, e.tube_size, e.tube_size),
+                               stride=(m.frames_per_chunk, e.tube_size, e.tube_size))
+        self.patches = nn.Conv2d(3, e.dim, e.patch_size, stride=e.patch_size)
+        self.audio_patches = nn.Linear(e.audio_patch_frames * e.audio_patch_mels, e.dim)
+        self.pos = nn.Parameter(torch.zeros(cfg.snippet_tokens, e.dim))
+        self.modality = nn.Parameter(torch.zeros(2, e.dim))  # video, audio
+        self.blocks = nn.ModuleList(Block(e.dim, e.heads, e.mlp_ratio) for _ in range(e.layers))
+        self.norm = nn.LayerNorm(e.dim)
+
+    def video_tokens(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, F, H, W, 3] -> [N, video_tokens, dim]."""
+        x = video.permute(0, 4, 1, 2, 3).float() / 255.0 - 0.5  # [N, 3, F, H, W]
+        tubes = self.tubes(x).flatten(2).transpose(1, 2)
+        patches = self.patches(x[:, :, -1]).flatten(2).transpose(1, 2)
+        return torch.cat((tubes, patches), dim=1)
+
+    def audio_tokens(self, windows: torch.Tensor) -> torch.Tensor:
+        """float32 [N, context + S] -> [N, audio_tokens, dim]."""
+        e = self.cfg.encoder
+        mel = self.logmel(windows)  # [N, frames, mels]
+        n, frames, mels = mel.shape
+        pf, pm = e.audio_patch_frames, e.audio_patch_mels
+        patches = mel.view(n, frames // pf, pf, mels // pm, pm).permute(0, 1, 3, 2, 4).reshape(n, -1, pf * pm)
+        return self.audio_patches(patches)
+
+    def forward(self, video: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """Snippets (video uint8 [N, F, H, W, 3], audio windows [N, context + S]) -> [N, n, dim]."""
+        v = self.video_tokens(video) + self.modality[0]
+        a = self.audio_tokens(windows) + self.modality[1]
+        x = torch.cat((v, a), dim=1) + self.pos
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)

@@ -1,0 +1,349 @@
+"""The whole model: encoders -> combiner -> latent model -> text decoder.
+
+Training runs `forward(batch)` over whole clips; serving runs `step` snippet by snippet
+on a constant-size state and `answer` on demand. Both compute the same function
+(DESIGN.md, "Offline = streaming"): the per-snippet parts are shared code, and the
+clip-level attention is chunk-causal with the same window the ring buffers hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.combiner import build_combiner
+from model.config import ModelConfig
+from model.decoder import TextDecoder, causal_mask, positions_from_valid
+from model.encoders import SnippetEncoder, audio_windows
+from model.latent import LatentModel
+from model.layers import init_weights
+from model.tokenizer import Tokenizer
+
+State = dict[str, torch.Tensor]
+StateSpec = dict[str, tuple[tuple[int, ...], torch.dtype]]
+
+
+@dataclass
+class ModelOutput:
+    """What `forward` returns: the losses, the teacher-forced answer logits and the latents."""
+
+    loss: torch.Tensor
+    text_loss: torch.Tensor
+    latent_loss: torch.Tensor
+    video_loss: torch.Tensor
+    answer_logits: torch.Tensor  # [B, Q, La, V]; position j predicts answer_ids[..., j]
+    answer_ids: torch.Tensor  # [B, Q, La] targets (answer bytes + </a>), padded
+    answer_mask: torch.Tensor  # [B, Q, La]
+    question_valid: torch.Tensor  # [B, Q]
+    latents: torch.Tensor  # x [B, T, m, dc]
+    hidden: torch.Tensor  # h [B, T, m, dl]
+
+    def exact_match(self) -> torch.Tensor:
+        """bool [B, Q]: every answer token (and the end token) is the argmax — exactly when
+        greedy generation would produce the reference answer. False for padding questions."""
+        hit = (self.answer_logits.argmax(-1) == self.answer_ids) | ~self.answer_mask
+        return hit.all(-1) & self.question_valid
+
+    def accuracy(self) -> float:
+        """Exact-match rate over the real questions of the batch."""
+        total = int(self.question_valid.sum())
+        return float(self.exact_match().sum()) / total if total else 0.0
+
+
+class StreamerModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.tokenizer = Tokenizer()
+        self.encoder = SnippetEncoder(cfg)
+        self.combiner = build_combiner(cfg)
+        self.latent = LatentModel(cfg)
+        self.decoder = TextDecoder(cfg, self.tokenizer.vocab_size, self.combiner.memory_tokens)
+        init_weights(self, cfg.init_std)
+
+    # ------------------------------------------------------------------ state
+    def state_spec(self, batch_size: int) -> StateSpec:
+        """Name -> (shape, dtype) of every state tensor; all batch-first, none depends on time."""
+        spec: StateSpec = {
+            "t": ((batch_size,), torch.int64),
+            "audio_tail": ((batch_size, self.encoder.logmel.context), torch.float32),
+        }
+        spec.update(self.combiner.state_spec(batch_size))
+        spec.update(self.latent.state_spec(batch_size))
+        return spec
+
+    @staticmethod
+    def state_bytes(cfg: ModelConfig, batch_size: int = 1) -> int:
+        """Bytes of a stream state for `cfg` (built on the meta device: no memory used)."""
+        with torch.device("meta"):
+            model = StreamerModel(cfg)
+        return model.state_nbytes(batch_size)
+
+    def state_nbytes(self, batch_size: int = 1) -> int:
+        total = 0
+        for shape, dtype in self.state_spec(batch_size).values():
+            numel = 1
+            for s in shape:
+                numel *= s
+            total += numel * dtype.itemsize
+        return total
+
+    def init_state(self, batch_size: int, device=None) -> State:
+        """A fresh state for `batch_size` streams (nothing seen yet)."""
+        device = torch.device(device) if device is not None else self._device()
+        state = {name: torch.zeros(shape, dtype=dtype, device=device)
+                 for name, (shape, dtype) in self.state_spec(batch_size).items()}
+        state.update(self.combiner.init_state(batch_size, device))
+        return state
+
+    def check_state(self, state: State) -> int:
+        """Validate a state against this model; returns its batch size."""
+        if not isinstance(state, dict) or "t" not in state:
+            raise ValueError("a model state is a dict of tensors with a 't' entry; build one with init_state()")
+        batch = state["t"].shape[0]
+        spec = self.state_spec(batch)
+        if set(state) != set(spec):
+            raise ValueError(f"state has entries {sorted(state)} but this model needs {sorted(spec)}")
+        for name, (shape, dtype) in spec.items():
+            tensor = state[name]
+            if tuple(tensor.shape) != shape or tensor.dtype != dtype:
+                raise ValueError(f"state[{name!r}] is {tuple(tensor.shape)} {tensor.dtype}, expected {shape} {dtype}")
+        return batch
+
+    # ------------------------------------------------------------------ streaming
+    @torch.no_grad()
+    def step(self, state: State, video: torch.Tensor, audio: torch.Tensor) -> State:
+        """Fold one snippet per stream into the state: video uint8 [B, F, H, W, 3], audio float32 [B, S].
+        Returns a new state; the inputs are not modified."""
+        batch = self.check_state(state)
+        self._check_media(video, audio, (batch,))
+        device = state["t"].device
+        video, audio = video.to(device), audio.to(device)
+        t = state["t"]
+        windows = torch.cat((state["audio_tail"], audio), dim=1)
+        tokens = self.encoder(video, windows)
+        if self.cfg.combiner.kind == "ttm":
+            x, comb_state = self.combiner.step(state, tokens)
+        else:
+            x, comb_state = self.combiner.step(state, tokens, t)
+        _, latent_state = self.latent.step(state, x, t)
+        new_state = {"t": t + 1, "audio_tail": windows[:, -self.encoder.logmel.context:].clone()}
+        new_state.update(comb_state)
+        new_state.update(latent_state)
+        return new_state
+
+    def _state_context(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder context from a state: memory and the h ring reordered oldest-first."""
+        w = self.cfg.latent.window
+        chunks = state["t"][:, None] - w + torch.arange(w, device=state["t"].device)  # [B, W]
+        rows = torch.arange(chunks.shape[0], device=chunks.device)[:, None]
+        h = state["h_window"][rows, torch.remainder(chunks, w)]
+        return self.decoder.context(state.get("memory"), h, chunks >= 0)
+
+    @torch.no_grad()
+    def answer_logits(self, state: State, question_ids, answer_ids) -> torch.Tensor:
+        """Teacher-forced logits [B, La, V] where position j predicts answer_ids[:, j].
+        question_ids [B, Lq] start with <q>; answer_ids [B, La] end with </a> (tensors or lists)."""
+        self.check_state(state)
+        device = state["t"].device
+        q = _as_batch(question_ids, device)
+        a = _as_batch(answer_ids, device)
+        context, ctx_mask = self._state_context(state)
+        ids = torch.cat((q, torch.full_like(q[:, :1], self.tokenizer.answer_id), a[:, :-1]), dim=1)
+        valid = torch.ones_like(ids, dtype=torch.bool)
+        logits, _ = self.decoder(ids, positions_from_valid(valid), causal_mask(valid),
+                                 self.decoder.cross_kv(context), ctx_mask)
+        return logits[:, q.shape[1]:]
+
+    @torch.no_grad()
+    def answer(self, state: State, question: str, max_new_tokens: int = 32, temperature: float = 0.0,
+               seed: int | None = None) -> Iterator[str]:
+        """Answer `question` about what one stream (state of batch size 1) has seen so far.
+        Yields text pieces as tokens are generated; stops at end-of-answer or `max_new_tokens`."""
+        if self.check_state(state) != 1:
+            raise ValueError("answer() takes the state of one stream (batch size 1); slice the batch first")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        return self.tokenizer.stream_decode(self._generate(state, question, max_new_tokens, temperature, seed))
+
+    def _generate(self, state, question, max_new_tokens, temperature, seed) -> Iterator[int]:
+        device = state["t"].device
+        tok = self.tokenizer
+        prompt = tok.question_ids(question)[: self.cfg.decoder.max_question_tokens] + [tok.answer_id]
+        context, ctx_mask = self._state_context(state)
+        cross_kv = self.decoder.cross_kv(context)
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(seed if seed is not None else torch.seed())
+        ids = torch.tensor([prompt], device=device)
+        length = ids.shape[1]
+        with torch.no_grad():
+            logits, caches = self.decoder(ids, torch.arange(length, device=device)[None],
+                                          causal_mask(torch.ones_like(ids, dtype=torch.bool)), cross_kv, ctx_mask)
+        for _ in range(max_new_tokens):
+            last = logits[0, -1]
+            if temperature > 0:
+                token = int(torch.multinomial(torch.softmax(last / temperature, -1), 1, generator=generator))
+            else:
+                token = int(last.argmax())
+            if token == tok.end_id:
+                return
+            yield token
+            with torch.no_grad():
+                step_ids = torch.tensor([[token]], device=device)
+                mask = torch.ones(1, 1, length + 1, dtype=torch.bool, device=device)
+                logits, caches = self.decoder(step_ids, torch.tensor([[length]], device=device), mask,
+                                              cross_kv, ctx_mask, caches)
+            length += 1
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        """Training pass over whole clips with questions at arbitrary ask times.
+
+        batch: video uint8 [B, T, F, H, W, 3], audio float32 [B, T, S], snippet_mask bool [B, T]
+        (real snippets first), and the question tensors of `encode_batch_questions`."""
+        video, audio = batch["video"], batch["audio"]
+        if video.dim() != 6 or audio.dim() != 3:
+            raise ValueError("forward expects video [B, T, F, H, W, 3] and audio [B, T, S]")
+        b, t = video.shape[:2]
+        self._check_media(video, audio, (b, t))
+        device = self._device()
+        video, audio = video.to(device), audio.to(device)
+        snippet_mask = batch.get("snippet_mask")
+        snippet_mask = torch.ones(b, t, dtype=torch.bool, device=device) if snippet_mask is None else snippet_mask.to(device)
+        samples = self.cfg.media.samples_per_chunk
+        windows = audio_windows(audio.reshape(b, t * samples), self.encoder.logmel.context, samples)
+        tokens = self.encoder(video.flatten(0, 1), windows.flatten(0, 1)).view(b, t, self.cfg.snippet_tokens, -1)
+        x, memories = self.combiner.clip(tokens)
+        h = self.latent.clip(x)
+
+        # latent and video reconstruction: h_t predicts snippet t + 1
+        pair = snippet_mask[:, 1:] & snippet_mask[:, :-1]
+        if t > 1 and bool(pair.any()):
+            pred = self.latent.predict_latent(h[:, :-1])
+            err = (pred - x[:, 1:].detach()).pow(2).mean(dim=(-1, -2))
+            latent_loss = (err * pair).sum() / pair.sum()
+            recon = self.latent.reconstruct(h[:, :-1].flatten(0, 1)).view(b, t - 1, -1)
+            target = self.latent.video_target(video[:, 1:].flatten(0, 1)).view(b, t - 1, -1)
+            video_loss = ((recon - target).pow(2).mean(-1) * pair).sum() / pair.sum()
+        else:
+            latent_loss = video_loss = h.sum() * 0.0
+
+        logits, text_loss, answer_ids, answer_mask, question_valid = self._question_pass(batch, memories, h, device)
+        w = self.cfg.loss
+        loss = w.text * text_loss + w.latent * latent_loss + w.video * video_loss
+        return ModelOutput(loss, text_loss, latent_loss, video_loss, logits, answer_ids, answer_mask,
+                           question_valid, x, h)
+
+    def _question_pass(self, batch, memories, h, device):
+        q_ids = batch["question_ids"].to(device)
+        q_mask = batch["question_mask"].to(device)
+        a_ids = batch["answer_ids"].to(device)
+        a_mask = batch["answer_mask"].to(device)
+        ask = batch["ask_snippets"].to(device)
+        valid = batch.get("question_valid")
+        valid = q_mask.any(-1) if valid is None else valid.to(device)
+        b, nq, lq = q_ids.shape
+        la = a_ids.shape[-1]
+        t = h.shape[1]
+        if bool((ask[valid] < 0).any() or (ask[valid] > t).any()):
+            raise ValueError(f"ask_snippets must lie in [0, {t}] (snippets seen before the question)")
+        ask = ask.clamp(0, t)
+        rows = valid.nonzero(as_tuple=True)
+        if rows[0].numel() == 0:
+            logits = h.new_zeros(b, nq, la, self.tokenizer.vocab_size)
+            return logits, h.sum() * 0.0, a_ids, a_mask, valid
+        w = self.cfg.latent.window
+        ask_v = ask[rows]  # [N]
+        chunks = ask_v[:, None] - w + torch.arange(w, device=device)  # [N, W] oldest first
+        h_ctx = h[rows[0][:, None], chunks.clamp(min=0)]  # [N, W, m, dl]
+        memory = memories[rows[0], ask_v] if memories is not None else None
+        context, ctx_mask = self.decoder.context(memory, h_ctx, chunks >= 0)
+
+        qi, qm, ai = q_ids[rows], q_mask[rows], a_ids[rows]
+        ids = torch.cat((qi, torch.full_like(qi[:, :1], self.tokenizer.answer_id), ai[:, :-1]), dim=1)
+        key_valid = torch.cat((qm, torch.ones(qi.shape[0], la, dtype=torch.bool, device=device)), dim=1)
+        logits, _ = self.decoder(ids, positions_from_valid(key_valid), causal_mask(key_valid),
+                                 self.decoder.cross_kv(context), ctx_mask)
+        logits = logits[:, lq:]
+        am = a_mask[rows]
+        text_loss = F.cross_entropy(logits[am], ai[am])
+        full = logits.new_zeros(b, nq, la, logits.shape[-1])
+        full[rows] = logits
+        return full, text_loss, a_ids, a_mask, valid
+
+    def encode_batch_questions(self, questions: Sequence[Sequence[tuple[str, str, int]]]) -> dict[str, torch.Tensor]:
+        """Per clip, a list of (question, answer, ask_snippets) -> padded tensors for `forward`:
+        question_ids/question_mask [B, Q, Lq] (left-padded, start with <q>), answer_ids/answer_mask
+        [B, Q, La] (right-padded, end with </a>), ask_snippets int64 [B, Q], question_valid bool [B, Q]."""
+        tok, dc = self.tokenizer, self.cfg.decoder
+        b = len(questions)
+        nq = max((len(qs) for qs in questions), default=0)
+        encoded = [[(tok.question_ids(q)[: dc.max_question_tokens], tok.answer_ids(a)[-dc.max_answer_tokens:], int(s))
+                    for q, a, s in qs] for qs in questions]
+        lq = max((len(e[0]) for qs in encoded for e in qs), default=1)
+        la = max((len(e[1]) for qs in encoded for e in qs), default=1)
+        out = {
+            "question_ids": torch.full((b, nq, lq), tok.pad_id, dtype=torch.long),
+            "question_mask": torch.zeros(b, nq, lq, dtype=torch.bool),
+            "answer_ids": torch.full((b, nq, la), tok.pad_id, dtype=torch.long),
+            "answer_mask": torch.zeros(b, nq, la, dtype=torch.bool),
+            "ask_snippets": torch.zeros(b, nq, dtype=torch.long),
+            "question_valid": torch.zeros(b, nq, dtype=torch.bool),
+        }
+        for i, qs in enumerate(encoded):
+            for j, (q, a, s) in enumerate(qs):
+                out["question_ids"][i, j, lq - len(q):] = torch.tensor(q)
+                out["question_mask"][i, j, lq - len(q):] = True
+                out["answer_ids"][i, j, : len(a)] = torch.tensor(a)
+                out["answer_mask"][i, j, : len(a)] = True
+                out["ask_snippets"][i, j] = s
+                out["question_valid"][i, j] = True
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, directory: str | Path) -> None:
+        """Write model.safetensors, config.json and tokenizer.json into `directory`."""
+        from model.checkpoint import save_checkpoint
+
+        save_checkpoint(self, directory)
+
+    @staticmethod
+    def load(directory: str | Path, device=None) -> "StreamerModel":
+        """Rebuild a model from a checkpoint folder, refusing corrupt or mismatched files."""
+        from model.checkpoint import load_checkpoint
+
+        return load_checkpoint(directory, device)
+
+    def fingerprint(self) -> str:
+        """sha256 over the config and every weight: names a checkpoint exactly."""
+        from model.checkpoint import fingerprint
+
+        return fingerprint(self)
+
+    # ------------------------------------------------------------------ helpers
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _check_media(self, video: torch.Tensor, audio: torch.Tensor, lead: tuple[int, ...]) -> None:
+        m = self.cfg.media
+        want_v = (*lead, m.frames_per_chunk, m.height, m.width, 3)
+        want_a = (*lead, m.samples_per_chunk)
+        if not isinstance(video, torch.Tensor) or tuple(video.shape) != want_v or video.dtype != torch.uint8:
+            got = f"{tuple(video.shape)} {video.dtype}" if isinstance(video, torch.Tensor) else type(video).__name__
+            raise ValueError(f"video must be uint8 {want_v} for the {self.cfg.name!r} preset, got {got}")
+        if not isinstance(audio, torch.Tensor) or tuple(audio.shape) != want_a or audio.dtype != torch.float32:
+            got = f"{tuple(audio.shape)} {audio.dtype}" if isinstance(audio, torch.Tensor) else type(audio).__name__
+            raise ValueError(f"audio must be float32 {want_a} (mono {m.sample_rate} Hz), got {got}")
+
+
+def _as_batch(ids, device) -> torch.Tensor:
+    tensor = torch.as_tensor(ids, dtype=torch.long, device=device)
+    return tensor[None] if tensor.dim() == 1 else tensor

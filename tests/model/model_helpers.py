@@ -1,0 +1,37 @@
+"""Test helpers for the model: a micro config (smaller than tiny, same code paths) and random clips."""
+
+from __future__ import annotations
+
+import torch
+
+from model import MediaSpec, ModelConfig, StreamerModel
+from model.config import CombinerConfig, DecoderConfig, EncoderConfig, LatentConfig
+
+
+def micro_config(kind: str = "ttm") -> ModelConfig:
+    """16x16 frames, 2 frames per snippet: every part of the model, a few thousand parameters."""
+    return ModelConfig(
+        name="micro",
+        media=MediaSpec(height=16, width=16, fps=12.5, frames_per_chunk=2),
+        encoder=EncoderConfig(dim=32, layers=1, heads=2, tube_size=8, patch_size=8, n_mels=16,
+                              audio_patch_frames=8, audio_patch_mels=16),
+        combiner=CombinerConfig(kind=kind, dim=32, heads=2, out_tokens=4, memory_tokens=8, read_tokens=4,
+                                process_layers=1, token_learner_hidden=16, layers=2, window=3),
+        latent=LatentConfig(dim=32, layers=2, heads=2, window=3, recon_layers=1, recon_frames=1, recon_size=4),
+        decoder=DecoderConfig(dim=32, layers=2, heads=2),
+    )
+
+
+def random_clip(cfg: ModelConfig, batch: int, snippets: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """video uint8 [B, T, F, H, W, 3] and audio float32 [B, T, S] of noise."""
+    g = torch.Generator().manual_seed(seed)
+    m = cfg.media
+    video = torch.randint(0, 256, (batch, snippets, m.frames_per_chunk, m.height, m.width, 3),
+                          dtype=torch.uint8, generator=g)
+    audio = torch.randn(batch, snippets, m.samples_per_chunk, generator=g) * 0.1
+    return video, audio
+
+
+def make_model(cfg: ModelConfig, seed: int = 0) -> StreamerModel:
+    torch.manual_seed(seed)
+    return StreamerModel(cfg).eval()

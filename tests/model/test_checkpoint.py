@@ -1,0 +1,96 @@
+"""Checkpoints: save/load bit-exact, fingerprint, clear errors for broken folders, no pickle."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+import torch
+
+from model import StreamerModel
+from model_helpers import make_model, micro_config, random_clip
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = make_model(micro_config("ttm"), seed=3)
+    model.save(tmp_path / "ckpt")
+    return model, tmp_path / "ckpt"
+
+
+def test_save_load_is_bit_exact(saved):
+    model, path = saved
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    loaded = StreamerModel.load(path)
+    assert loaded.fingerprint() == model.fingerprint()
+    video, audio = random_clip(model.cfg, 1, 3, seed=1)
+    s1, s2 = model.init_state(1), loaded.init_state(1)
+    for t in range(3):
+        s1, s2 = model.step(s1, video[:, t], audio[:, t]), loaded.step(s2, video[:, t], audio[:, t])
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    q, a = model.tokenizer.question_ids("what color?"), model.tokenizer.answer_ids("red")
+    assert torch.equal(model.answer_logits(s1, q, a), loaded.answer_logits(s2, q, a))
+
+
+def test_fingerprint_changes_with_any_weight(saved):
+    model, _ = saved
+    before = model.fingerprint()
+    with torch.no_grad():
+        model.decoder.head.weight[0, 0] += 1e-3
+    assert model.fingerprint() != before
+
+
+def test_truncated_weights_give_a_clear_error(saved):
+    _, path = saved
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        StreamerModel.load(path)
+
+
+def test_corrupted_header_gives_a_clear_error(saved):
+    _, path = saved
+    data = bytearray((path / "model.safetensors").read_bytes())
+    data[8:16] = b"\xff" * 8
+    (path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        StreamerModel.load(path)
+
+
+def test_mismatched_config_gives_a_clear_error(saved):
+    _, path = saved
+    config = json.loads((path / "config.json").read_text())
+    config["decoder"]["dim"] = 64
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not belong together|different models"):
+        StreamerModel.load(path)
+
+
+def test_missing_and_unreadable_files_give_clear_errors(saved):
+    _, path = saved
+    (path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read"):
+        StreamerModel.load(path)
+    (path / "config.json").unlink()
+    with pytest.raises(ValueError, match="has no config.json"):
+        StreamerModel.load(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        StreamerModel.load(path / "nowhere")
+
+
+def test_unknown_config_keys_are_refused(saved):
+    _, path = saved
+    config = json.loads((path / "config.json").read_text())
+    config["latent"]["future_field"] = 1
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="unknown keys"):
+        StreamerModel.load(path)
+
+
+def test_model_package_never_uses_pickle():
+    package = pathlib.Path(__file__).resolve().parents[2] / "model"
+    for source in package.glob("*.py"):
+        text = source.read_text()
+        for use in ("import pickle", "pickle.", "torch.load(", "torch.save("):
+            assert use not in text, (source.name, use)

@@ -1,0 +1,71 @@
+"""The training forward: losses, gradients to every parameter, question batching."""
+
+from __future__ import annotations
+
+import torch
+
+from model_helpers import make_model, micro_config, random_clip
+
+
+def test_gradients_reach_every_parameter(combiner_kind):
+    cfg = micro_config(combiner_kind)
+    model = make_model(cfg).train()
+    video, audio = random_clip(cfg, 2, 6, seed=10)
+    qs = model.encode_batch_questions([[("what color is the square?", "red", 6), ("what?", "nothing", 0)],
+                                       [("which shape made the beep?", "blue circle", 4)]])
+    out = model(dict(video=video, audio=audio, **qs))
+    for name in ("loss", "text_loss", "latent_loss", "video_loss"):
+        value = getattr(out, name)
+        assert value.dim() == 0 and torch.isfinite(value) and value.item() > 0, name
+    out.loss.backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert dead == []
+
+
+def test_padded_snippets_and_questions_do_not_change_results():
+    """A clip padded with extra snippets and extra (invalid) question rows gives the same answers."""
+    cfg = micro_config("ttm")
+    model = make_model(cfg)
+    video, audio = random_clip(cfg, 1, 7, seed=11)
+    qs = [("what color?", "red", 3)]
+    short = dict(video=video[:, :5], audio=audio[:, :5], **model.encode_batch_questions([qs]))
+    long = dict(video=video, audio=audio, snippet_mask=torch.tensor([[True] * 5 + [False] * 2]),
+                **model.encode_batch_questions([qs + [], ]))
+    other = model.encode_batch_questions([qs, [("a much longer question with more bytes?", "green", 1)] * 2])
+    with torch.no_grad():
+        a, b = model(short), model(long)
+        c = model(dict(video=video.expand(2, -1, -1, -1, -1, -1)[:, :5], audio=audio.expand(2, -1, -1)[:, :5], **other))
+    assert torch.allclose(a.answer_logits, b.answer_logits, atol=1e-5)
+    assert torch.allclose(a.text_loss, b.text_loss, atol=1e-5)
+    la = a.answer_logits.shape[2]
+    assert torch.allclose(a.answer_logits[0, 0], c.answer_logits[0, 0, :la], atol=1e-4)
+    assert c.question_valid.tolist() == [[True, False], [True, True]]
+    assert a.exact_match().shape == (1, 1)
+
+
+def test_loss_weights_come_from_the_config():
+    cfg = micro_config("ttm")
+    cfg.loss.latent, cfg.loss.video = 0.0, 0.0
+    model = make_model(cfg)
+    video, audio = random_clip(cfg, 1, 4, seed=12)
+    out = model(dict(video=video, audio=audio, **model.encode_batch_questions([[("what?", "red", 2)]])))
+    assert torch.allclose(out.loss, out.text_loss)
+
+
+def test_clear_errors_on_wrong_inputs():
+    cfg = micro_config("ttm")
+    model = make_model(cfg)
+    video, audio = random_clip(cfg, 1, 3, seed=13)
+    state = model.init_state(1)
+    import pytest
+
+    with pytest.raises(ValueError, match="video must be uint8"):
+        model.step(state, video[:, 0].float(), audio[:, 0])
+    with pytest.raises(ValueError, match="audio must be float32"):
+        model.step(state, video[:, 0], audio[:, 0, :100])
+    with pytest.raises(ValueError, match="state"):
+        model.step({"t": state["t"]}, video[:, 0], audio[:, 0])
+    with pytest.raises(ValueError, match="ask_snippets"):
+        model(dict(video=video, audio=audio, **model.encode_batch_questions([[("what?", "red", 4)]])))
+    with pytest.raises(ValueError, match="one stream"):
+        list(model.answer(model.init_state(2), "what?"))
