@@ -1,0 +1,89 @@
+"""The Engine: one loaded model serving any number of streams, stepped together in batches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from model import StreamerModel
+from model.config import MediaSpec
+from streamer.scheduler import Scheduler
+from streamer.session import Session
+from streamer.state_io import load_session_file
+
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "tiny"
+
+
+class CheckpointNotFound(FileNotFoundError):
+    """No checkpoint where one was expected (the bundled one is produced by `streamer train`)."""
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Engine:
+    """Owns the model and the scheduler thread that steps all active sessions in one batch.
+
+    >>> engine = Engine.load()                 # the bundled tiny checkpoint
+    >>> session = engine.session()
+    """
+
+    def __init__(self, model: StreamerModel, *, max_batch: int = 16, max_queued: int = 4) -> None:
+        model.eval()
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.media: MediaSpec = model.cfg.media
+        self.fingerprint: str = model.fingerprint()
+        self.max_queued = max_queued
+        self._state_spec = model.state_spec(1)
+        self._scheduler = Scheduler(model.step, self.device, max_batch=max_batch)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        device: str | torch.device | None = None,
+        max_batch: int = 16,
+        max_queued: int = 4,
+    ) -> Engine:
+        """Load a checkpoint folder (default: the bundled `tiny` model) onto `device`."""
+        folder = Path(path) if path is not None else BUNDLED_CHECKPOINT
+        if not (folder / "config.json").is_file():
+            if path is None:
+                raise CheckpointNotFound(
+                    f"the bundled checkpoint is missing ({folder} has no config.json); train one with "
+                    f"`streamer train --preset tiny --out RUN` (see `streamer train --help`) and copy its model "
+                    f"folder to {folder}, or pass a checkpoint folder: Engine.load(path) / --checkpoint PATH"
+                )
+            raise CheckpointNotFound(f"{folder} is not a checkpoint folder (no config.json); pass the folder `streamer train` wrote")
+        model = StreamerModel.load(folder, device=torch.device(device) if device is not None else _default_device())
+        return cls(model, max_batch=max_batch, max_queued=max_queued)
+
+    def session(self, *, max_queued: int | None = None) -> Session:
+        """A new stream with an empty state. `max_queued`: snippets buffered before a live stream drops."""
+        return Session(self, max_queued=max_queued or self.max_queued)
+
+    def load_session(self, path: str | os.PathLike, *, max_queued: int | None = None) -> Session:
+        """Resume a stream saved with `session.save(path)`; refuses state from another model (StateError)."""
+        saved = load_session_file(path, fingerprint=self.fingerprint, spec=self._state_spec, media=self.media)
+        return Session(self, max_queued=max_queued or self.max_queued, saved=saved)
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Steps taken, snippets stepped, mean batch size and seconds spent stepping."""
+        s = self._scheduler
+        return {"steps": s.steps, "snippets": s.snippets, "mean_batch": s.mean_batch, "busy_s": s.busy_s}
+
+    def close(self) -> None:
+        """Stop the scheduler thread; sessions of this engine stop being stepped."""
+        self._scheduler.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,169 @@
+"""One worker thread that steps many streams together, one batched model call per step.
+
+Sessions are independent, so the cheapest way to serve many of them on one device is to
+gather one ready snippet from each, stack their state rows into a batch, call the model
+once and hand each row back. Sessions ("lanes") join and leave at any time; a lane that
+has nothing ready is simply not part of the next batch, and streams at different times
+are batched together because every state tensor is batch-first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+from streamer.media import Snippet
+
+State = dict[str, torch.Tensor]
+StepFn = Callable[[State, torch.Tensor, torch.Tensor], State]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """How the batch that carried one snippet went."""
+
+    batch_size: int
+    step_ms: float  # wall time of the batched model call
+    finished_at: float  # time.perf_counter() when the new state was ready
+
+
+class Lane(Protocol):
+    """What the scheduler needs from a stream (Session implements it)."""
+
+    def take_ready(self) -> tuple[Snippet, State] | None:
+        """Pop the next snippet and the state rows it applies to, or None if not ready."""
+
+    def finish_step(self, state: State, info: StepInfo) -> None:
+        """Receive the new state rows (batch 1) after the snippet taken last was stepped."""
+
+    def fail_step(self, error: BaseException) -> None:
+        """The batched step raised; the snippet taken last was not applied."""
+
+
+def stack_states(states: list[State]) -> State:
+    """Concatenate batch-1 states row-wise (one row per stream)."""
+    if len(states) == 1:
+        return states[0]
+    return {key: torch.cat([s[key] for s in states], dim=0) for key in states[0]}
+
+
+def row_of(state: State, i: int) -> State:
+    """The batch-1 state of row i; a clone so one stream never pins the whole batch's memory."""
+    return {key: value[i : i + 1].clone() for key, value in state.items()}
+
+
+class Scheduler:
+    """Owns the model step: a daemon thread that steps up to `max_batch` lanes at a time.
+
+    Lanes are served round-robin, so with more ready lanes than `max_batch` none starves.
+    """
+
+    def __init__(self, step: StepFn, device: torch.device | str, *, max_batch: int = 16) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self._step = step
+        self._device = torch.device(device)
+        self.max_batch = max_batch
+        self._lanes: list[weakref.ref[Lane]] = []  # weak: a session dropped without close() leaves
+        self._cond = threading.Condition()
+        self._work = False
+        self._closed = False
+        self._next = 0  # round-robin start
+        self._thread: threading.Thread | None = None
+        self.steps = 0
+        self.snippets = 0
+        self.busy_s = 0.0
+
+    # lanes --------------------------------------------------------------------------
+    def add(self, lane: Lane) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the engine is closed; create a new Engine to start sessions")
+            self._lanes.append(weakref.ref(lane))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="streamer-scheduler", daemon=True)
+                self._thread.start()
+            self._work = True
+            self._cond.notify_all()
+
+    def remove(self, lane: Lane) -> None:
+        with self._cond:
+            self._lanes = [ref for ref in self._lanes if ref() is not None and ref() is not lane]
+
+    def wake(self) -> None:
+        """Tell the worker a lane may have become ready."""
+        with self._cond:
+            self._work = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    @property
+    def mean_batch(self) -> float:
+        return self.snippets / self.steps if self.steps else 0.0
+
+    # worker -------------------------------------------------------------------------
+    def _gather(self) -> list[tuple[Lane, Snippet, State]]:
+        with self._cond:
+            self._lanes = [ref for ref in self._lanes if ref() is not None]
+            lanes = [lane for lane in (ref() for ref in self._lanes) if lane is not None]
+            start = self._next % len(lanes) if lanes else 0
+        batch: list[tuple[Lane, Snippet, State]] = []
+        for offset in range(len(lanes)):
+            lane = lanes[(start + offset) % len(lanes)]
+            taken = lane.take_ready()
+            if taken is not None:
+                batch.append((lane, *taken))
+                if len(batch) == self.max_batch:
+                    with self._cond:
+                        self._next = start + offset + 1
+                    break
+        return batch
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            with self._cond:
+                while not self._work and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                self._work = False
+            batch = self._gather()
+            if not batch:
+                continue
+            self._step_batch(batch)
+            with self._cond:
+                self._work = True  # lanes may hold more snippets
+
+    def _step_batch(self, batch: list[tuple[Lane, Snippet, State]]) -> None:
+        started = time.perf_counter()
+        try:
+            state = stack_states([rows for _, _, rows in batch])
+            video = torch.from_numpy(np.stack([s.video for _, s, _ in batch])).to(self._device)
+            audio = torch.from_numpy(np.stack([s.audio for _, s, _ in batch])).to(self._device)
+            new_state = self._step(state, video, audio)
+            if self._device.type == "cuda":
+                torch.cuda.synchronize(self._device)
+        except Exception as error:  # hand the failure to each stream; the worker keeps serving others
+            for lane, _, _ in batch:
+                lane.fail_step(error)
+            return
+        finished = time.perf_counter()
+        info = StepInfo(batch_size=len(batch), step_ms=(finished - started) * 1e3, finished_at=finished)
+        self.steps += 1
+        self.snippets += len(batch)
+        self.busy_s += finished - started
+        for i, (lane, _, _) in enumerate(batch):
+            lane.finish_step(new_state if len(batch) == 1 else row_of(new_state, i), info)

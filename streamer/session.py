@@ -1,0 +1,417 @@
+"""One stream's life: ingest a source, keep its state current, answer questions at any moment.
+
+Three threads meet here. A producer thread reads the source and cuts it into snippets
+(live sources are read at their own pace, so a slow consumer never stalls the camera);
+the engine's scheduler thread steps queued snippets in batches with other sessions; the
+caller's thread receives updates and asks questions. One lock guards the chunker, the
+queue and the state together, so a question or a save always sees a consistent stream and
+waits at most for the step in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from streamer.chunker import Chunker
+from streamer.media import MediaItem, Snippet
+from streamer.scheduler import State, StepInfo
+from streamer.state_io import SavedSession, StateError, StreamClock, encode_session, write_state_file
+
+if TYPE_CHECKING:
+    from streamer.engine import Engine
+
+_JOIN_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Update:
+    """One snippet folded into the state.
+
+    `latency_ms` runs from the moment the chunker emitted the snippet to the moment the
+    state holding it was ready (queueing + step). `dropped` counts snippets dropped since
+    the previous update (live sources only), `lag_s` how many stream seconds of snippets
+    were already cut but not yet stepped: how far behind the live edge the state is.
+    """
+
+    index: int
+    t0: float
+    t1: float
+    latency_ms: float
+    dropped: int
+    lag_s: float
+    dropped_total: int
+    queued: int
+    batch_size: int
+    step_ms: float
+    video_filled: bool
+    audio_filled: bool
+    # The state right after this snippet, so `session.ask(q, at=update)` can answer exactly
+    # as of this moment even when the engine has already moved on (kept out of repr/eq).
+    _state: State | None = field(default=None, repr=False, compare=False)
+    _owner: object = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A question answered from the state as it was when the question was asked.
+
+    `t` is the stream time the state covered (end of the last stepped snippet) and `index`
+    that snippet's index (-1 before any); `tokens` counts generated text pieces.
+    """
+
+    question: str
+    text: str
+    t: float
+    index: int
+    latency_ms: float
+    first_token_ms: float
+    tokens: int
+
+
+@dataclass
+class _Queued:
+    snippet: Snippet
+    ready_at: float  # perf_counter() when the chunker emitted it
+
+
+class Session:
+    """A stream attached to an Engine. Create with `engine.session()` or `engine.load_session(path)`."""
+
+    def __init__(self, engine: Engine, *, max_queued: int = 4, saved: SavedSession | None = None) -> None:
+        if max_queued < 1:
+            raise ValueError(f"max_queued must be at least 1 snippet, got {max_queued}")
+        self.engine = engine
+        self.max_queued = max_queued
+        self._lock = threading.Condition()
+        self._chunker = Chunker(engine.media)
+        self._queue: deque[_Queued] = deque()
+        self._outbox: deque[Update] = deque()
+        self._in_flight: _Queued | None = None
+        self._attached = False  # a stream() is running: only then are snippets stepped
+        self._live = False
+        self._stop = False
+        self._generation = 0
+        self._producers_left = 0  # sources of the running stream still being read
+        self._stopped_early = False
+        self._error: BaseException | None = None
+        self._newest_t1 = 0.0
+        self._dropped_since_update = 0
+        self._closed = False
+        if saved is None:
+            self.clock = StreamClock()
+            self._state = engine.model.init_state(1, device=engine.device)
+        else:
+            self.clock = replace(saved.clock)
+            self._state = {k: v.to(engine.device) for k, v in saved.tensors.items()}
+            try:
+                self._chunker.load_state_dict(saved.chunker)
+            except Exception as exc:
+                raise StateError(f"the saved chunker data is malformed: {exc}") from None
+            now = time.perf_counter()
+            self._queue.extend(_Queued(s, now) for s in saved.pending)
+            self._newest_t1 = max([self.clock.t] + [s.t1 for s in saved.pending])
+        engine._scheduler.add(self)
+
+    # ----------------------------------------------------------------------------- info
+    @property
+    def t(self) -> float:
+        """Stream seconds covered by the state."""
+        with self._lock:
+            return self.clock.t
+
+    @property
+    def steps(self) -> int:
+        with self._lock:
+            return self.clock.steps
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return self.clock.dropped
+
+    @property
+    def pending(self) -> int:
+        """Snippets cut but not yet stepped (they are stepped by the next `stream`, and saved)."""
+        with self._lock:
+            return len(self._queue) + (self._in_flight is not None)
+
+    # --------------------------------------------------------------------------- stream
+    def stream(self, *sources: Iterable[MediaItem], flush: bool = True) -> Iterator[Update]:
+        """Feed the source(s) through the engine, yielding an Update per stepped snippet.
+
+        Live sources (`source.is_live`) are read at their own pace: when the engine falls
+        behind, the oldest queued snippets are dropped and counted. Other sources are
+        processed as fast as possible with nothing dropped. Several sources (a camera and
+        a microphone) are read side by side; live ones, each on its own clock, are aligned
+        on the wall clock at their first item. `flush=False` keeps a trailing partial
+        snippet in the chunker (to continue with the next source or after a save);
+        snippets not yet stepped when the loop is left early stay queued for the next call.
+        Sources are closed when the stream ends.
+        """
+        if not sources:
+            raise ValueError("stream() needs a source, e.g. session.stream(sources.File('clip.mp4'))")
+        live_sources = [source for source in sources if getattr(source, "is_live", False)]
+        offline = [source for source in sources if not getattr(source, "is_live", False)]
+        live, align = bool(live_sources), len(live_sources) > 1
+        # Offline sources are merged by time in one reader so none runs ahead of the others
+        # (the chunker would take that for a lagging modality); live ones each get a reader.
+        readers = [([source], source, align) for source in live_sources]
+        if offline:
+            merged = offline[0] if len(offline) == 1 else heapq.merge(*offline, key=lambda item: item.t)
+            readers.append((offline, merged, False))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this session is closed")
+            if self._attached:
+                raise RuntimeError(
+                    "this session is already streaming a source; use one session per stream (engine.session())"
+                )
+            self._generation += 1
+            generation = self._generation
+            self._attached, self._live, self._stop = True, live, False
+            self._producers_left, self._stopped_early, self._error = len(readers), False, None
+            self._outbox = deque(maxlen=4 * self.max_queued) if live else deque()
+        origin = time.perf_counter()
+        producers = [
+            threading.Thread(target=self._produce, name="streamer-source", daemon=True,
+                             args=(owned, items, live, flush, generation, origin if restamp else None))
+            for owned, items, restamp in readers
+        ]
+        for producer in producers:
+            producer.start()
+        self.engine._scheduler.wake()
+        try:
+            while True:
+                with self._lock:
+                    while not self._outbox and self._error is None and not self._drained():
+                        self._lock.wait()
+                    if self._outbox:
+                        update = self._outbox.popleft()
+                    elif self._error is not None:
+                        raise self._error
+                    else:
+                        return
+                self.engine._scheduler.wake()  # an offline lane may wait for room in the outbox
+                yield update
+        finally:
+            with self._lock:
+                self._stop, self._attached = True, False
+                self._outbox.clear()
+                self._lock.notify_all()
+            for producer in producers:
+                producer.join(_JOIN_TIMEOUT_S)
+
+    async def astream(self, *sources: Iterable[MediaItem], flush: bool = True) -> AsyncIterator[Update]:
+        """`stream` for asyncio: the waiting happens on a worker thread, never on the event loop."""
+        updates = self.stream(*sources, flush=flush)
+        done = object()
+        try:
+            while True:
+                update = await asyncio.to_thread(next, updates, done)
+                if update is done:
+                    return
+                yield update
+        finally:
+            await asyncio.to_thread(updates.close)
+
+    def _drained(self) -> bool:
+        return self._producers_left == 0 and not self._queue and self._in_flight is None
+
+    def _produce(self, owned: list[Iterable[MediaItem]], items: Iterable[MediaItem], live: bool, flush: bool,
+                 generation: int, wall_origin: float | None) -> None:
+        """Read items into the chunker, then close the `owned` sources; with `wall_origin`,
+        restamp items onto the wall clock (live sources, each on its own clock)."""
+        finished, offset = True, None
+        try:
+            for item in items:
+                if wall_origin is not None:
+                    offset = (time.perf_counter() - wall_origin) - item.t if offset is None else offset
+                    item = replace(item, t=item.t + offset)
+                with self._lock:
+                    while not live and len(self._queue) >= self.max_queued and self._current(generation):
+                        self._lock.wait()
+                    if self._generation != generation:
+                        finished = False
+                        return  # a newer stream owns the session now
+                    # An item already taken from the source is kept even when the stream is
+                    # being stopped, so a caller who continues the same iterator loses nothing.
+                    self._chunker.push(item)
+                    self._enqueue(self._chunker.pop_ready(), live)
+                    if self._stop:
+                        finished = False
+                        break
+                self.engine._scheduler.wake()
+        except Exception as exc:  # a source or chunker error ends the stream; stream() re-raises it
+            finished = False
+            with self._lock:
+                if self._current(generation):
+                    self._error = exc
+                    self._lock.notify_all()
+        finally:
+            for source in owned:
+                close = getattr(source, "close", None)
+                if callable(close):
+                    close()
+            with self._lock:
+                if self._generation == generation:
+                    self._producers_left -= 1
+                    self._stopped_early |= not finished
+                    if self._producers_left == 0 and flush and not (self._stopped_early or self._stop):
+                        self._enqueue(self._chunker.flush(), live)  # the last source ended: cut the tail
+                self._lock.notify_all()
+            self.engine._scheduler.wake()
+
+    def _current(self, generation: int) -> bool:
+        return self._generation == generation and not self._stop
+
+    def _enqueue(self, snippets: list[Snippet], live: bool) -> None:
+        now = time.perf_counter()
+        for snippet in snippets:
+            self._queue.append(_Queued(snippet, now))
+            self._newest_t1 = max(self._newest_t1, snippet.t1)
+        while live and len(self._queue) > self.max_queued:
+            self._queue.popleft()
+            self.clock.dropped += 1
+            self._dropped_since_update += 1
+        self._lock.notify_all()
+
+    # ------------------------------------------------------------------ scheduler lane
+    def take_ready(self) -> tuple[Snippet, State] | None:
+        with self._lock:
+            if not self._attached or self._in_flight is not None or not self._queue or self._error is not None:
+                return None
+            if not self._live and len(self._outbox) >= self.max_queued:
+                return None  # offline: wait for the caller to take updates (backpressure)
+            self._in_flight = self._queue.popleft()
+            self._lock.notify_all()
+            return self._in_flight.snippet, self._state
+
+    def finish_step(self, state: State, info: StepInfo) -> None:
+        with self._lock:
+            queued, self._in_flight = self._in_flight, None
+            snippet = queued.snippet
+            self._state = state
+            self.clock.steps += 1
+            self.clock.last_index = snippet.index
+            self.clock.t = snippet.t1
+            if self._attached:
+                self._outbox.append(
+                    Update(
+                        index=snippet.index,
+                        t0=snippet.t0,
+                        t1=snippet.t1,
+                        latency_ms=(info.finished_at - queued.ready_at) * 1e3,
+                        dropped=self._dropped_since_update,
+                        lag_s=max(0.0, self._newest_t1 - snippet.t1),
+                        dropped_total=self.clock.dropped,
+                        queued=len(self._queue),
+                        batch_size=info.batch_size,
+                        step_ms=info.step_ms,
+                        video_filled=snippet.video_filled,
+                        audio_filled=snippet.audio_filled,
+                        _state=state,
+                        _owner=self,
+                    )
+                )
+                self._dropped_since_update = 0
+            self._lock.notify_all()
+
+    def fail_step(self, error: BaseException) -> None:
+        with self._lock:
+            if self._in_flight is not None:
+                self._queue.appendleft(self._in_flight)  # not applied: keep it, the state stays consistent
+                self._in_flight = None
+            self._error = error
+            self._lock.notify_all()
+
+    # ------------------------------------------------------------------------ questions
+    def _answer_state(self, question: str, at: Update | None) -> tuple[State, float, int]:
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("ask needs a non-empty question string")
+        if at is not None:
+            if not isinstance(at, Update) or at._owner is not self:
+                raise ValueError("ask(at=...) takes an Update yielded by this session's stream")
+            return at._state, at.t1, at.index
+        with self._lock:
+            return self._state, self.clock.t, self.clock.last_index  # states are never modified in place
+
+    def ask(self, question: str, *, at: Update | None = None, max_new_tokens: int = 32) -> Answer:
+        """Answer from the state as of now (or as of update `at`); safe from any thread mid-stream."""
+        started = time.perf_counter()
+        state, t, index = self._answer_state(question, at)
+        first_token, pieces = None, []
+        for piece in self._generate(state, question, max_new_tokens):
+            first_token = first_token or time.perf_counter()
+            pieces.append(piece)
+        finished = time.perf_counter()
+        return Answer(
+            question=question,
+            text="".join(pieces).strip(),
+            t=t,
+            index=index,
+            latency_ms=(finished - started) * 1e3,
+            first_token_ms=((first_token or finished) - started) * 1e3,
+            tokens=len(pieces),
+        )
+
+    def ask_stream(self, question: str, *, at: Update | None = None, max_new_tokens: int = 32) -> Iterator[str]:
+        """Text pieces as they are generated; the state is captured now, not at the first `next()`."""
+        state, _, _ = self._answer_state(question, at)
+        return self._generate(state, question, max_new_tokens)
+
+    async def aask(self, question: str, *, at: Update | None = None, max_new_tokens: int = 32) -> Answer:
+        """`ask` for asyncio (decodes on a worker thread)."""
+        return await asyncio.to_thread(self.ask, question, at=at, max_new_tokens=max_new_tokens)
+
+    def _generate(self, state: State, question: str, max_new_tokens: int) -> Iterator[str]:
+        with torch.no_grad():
+            yield from self.engine.model.answer(state, question, max_new_tokens=max_new_tokens)
+
+    # ----------------------------------------------------------------------- save/close
+    def snapshot(self) -> SavedSession:
+        """The complete resumable state (waits for the step in flight, at most one step)."""
+        with self._lock:
+            while self._in_flight is not None:
+                self._lock.wait()
+            return self._snapshot_locked()
+
+    def _snapshot_locked(self) -> SavedSession:
+        return SavedSession(
+            fingerprint=self.engine.fingerprint,
+            tensors={k: v.detach().to("cpu", copy=True) for k, v in self._state.items()},
+            clock=replace(self.clock),
+            chunker=self._chunker.state_dict(),
+            pending=[q.snippet for q in self._queue],
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the stream's state to `path` (msgpack); resume it with `engine.load_session(path)`."""
+        with self._lock:
+            while self._in_flight is not None:
+                self._lock.wait()
+            data = encode_session(self._snapshot_locked())  # encode under the lock: the chunker may reuse buffers
+        return write_state_file(path, data)
+
+    def close(self) -> None:
+        """Stop stepping this session and leave the engine; a running stream ends."""
+        with self._lock:
+            self._closed = True
+            self._stop, self._attached = True, False
+            self._lock.notify_all()
+        self.engine._scheduler.remove(self)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,35 @@
+"""The bundled checkpoint end to end: world clips in, answers that match the world out."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamer import Engine, sources
+from streamer.engine import BUNDLED_CHECKPOINT
+from training.world.clip import World, WorldConfig
+
+EASY_KINDS = ("color_now", "shape_now", "count_now")
+
+pytestmark = pytest.mark.skipif(
+    not (BUNDLED_CHECKPOINT / "config.json").is_file(),
+    reason=f"no bundled checkpoint in {BUNDLED_CHECKPOINT}; train one with `streamer train --preset tiny`",
+)
+
+
+def test_bundled_model_answers_easy_questions_like_the_world():
+    world = World(WorldConfig.preset("test", kinds=EASY_KINDS, questions_per_clip=4))
+    right = total = 0
+    with Engine.load(device="cpu") as engine:
+        for index in range(12):
+            clip = world.clip(index)
+            questions = list(clip.questions)
+            session = engine.session()
+            source = sources.Arrays(video=clip.frames, fps=clip.spec.fps, audio=clip.audio,
+                                    rate=clip.spec.sample_rate)
+            for update in session.stream(source):
+                for question in [q for q in questions if q.ask_snippets == update.index + 1]:
+                    right += session.ask(question.text, at=update).text == question.answer
+                    total += 1
+            session.close()
+    assert total >= 30
+    assert right / total >= 0.8, f"the bundled model answered {right}/{total} easy questions like the world"

@@ -1,0 +1,199 @@
+"""Saved session state: round trips exactly, and refuses every malformed file with StateError."""
+
+from __future__ import annotations
+
+import zlib
+
+import msgpack
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from model.config import MEDIA_PRESETS
+from streamer.media import Snippet
+from streamer.state_io import (
+    SavedSession,
+    StateError,
+    StreamClock,
+    decode_session,
+    encode_session,
+    load_session_file,
+    write_state_file,
+)
+
+MEDIA = MEDIA_PRESETS["tiny"]
+FINGERPRINT = "a" * 64
+SPEC = {
+    "memory": ((1, 32, 192), torch.float32),
+    "kv": ((1, 2, 3, 64, 64), torch.bfloat16),
+    "t": ((1,), torch.int64),
+    "empty": ((1, 0), torch.float32),
+}
+
+
+def _saved() -> SavedSession:
+    g = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    tensors = {
+        "memory": torch.randn(1, 32, 192, generator=g),
+        "kv": torch.randn(1, 2, 3, 64, 64, generator=g).to(torch.bfloat16),
+        "t": torch.tensor([17]),
+        "empty": torch.zeros(1, 0),
+    }
+    snippet = Snippet(
+        index=17,
+        t0=17 * MEDIA.chunk_seconds,
+        t1=18 * MEDIA.chunk_seconds,
+        video=rng.integers(0, 256, (MEDIA.frames_per_chunk, MEDIA.height, MEDIA.width, 3), dtype=np.uint8),
+        audio=rng.standard_normal(MEDIA.samples_per_chunk).astype(np.float32) * 0.1,
+        audio_filled=True,
+    )
+    chunker = {"pending_audio": rng.standard_normal((300,)).astype(np.float32), "next_index": 18, "t_origin": 0.0}
+    clock = StreamClock(steps=17, dropped=2, last_index=16, t=17 * MEDIA.chunk_seconds)
+    return SavedSession(fingerprint=FINGERPRINT, tensors=tensors, clock=clock, chunker=chunker, pending=[snippet])
+
+
+def _decode(data: bytes) -> SavedSession:
+    return decode_session(data, fingerprint=FINGERPRINT, spec=SPEC, media=MEDIA)
+
+
+GOOD = encode_session(_saved())
+
+
+def _rewrap(body: dict) -> bytes:
+    """A file with a valid envelope and checksum around a hand-made body."""
+    body_bytes = msgpack.packb(body, use_bin_type=True)
+    envelope = {"format": "streamer-session", "version": 1, "byteorder": "little",
+                "crc32": zlib.crc32(body_bytes), "body": body_bytes}
+    return msgpack.packb(envelope, use_bin_type=True)
+
+
+def _body() -> dict:
+    return msgpack.unpackb(msgpack.unpackb(GOOD)["body"], strict_map_key=False)
+
+
+def test_round_trip_is_exact(tmp_path):
+    saved = _saved()
+    path = write_state_file(tmp_path / "s" / "state.msgpack", GOOD)
+    back = load_session_file(path, fingerprint=FINGERPRINT, spec=SPEC, media=MEDIA)
+    for name, tensor in saved.tensors.items():
+        assert back.tensors[name].dtype == tensor.dtype
+        assert torch.equal(back.tensors[name], tensor)
+    assert back.clock == saved.clock
+    assert back.chunker["next_index"] == 18
+    np.testing.assert_array_equal(back.chunker["pending_audio"], saved.chunker["pending_audio"])
+    (snippet,), original = back.pending, saved.pending[0]
+    assert (snippet.index, snippet.t0, snippet.t1, snippet.audio_filled) == (17, original.t0, original.t1, True)
+    np.testing.assert_array_equal(snippet.video, original.video)
+    np.testing.assert_array_equal(snippet.audio, original.audio)
+
+
+def test_other_model_is_refused_with_a_clear_message():
+    with pytest.raises(StateError, match="different model"):
+        decode_session(GOOD, fingerprint="b" * 64, spec=SPEC, media=MEDIA)
+    other_spec = dict(SPEC, memory=((1, 16, 192), torch.float32))
+    with pytest.raises(StateError, match="memory"):
+        decode_session(GOOD, fingerprint=FINGERPRINT, spec=other_spec, media=MEDIA)
+    with pytest.raises(StateError, match="missing"):
+        decode_session(GOOD, fingerprint=FINGERPRINT, spec=dict(SPEC, extra=((1,), torch.int64)), media=MEDIA)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda e: e.update(version=2), "version"),
+        (lambda e: e.update(format="something-else"), "not a streamer session"),
+        (lambda e: e.update(byteorder="big"), "byte order"),
+        (lambda e: e.update(crc32=e["crc32"] ^ 1), "checksum"),
+        (lambda e: e.pop("body"), "body"),
+        (lambda e: e.update(body="text"), "body"),
+    ],
+)
+def test_bad_envelope(mutate, message):
+    envelope = msgpack.unpackb(GOOD)
+    mutate(envelope)
+    with pytest.raises(StateError, match=message):
+        _decode(msgpack.packb(envelope, use_bin_type=True))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b["tensors"]["memory"].update(dtype="float16"),
+        lambda b: b["tensors"]["memory"].update(dtype="complex64"),
+        lambda b: b["tensors"]["memory"].update(shape=[1, 32, -192]),
+        lambda b: b["tensors"]["memory"].update(shape="1x32x192"),
+        lambda b: b["tensors"]["memory"].update(data=b["tensors"]["memory"]["data"][:-4]),
+        lambda b: b["tensors"]["memory"].update(data=b"\x00\x00\xc0\x7f" * (32 * 192)),  # NaN
+        lambda b: b["tensors"].update(memory=[1, 2, 3]),
+        lambda b: b.update(tensors=None),
+        lambda b: b["tensors"].pop("t"),
+        lambda b: b.update(clock={"steps": -1, "dropped": 0, "last_index": 0, "t": 0.0}),
+        lambda b: b.update(clock={"steps": 1, "dropped": 0, "last_index": 0, "t": float("nan")}),
+        lambda b: b.update(clock={"steps": True, "dropped": 0, "last_index": 0, "t": 0.0}),
+        lambda b: b.update(clock="now"),
+        lambda b: b.update(chunker=[1, 2]),
+        lambda b: b.update(pending={"a": 1}),
+        lambda b: b["pending"][0].update(video=msgpack.ExtType(1, msgpack.packb(["|u1", [2, 2], b"abcd"]))),
+        lambda b: b["pending"][0].update(audio=msgpack.ExtType(1, msgpack.packb(["<f4", [3], b"abcd"]))),
+        lambda b: b["pending"][0].update(audio=msgpack.ExtType(1, msgpack.packb(["<c8", [1], b"abcdefgh"]))),
+        lambda b: b["pending"][0].update(audio=msgpack.ExtType(9, b"")),
+        lambda b: b["pending"][0].update(t1=b["pending"][0]["t0"] - 1),
+        lambda b: b["pending"][0].update(index="first"),
+        lambda b: b["pending"][0].pop("video_filled"),
+        lambda b: b.update(fingerprint=12),
+    ],
+)
+def test_bad_body_fields_are_refused(mutate):
+    body = _body()
+    mutate(body)
+    with pytest.raises(StateError):
+        _decode(_rewrap(body))
+
+
+def test_every_truncation_is_refused():
+    for cut in range(0, len(GOOD), max(1, len(GOOD) // 997)):
+        with pytest.raises(StateError):
+            _decode(GOOD[:cut])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=4096))
+def test_random_bytes_are_refused(data):
+    with pytest.raises(StateError):
+        _decode(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(GOOD) - 1), st.integers(1, 255)), min_size=1, max_size=8,
+                unique_by=lambda flip: flip[0]))
+def test_corrupted_bytes_are_refused(flips):
+    data = bytearray(GOOD)
+    for position, xor in flips:
+        data[position] ^= xor
+    with pytest.raises(StateError):
+        _decode(bytes(data))
+
+
+# Any msgpack value in the body's place: a well-formed file with garbage inside.
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=8) | st.binary(max_size=16),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["fingerprint", "tensors", "clock", "chunker", "pending", "x"]), _values))
+def test_structured_garbage_is_refused(fields):
+    body = dict(fields)
+    body.setdefault("fingerprint", FINGERPRINT)
+    with pytest.raises(StateError):
+        _decode(_rewrap(body))
+
+
+def test_missing_file_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no session state file"):
+        load_session_file(tmp_path / "nope.msgpack", fingerprint=FINGERPRINT, spec=SPEC, media=MEDIA)

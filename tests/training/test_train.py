@@ -1,0 +1,255 @@
+"""The training pipeline end to end on real (small) runs of the tiny preset on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from model import StreamerModel
+from training import checkpointing
+from training.metrics import read_metrics
+from training.train import cli as train_cli
+
+REPO = Path(__file__).resolve().parents[2]
+# Short clips, two per step, two threads: a step takes about a second on two cores.
+FAST = ["--batch", "2", "--snippets", "2-3", "--questions", "4", "--warmup", "2", "--threads", "2",
+        "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(checkpointing.latest_checkpoint(run_dir) / "model.safetensors"))
+
+
+def _optimizer(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(checkpointing.latest_checkpoint(run_dir) / checkpointing.OPTIMIZER_FILE))
+
+
+def _subprocess_env(threads: int = 2) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def _wait_for_steps(run_dir: Path, steps: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"training exited early with {proc.returncode}:\n{out}")
+        path = run_dir / "metrics.jsonl"
+        if path.is_file() and sum(1 for r in read_metrics(run_dir) if r["kind"] == "train") >= steps:
+            return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"no {steps} training steps within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def one_step_run(tmp_path_factory) -> Path:
+    """A finished one-step run, copied by the tests that tamper with it."""
+    run = tmp_path_factory.mktemp("runs") / "one"
+    assert train_cli(["--out", str(run), "--steps", "1", *FAST]) == 0
+    return run
+
+
+@pytest.mark.slow
+def test_interrupt_resume_is_bit_exact_then_eval(tmp_path, capsys):
+    """SIGINT saves and exits; --resume then ends with exactly the weights and optimizer
+    state of an uninterrupted run; the result evaluates through `streamer eval`."""
+    steps = ["--steps", "4", "--checkpoint-every", "100"]
+    straight = tmp_path / "straight"
+    assert train_cli(["--out", str(straight), *steps, *FAST]) == 0
+
+    interrupted = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.train", "--out", str(interrupted), *steps, *FAST],
+        cwd=REPO, env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    _wait_for_steps(interrupted, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, out
+    assert "stopped by SIGINT" in out and "--resume" in out
+    stopped_at = checkpointing.read_trainer_state(checkpointing.latest_checkpoint(interrupted))["step"]
+    assert 1 <= stopped_at < 4
+
+    assert train_cli(["--out", str(interrupted), *steps, *FAST, "--resume"]) == 0
+    a, b = _weights(straight), _weights(interrupted)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    oa, ob = _optimizer(straight), _optimizer(interrupted)
+    assert oa.keys() == ob.keys() and all(torch.equal(oa[k], ob[k]) for k in oa)
+
+    log = read_metrics(interrupted)
+    train_steps = [r["step"] for r in log if r["kind"] == "train"]
+    assert train_steps == [1, 2, 3, 4]  # the log is continuous over the interruption
+    losses = {r["step"]: r["loss"] for r in read_metrics(straight) if r["kind"] == "train"}
+    assert all(losses[r["step"]] == r["loss"] for r in log if r["kind"] == "train")
+
+    from streamer.cli import main as streamer_main
+
+    capsys.readouterr()
+    assert streamer_main(["eval", str(interrupted), "--data", "world:test", "--clips", "2",
+                          "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "overall" in printed and "world:test" in printed
+    report = json.loads(printed.strip().splitlines()[-1])
+    assert report["results"]["world:test"]["clips"] == 2
+
+
+@pytest.mark.slow
+def test_sigkill_during_checkpointing_leaves_a_loadable_latest(tmp_path):
+    """Killed at an arbitrary moment while saving every step, `latest` names a complete
+    checkpoint that loads and resumes."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.train", "--out", str(run), "--steps", "50",
+         "--checkpoint-every", "1", *FAST],
+        cwd=REPO, env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    _wait_for_steps(run, 2, proc)
+    time.sleep(0.3)  # somewhere inside a step or a save
+    proc.kill()
+    proc.wait()
+    latest = checkpointing.latest_checkpoint(run)
+    assert latest is not None
+    model = StreamerModel.load(latest)
+    state = checkpointing.read_trainer_state(latest)
+    assert state["step"] >= 1
+    assert load_file(str(latest / checkpointing.OPTIMIZER_FILE))
+    assert model.fingerprint() == json.loads((latest / "card.json").read_text())["fingerprint"]
+    assert train_cli(["--out", str(run), "--steps", str(state["step"] + 1), "--checkpoint-every", "1",
+                      *FAST, "--resume"]) == 0
+    assert not any(p.name.startswith(".tmp-") for p in (run / "checkpoints").iterdir())
+
+
+def test_interrupted_write_never_replaces_latest(one_step_run, tmp_path):
+    """Leftovers of a crash mid-write (a partial temporary folder) are ignored and cleaned."""
+    run = tmp_path / "run"
+    shutil.copytree(one_step_run, run)
+    before = checkpointing.latest_checkpoint(run)
+    partial = run / "checkpoints" / ".tmp-step-00000002-999"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"\x00" * 17)  # torn write
+    assert checkpointing.latest_checkpoint(run) == before
+    StreamerModel.load(before)
+
+    model = StreamerModel.load(before)
+    optimizer = torch.optim.AdamW(model.parameters())
+    saved = checkpointing.save_checkpoint(run, 2, model, optimizer, {"data_identity": {}}, {"note": "x"})
+    assert checkpointing.latest_checkpoint(run) == saved
+    assert not partial.exists()
+
+
+def test_resume_rejects_another_architecture(one_step_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(one_step_run, run)
+    assert train_cli(["--out", str(run), "--steps", "2", *FAST, "--preset", "base", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "another architecture" in err and "tiny" in err
+
+
+def test_resume_rejects_a_changed_data_order(one_step_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(one_step_run, run)
+    args = ["--out", str(run), "--steps", "2", *FAST, "--resume"]
+    args[args.index("--batch") + 1] = "4"
+    assert train_cli(args) == 1
+    assert "batch" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(one_step_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(one_step_run, run)
+    latest = checkpointing.latest_checkpoint(run)
+    weights = load_file(str(latest / "model.safetensors"))
+    name = next(k for k, v in weights.items() if v.is_floating_point() and v.dim() == 2)
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(latest / "model.safetensors"))
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+
+    assert train_cli(["--out", str(run), "--steps", "3", *FAST, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "nan" in err and "step 2" in err and "last good checkpoint" in err
+    assert checkpointing.latest_checkpoint(run) == latest
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+def test_bad_arguments_give_clear_errors(tmp_path, capsys):
+    assert train_cli(["--out", str(tmp_path / "a"), "--steps", "1", "--data", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "b"), "--steps", "1", "--preset", "huge"]) == 1
+    assert "unknown model preset 'huge'" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "c"), "--steps", "1", "--resume"]) == 1
+    assert "no checkpoint to continue" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "d")]) == 1
+    assert "--steps" in capsys.readouterr().err
+
+
+def test_existing_run_needs_resume(one_step_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(one_step_run, run)
+    assert train_cli(["--out", str(run), "--steps", "2", *FAST]) == 1
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_card_and_metrics_describe_the_run(one_step_run):
+    latest = checkpointing.latest_checkpoint(one_step_run)
+    card = json.loads((latest / "card.json").read_text())
+    assert card["steps"] == 1 and card["preset"] == "tiny" and card["data"] == "world"
+    assert card["command"].startswith("python -m training.train") and "--steps 1" in card["command"]
+    assert card["machine"]["cpu_cores"] >= 1 and card["wall_seconds"] > 0
+    assert card["fingerprint"] == StreamerModel.load(latest).fingerprint()
+    train = [r for r in read_metrics(one_step_run) if r["kind"] == "train"]
+    assert len(train) == 1
+    for key in ("loss", "text_loss", "latent_loss", "video_loss", "answer_acc", "clips_per_s", "snippets_per_s"):
+        assert isinstance(train[0][key], float)
+    assert train[0]["questions"] > 0 and train[0]["snippets"] >= 4
+
+
+def test_plot_run_writes_a_png(one_step_run, tmp_path):
+    from streamer.cli import main as streamer_main
+
+    out = tmp_path / "curves.png"
+    assert streamer_main(["plot-run", str(one_step_run), "--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert streamer_main(["plot-run", str(tmp_path / "nothing")]) == 2
+
+
+def test_folder_dataset_trains_by_epochs_and_evaluates(tmp_path, capsys):
+    """A dataset written as real mp4 files trains (decoded through File + Chunker) and evaluates."""
+    from streamer.cli import main as streamer_main
+    from training.world.clip import WorldConfig
+    from training.world.media_files import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(data, WorldConfig.preset("train", snippets=(2, 3), questions_per_clip=3), clips=2,
+                  progress=False)
+    run = tmp_path / "run"
+    args = ["--out", str(run), "--data", str(data), "--epochs", "1", *FAST]
+    assert train_cli(args) == 0
+    assert checkpointing.read_trainer_state(checkpointing.latest_checkpoint(run))["step"] == 1  # 2 clips / batch 2
+    capsys.readouterr()
+    assert streamer_main(["eval", str(run), "--data", str(data), "--max-new-tokens", "2", "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["results"][str(data)]["clips"] == 2
+    assert report["results"][str(data)]["questions"] >= 2

@@ -1,0 +1,656 @@
+"""The training loop: AdamW, warm-up + cosine schedule, gradient clipping, mixed precision
+on GPU, DDP under torchrun, atomic checkpoints, exact resume, clean stop on signals.
+
+Determinism is by construction: the clips of step s are the global sample indices
+[s·B, (s+1)·B) of a seeded, index-addressable data source (`TrainingData`), and
+the random generators are re-seeded from (seed, step, rank) before every step. A resumed
+run therefore replays exactly what the uninterrupted run would have done.
+
+The loss is normalised by *global* counts (answer tokens, snippet pairs) rather than
+per-rank means, so N ranks × B/N clips produce the same gradient as one process with B
+clips (up to float summation order), whatever the clip lengths and question counts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from model import ModelConfig, StreamerModel
+from training import checkpointing
+from training.metrics import MetricsLog, truncate_after
+
+
+class TrainingError(ValueError):
+    """A run cannot start or continue; the message says why and what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Saved with each checkpoint and checked on resume."""
+
+    preset: str = "tiny"
+    data: str = "world"
+    out: str = "runs/tiny"
+    steps: int | None = None  # optimizer steps; or derived from `epochs`
+    epochs: float | None = None  # passes over a folder dataset
+    batch: int = 8  # clips per optimizer step, over all ranks
+    micro_batch: int | None = None  # clips per forward on one rank (gradient accumulation)
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05  # cosine decays to lr · min_lr_ratio
+    warmup: int = 100
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    text_weight: float | None = None  # None: the model config's loss weights
+    latent_weight: float | None = None
+    video_weight: float | None = None
+    init: str | None = None  # start from these weights (fine-tuning) instead of random
+    snippets: tuple[int, int] = (4, 16)  # clip length range for the on-the-fly world
+    curriculum: int = 0  # steps over which the longest clip grows from the shortest to the max
+    questions_per_clip: int = 8
+    strict: bool = False  # a bad sample in a folder dataset stops the run instead of being skipped
+    seed: int = 0
+    amp: str = "auto"  # auto (bf16 on CUDA), bf16, off
+    device: str = "auto"
+    threads: int | None = None
+    checkpoint_every: int = 200
+    keep_last: int = 2
+    eval_every: int = 0  # steps between evaluations on world:test (0: none)
+    eval_clips: int = 32
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.batch < 1:
+            raise TrainingError(f"--batch must be at least 1, got {self.batch}")
+        if self.steps is not None and self.steps < 1:
+            raise TrainingError(f"--steps must be at least 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise TrainingError(f"--epochs must be positive, got {self.epochs}")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise TrainingError(f"--lr must be a positive number, got {self.lr}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise TrainingError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
+        low, high = self.snippets
+        if not 2 <= low <= high:
+            raise TrainingError(
+                f"--snippets must be a range A-B with 2 <= A <= B (training needs a next snippet "
+                f"to reconstruct), got {low}-{high}"
+            )
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise TrainingError(f"--micro-batch must be at least 1, got {self.micro_batch}")
+
+    def data_identity(self) -> dict[str, Any]:
+        """The settings that fix which clips each step sees: must not change on resume."""
+        return {"data": self.data, "batch": self.batch, "seed": self.seed, "snippets": list(self.snippets),
+                "curriculum": self.curriculum, "questions_per_clip": self.questions_per_clip}
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `lr · min_lr_ratio` at `total`."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def clip_lengths_at(step: int, cfg: TrainConfig) -> tuple[int, int]:
+    """Curriculum over clip length: the longest clip grows linearly over `curriculum` steps."""
+    low, high = cfg.snippets
+    if cfg.curriculum <= 0 or step >= cfg.curriculum:
+        return low, high
+    return low, low + round((high - low) * step / cfg.curriculum)
+
+
+# --- data: samples addressed by a global index ------------------------------------------
+
+Sample = dict[str, Any]  # training.data's sample: video, audio, questions (SampleQuestion), name
+
+WORLD_STREAM = 10_000_000  # clips per --seed in the train split: each seed has its own stream
+
+
+class TrainingData:
+    """Training samples by global index, so any step's clips can be rebuilt on resume.
+
+    `world`: the on-the-fly world (train split), clip i of seed s is train clip
+    s·WORLD_STREAM + i, rendered at the clip length the curriculum allows at that step.
+    A folder: `annotations.jsonl` + media (training.data), one seeded shuffle per epoch.
+    """
+
+    def __init__(self, source: str, media, seed: int, questions_per_clip: int, folder=None) -> None:
+        self.source = source
+        self.media = media
+        self.seed = seed
+        self.questions_per_clip = questions_per_clip
+        self.folder = folder
+        self._orders: dict[int, list[int]] = {}
+
+    @classmethod
+    def open(cls, spec: str, media, seed: int = 0, questions_per_clip: int = 8,
+             strict: bool = False) -> "TrainingData":
+        if spec in ("world", "world:train"):
+            return cls("world", media, seed, questions_per_clip)
+        if spec.startswith("world:"):
+            raise TrainingError(f"train on --data world (the train split); {spec} is for `streamer eval`")
+        path = Path(spec)
+        if not path.is_dir():
+            raise TrainingError(
+                f"data folder {spec} does not exist; pass --data world for the on-the-fly world, or a "
+                "folder with annotations.jsonl and media files (make one with `streamer world --out DIR`)"
+            )
+        from training.data import FolderDataset
+
+        try:
+            folder = FolderDataset(path, media, strict=strict)
+        except (OSError, ValueError) as err:
+            raise TrainingError(f"cannot read the dataset in {spec}: {err}") from None
+        if len(folder) == 0:
+            raise TrainingError(f"the dataset in {spec} has no usable clips")
+        return cls(spec, media, seed, questions_per_clip, folder)
+
+    def problems(self) -> int:
+        """Samples of a folder dataset skipped for bad data so far (reported at the end)."""
+        return 0 if self.folder is None else len(self.folder.report)
+
+    @property
+    def size(self) -> int | None:
+        return None if self.folder is None else len(self.folder)
+
+    def sample(self, index: int, lengths: tuple[int, int]) -> Sample:
+        if self.folder is None:
+            from training.world.clip import World, WorldConfig
+
+            config = WorldConfig.preset("train", spec=self.media, snippets=lengths,
+                                        questions_per_clip=self.questions_per_clip)
+            from training.data import world_sample
+
+            world_index = (self.seed * WORLD_STREAM + index) % config.size
+            return world_sample(World(config).clip(world_index), name=f"world:train#{world_index}")
+        epoch, position = divmod(index, len(self.folder))
+        if epoch not in self._orders:
+            generator = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            self._orders = {epoch: torch.randperm(len(self.folder), generator=generator).tolist()}
+        return self.folder.sample(self._orders[epoch][position])
+
+
+def to_model_batch(model: StreamerModel, samples: list[Sample]) -> dict[str, torch.Tensor]:
+    """Pad clips to the longest (snippet_mask marks real snippets) and tokenise the questions."""
+    from training.data import collate
+
+    padded = collate(samples)
+    batch = {k: padded[k] for k in ("video", "audio", "snippet_mask")}
+    batch.update(model.encode_batch_questions(
+        [[(q.text, q.answer, q.ask_snippets) for q in qs] for qs in padded["questions"]]))
+    return batch
+
+
+# --- distributed setup -------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    """Where this process sits: rank, world size, device. world == 1 without torchrun."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def setup_distributed(cfg: TrainConfig) -> Dist:
+    """Join the torchrun process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if cfg.device == "auto":
+        device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    else:
+        device = torch.device(cfg.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise TrainingError("--device cuda was asked for, but PyTorch sees no CUDA device")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    threads = cfg.threads
+    if threads is None and world > 1 and device.type == "cpu":
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        threads = max(1, (os.cpu_count() or 1) // local_world)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank=rank, world=world, local_rank=local_rank, device=device)
+
+
+def _all_reduce(tensor: torch.Tensor, d: Dist) -> torch.Tensor:
+    if d.active:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+# --- signals ---------------------------------------------------------------------------
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (save, then exit)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user really wants out now
+        self.signum = signum
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    step: int
+    checkpoint: Path | None
+    stopped_by_signal: int | None
+    wall_seconds: float
+    last_metrics: dict[str, float]
+
+
+def machine_description(device: torch.device, world: int) -> dict[str, Any]:
+    """What the run ran on, for the model card."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "processes": world, "device": str(device), "torch": torch.__version__,
+            "python": platform.python_version(), "os": platform.platform()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+class Trainer:
+    """One training run (one process of it under torchrun)."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, command: str | None = None) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.resume = resume
+        self.command = command or " ".join(sys.argv)
+        self.out = Path(cfg.out)
+        self.d = setup_distributed(cfg)
+        try:
+            model_cfg = ModelConfig.from_name(cfg.preset)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
+                                      questions_per_clip=cfg.questions_per_clip, strict=cfg.strict)
+        self.total_steps = self._total_steps()
+        self.start_step, self.wall_before, model = self._load_or_create(model_cfg)
+        self.model = model.to(self.d.device)
+        self.model_cfg = self.model.cfg
+        w = self.model_cfg.loss
+        self.weights = (
+            w.text if cfg.text_weight is None else cfg.text_weight,
+            w.latent if cfg.latent_weight is None else cfg.latent_weight,
+            w.video if cfg.video_weight is None else cfg.video_weight,
+        )
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
+        )
+        if self.start_step > 0:
+            checkpointing.load_optimizer_state(self._resume_from, self.optimizer)
+        self.ddp_model: torch.nn.Module = self.model
+        if self.d.active:
+            ids = [self.d.device.index] if self.d.device.type == "cuda" else None
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        amp = cfg.amp if cfg.amp != "auto" else ("bf16" if self.d.device.type == "cuda" else "off")
+        self.autocast_dtype = torch.bfloat16 if amp == "bf16" else None
+        self.stop = StopRequest()
+
+    # -- setup ------------------------------------------------------------------------
+    def _total_steps(self) -> int:
+        cfg = self.cfg
+        if cfg.steps is not None and cfg.epochs is not None:
+            raise TrainingError("give either --steps or --epochs, not both")
+        if cfg.steps is not None:
+            return cfg.steps
+        if cfg.epochs is not None:
+            if self.data.size is None:
+                raise TrainingError("--epochs needs a folder dataset; the on-the-fly world is endless, use --steps")
+            return max(1, math.ceil(cfg.epochs * self.data.size / cfg.batch))
+        raise TrainingError("say how long to train: --steps N (or --epochs E for a folder dataset)")
+
+    def _load_or_create(self, model_cfg: ModelConfig) -> tuple[int, float, StreamerModel]:
+        cfg = self.cfg
+        latest = checkpointing.latest_checkpoint(self.out) if self.out.exists() else None
+        self._resume_from = None
+        if self.resume:
+            if latest is None:
+                raise TrainingError(f"--resume: {self.out} holds no checkpoint to continue; drop --resume to start")
+            state = checkpointing.read_trainer_state(latest)
+            saved_cfg = ModelConfig.from_dict(_read_json(latest / "config.json"))
+            if saved_cfg.to_dict() != model_cfg.to_dict():
+                diff = _config_diff(saved_cfg.to_dict(), model_cfg.to_dict())
+                raise TrainingError(
+                    f"--resume: the checkpoint in {latest} is a {saved_cfg.name!r} model of another "
+                    f"architecture than --preset {cfg.preset} ({diff}); resume with the preset it was "
+                    "trained with, or start a new run in another --out folder"
+                )
+            saved_identity = state.get("data_identity", {})
+            if saved_identity != cfg.data_identity():
+                changed = sorted(k for k in cfg.data_identity() if saved_identity.get(k) != cfg.data_identity()[k])
+                raise TrainingError(
+                    f"--resume: {', '.join(changed)} differ from the run in {self.out} "
+                    f"({ {k: saved_identity.get(k) for k in changed} }); the data order could not continue "
+                    "where it stopped — use the original values"
+                )
+            if state["step"] >= self.total_steps:
+                raise TrainingError(
+                    f"--resume: the run in {self.out} already reached step {state['step']} of "
+                    f"{self.total_steps}; raise --steps to train further"
+                )
+            model = StreamerModel.load(latest)
+            self._resume_from = latest
+            return int(state["step"]), float(state.get("wall_seconds", 0.0)), model
+        if latest is not None:
+            raise TrainingError(
+                f"{self.out} already holds a training run (latest {latest.name}); pass --resume to continue "
+                "it, or choose another --out folder"
+            )
+        if cfg.init is not None:
+            init_dir = checkpointing.resolve_model_dir(cfg.init)
+            model = StreamerModel.load(init_dir)
+            if model.cfg.to_dict() != model_cfg.to_dict():
+                raise TrainingError(
+                    f"--init {cfg.init} is a model of another architecture than --preset {cfg.preset} "
+                    f"({_config_diff(model.cfg.to_dict(), model_cfg.to_dict())})"
+                )
+            return 0, 0.0, model
+        torch.manual_seed(cfg.seed)
+        return 0, 0.0, StreamerModel(model_cfg)
+
+    # -- one step ----------------------------------------------------------------------
+    def _local_indices(self, step: int) -> range:
+        """This rank's share of the global sample indices of `step` (contiguous slices)."""
+        per_rank = self.cfg.batch // self.d.world
+        first = step * self.cfg.batch + self.d.rank * per_rank
+        return range(first, first + per_rank)
+
+    def _load_step(self, step: int) -> list[dict[str, Any]]:
+        lengths = clip_lengths_at(step, self.cfg)
+        return [self.data.sample(i, lengths) for i in self._local_indices(step)]
+
+    def _micro_batches(self, samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
+        size = self.cfg.micro_batch or len(samples)
+        return [to_model_batch(self.model, samples[i:i + size]) for i in range(0, len(samples), size)]
+
+    def _train_step(self, step: int, samples: list[dict[str, Any]]) -> dict[str, float]:
+        torch.manual_seed(self.cfg.seed * 1_000_003 + step * 1009 + self.d.rank)
+        lr = lr_at(step, self.total_steps, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batches = self._micro_batches(samples)
+
+        # Global normalisers: answer tokens and (snippet, next snippet) pairs over all ranks.
+        counts = torch.zeros(3, dtype=torch.float64)
+        for b in batches:
+            counts[0] += (b["answer_mask"] & b["question_valid"][..., None]).sum()
+            pair = b["snippet_mask"][:, 1:] & b["snippet_mask"][:, :-1]
+            counts[1] += pair.sum()
+            counts[2] += b["snippet_mask"].sum()
+        counts = _all_reduce(counts.to(self.d.device), self.d).cpu()
+        tokens, pairs = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
+
+        w_text, w_latent, w_video = self.weights
+        sums = torch.zeros(6, dtype=torch.float64)  # loss, text, latent, video, correct, questions
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, b in enumerate(batches):
+            last = i == len(batches) - 1
+            sync = self.ddp_model.no_sync() if self.d.active and not last else _nullcontext()
+            with sync:
+                with torch.autocast(self.d.device.type, dtype=self.autocast_dtype,
+                                    enabled=self.autocast_dtype is not None):
+                    out = self.ddp_model(b)
+                n_tok = float((b["answer_mask"] & b["question_valid"][..., None]).sum())
+                n_pair = float((b["snippet_mask"][:, 1:] & b["snippet_mask"][:, :-1]).sum())
+                text = out.text_loss.float() * (n_tok / tokens)
+                latent = out.latent_loss.float() * (n_pair / pairs)
+                video = out.video_loss.float() * (n_pair / pairs)
+                loss = w_text * text + w_latent * latent + w_video * video
+                # DDP averages gradients over ranks; undo that so the sum over ranks is the global mean.
+                (loss * self.d.world).backward()
+            hits = out.exact_match()
+            sums += torch.tensor([loss.item(), text.item(), latent.item(), video.item(),
+                                  float(hits.sum()), float(out.question_valid.sum())], dtype=torch.float64)
+        sums = _all_reduce(sums.to(self.d.device), self.d).cpu()
+        if self.cfg.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        else:
+            grad_norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.norm() for p in self.model.parameters() if p.grad is not None]))
+        loss_value = float(sums[0])
+        if not (math.isfinite(loss_value) and math.isfinite(float(grad_norm))):
+            bad = "loss" if not math.isfinite(loss_value) else "gradient norm"
+            latest = checkpointing.latest_checkpoint(self.out)
+            kept = f"the last good checkpoint {latest} is kept" if latest else "no checkpoint was written yet"
+            raise TrainingError(
+                f"the {bad} became {loss_value if bad == 'loss' else float(grad_norm)} at step {step + 1}; "
+                f"training stopped and {kept}. Lower --lr (now {self.cfg.lr:g}) or lengthen --warmup, "
+                "then continue with --resume"
+            )
+        self.optimizer.step()
+        return {
+            "loss": loss_value, "text_loss": float(sums[1]), "latent_loss": float(sums[2]),
+            "video_loss": float(sums[3]), "answer_acc": float(sums[4]) / max(1.0, float(sums[5])),
+            "questions": int(sums[5]), "snippets": int(counts[2]), "grad_norm": float(grad_norm), "lr": lr,
+        }
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _card(self, step: int, wall: float, metrics: dict[str, float]) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "command": self.command,
+            "preset": cfg.preset,
+            "data": cfg.data,
+            "steps": step,
+            "planned_steps": self.total_steps,
+            "clips_seen": step * cfg.batch,
+            "train_config": _jsonable(asdict(cfg)),
+            "loss_weights": dict(zip(("text", "latent", "video"), self.weights)),
+            "wall_seconds": round(wall, 1),
+            "machine": machine_description(self.d.device, self.d.world),
+            "final_train_metrics": metrics,
+            "fingerprint": None,  # filled below: the card names the exact weights
+        }
+
+    def save(self, step: int, wall: float, metrics: dict[str, float]) -> Path | None:
+        if not self.d.main:
+            return None
+        card = self._card(step, wall, metrics)
+        card["fingerprint"] = self.model.fingerprint()
+        state = {"data_identity": self.cfg.data_identity(), "wall_seconds": wall,
+                 "samples_seen": step * self.cfg.batch, "train_config": _jsonable(asdict(self.cfg))}
+        return checkpointing.save_checkpoint(self.out, step, self.model, self.optimizer, state, card,
+                                             keep_last=self.cfg.keep_last)
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg, d = self.cfg, self.d
+        if cfg.batch % d.world:
+            raise TrainingError(f"--batch {cfg.batch} must be a multiple of the {d.world} processes")
+        if d.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if self.start_step > 0:
+                truncate_after(self.out, self.start_step)
+        log = MetricsLog(self.out) if d.main else None
+        if log is not None:
+            log.write("event", self.start_step, event="resume" if self.start_step else "start",
+                      world_size=d.world, device=str(d.device), command=self.command)
+        self.stop.install()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        bar = tqdm(total=self.total_steps, initial=self.start_step, desc="train", unit="step",
+                   disable=not (d.main and cfg.progress), dynamic_ncols=True)
+        step = self.start_step
+        metrics: dict[str, float] = {}
+        checkpoint: Path | None = None
+        stopped: int | None = None
+        started = time.perf_counter()
+        wall = self.wall_before
+        try:
+            pending: Future = pool.submit(self._load_step, step)
+            self.ddp_model.train()
+            while step < self.total_steps:
+                if self._stop_requested():
+                    stopped = self.stop.signum or signal.SIGTERM
+                    break
+                samples = pending.result()
+                if step + 1 < self.total_steps:
+                    pending = pool.submit(self._load_step, step + 1)
+                t0 = time.perf_counter()
+                metrics = self._train_step(step, samples)
+                seconds = time.perf_counter() - t0
+                step += 1
+                wall = self.wall_before + time.perf_counter() - started
+                metrics["clips_per_s"] = cfg.batch / seconds
+                metrics["snippets_per_s"] = metrics["snippets"] / seconds
+                if log is not None:
+                    log.write("train", step, **metrics)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['answer_acc']:.2f}",
+                                clips_s=f"{metrics['clips_per_s']:.1f}",
+                                snip_s=f"{metrics['snippets_per_s']:.0f}", refresh=False)
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < self.total_steps:
+                    self._evaluate(step, log)
+                if step % cfg.checkpoint_every == 0 and step < self.total_steps:
+                    checkpoint = self.save(step, wall, metrics) or checkpoint
+            if d.active:
+                fingerprints = self._rank_fingerprints()
+                if log is not None:
+                    log.write("event", step, event="ranks_checked", fingerprints=fingerprints,
+                              in_sync=len(set(fingerprints)) == 1)
+                if len(set(fingerprints)) != 1:
+                    raise TrainingError(f"the {d.world} processes ended step {step} with different weights "
+                                        f"({fingerprints}); DDP lost synchronisation — please report this")
+            if step > self.start_step or stopped is None:
+                checkpoint = self.save(step, wall, metrics) or checkpoint
+            if cfg.eval_every and stopped is None and step == self.total_steps:
+                self._evaluate(step, log)
+            skipped = self.data.problems()
+            if log is not None:
+                log.write("event", step, event=f"stopped by signal {stopped}" if stopped else "finished",
+                          wall_seconds=round(wall, 1), skipped_samples=skipped)
+            if skipped and d.main:
+                print(f"skipped bad samples in {cfg.data}:\n{self.data.folder.report.summary()}", file=sys.stderr)
+        finally:
+            bar.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.stop.restore()
+            if log is not None:
+                log.close()
+        return TrainResult(step, checkpoint, stopped, wall, metrics)
+
+    def _rank_fingerprints(self) -> list[str]:
+        """Every rank's weight fingerprint (sha256), gathered: DDP must keep them identical."""
+        digest = bytes.fromhex(self.model.fingerprint())
+        mine = torch.tensor(list(digest), dtype=torch.uint8, device=self.d.device)
+        gathered = [torch.empty_like(mine) for _ in range(self.d.world)]
+        dist.all_gather(gathered, mine)
+        return [bytes(t.cpu().tolist()).hex() for t in gathered]
+
+    def _stop_requested(self) -> bool:
+        """All ranks agree to stop at the same step when any of them got a signal."""
+        flag = torch.tensor([1.0 if self.stop.signum is not None else 0.0], device=self.d.device)
+        return bool(_all_reduce(flag, self.d).item() > 0)
+
+    def _evaluate(self, step: int, log: MetricsLog | None) -> None:
+        """Generated-answer accuracy on a few world:test clips, logged for the curves."""
+        from training.evaluate import evaluate, load_eval_clips
+
+        if self.d.main:
+            clips = load_eval_clips("world:test", self.model_cfg.media, clips=self.cfg.eval_clips)
+            self.model.eval()
+            result = evaluate(self.model, clips, progress=False)
+            self.model.train()
+            if log is not None:
+                log.write("eval", step, data="world:test", overall=result.overall,
+                          per_kind={k: result.accuracy(k) for k in result.kinds()})
+        if self.d.active:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.d.active and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:
+    """The first few fields that differ between two config dicts, as 'name: a vs b'."""
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            inner = _config_diff(va, vb, f"{prefix}{key}.")
+            if inner:
+                diffs.append(inner)
+        elif va != vb:
+            diffs.append(f"{prefix}{key}: {va} vs {vb}")
+    return "; ".join(diffs[:4])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
