@@ -83,11 +83,10 @@ def _split_blocks(lo, hi, full_lo, full_hi, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _fwd_block(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, pos_q, start_n,
-               qk_scale, CHUNK, WINDOW, N_K,
-               BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr,
-               PRECISION: tl.constexpr):
-    """Fold one key block into the running (acc, l_i, m_i) online-softmax state."""
+def _key_block_scores(q, k_base, v_base, stride_kn, stride_vn, start_n, qk_scale, N_K,
+                      BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr,
+                      PRECISION: tl.constexpr):
+    """Load one key/value block (bounds-checked only where MASKED) and its scaled scores q·kᵀ."""
     pos_k = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     k_ptrs = k_base + pos_k[:, None] * stride_kn + offs_d[None, :]
@@ -100,6 +99,17 @@ def _fwd_block(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, pos_q, st
         k = tl.load(k_ptrs)
         v = tl.load(v_ptrs)
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+    return pos_k, k, v, s
+
+
+@triton.jit
+def _fwd_block(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, pos_q, start_n,
+               qk_scale, CHUNK, WINDOW, N_K,
+               BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr,
+               PRECISION: tl.constexpr):
+    """Fold one key block into the running (acc, l_i, m_i) online-softmax state."""
+    pos_k, k, v, s = _key_block_scores(q, k_base, v_base, stride_kn, stride_vn, start_n, qk_scale, N_K,
+                                       BLOCK_N, HEAD_DIM, MASKED, PRECISION)
     if MASKED:
         s = tl.where(_visible(pos_q, pos_k, CHUNK, WINDOW, N_K), s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -305,18 +315,8 @@ def _bwd_dq_block(dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, 
                   BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr,
                   PRECISION: tl.constexpr):
     """Add one key block's contribution to a query block's dQ."""
-    pos_k = start_n + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    k_ptrs = k_base + pos_k[:, None] * stride_kn + offs_d[None, :]
-    v_ptrs = v_base + pos_k[:, None] * stride_vn + offs_d[None, :]
-    if MASKED:
-        in_range = (pos_k < N_K)[:, None]
-        k = tl.load(k_ptrs, mask=in_range, other=0.0)
-        v = tl.load(v_ptrs, mask=in_range, other=0.0)
-    else:
-        k = tl.load(k_ptrs)
-        v = tl.load(v_ptrs)
-    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+    pos_k, k, v, s = _key_block_scores(q, k_base, v_base, stride_kn, stride_vn, start_n, qk_scale, N_K,
+                                       BLOCK_N, HEAD_DIM, MASKED, PRECISION)
     p = tl.math.exp2(s - lse2[:, None])
     if MASKED:
         p = tl.where(_visible(pos_q, pos_k, CHUNK, WINDOW, N_K), p, 0.0)
