@@ -54,9 +54,9 @@ class EncoderConfig:
     patches of the snippet's last frame (they see the picture now).
     """
 
-    dim: int = 192
-    layers: int = 4
-    heads: int = 3
+    dim: int = 128
+    layers: int = 2
+    heads: int = 2
     mlp_ratio: float = 4.0
     tube_size: int = 16  # spatial side of a tube; a tube spans all frames of the snippet
     patch_size: int = 16  # spatial side of a 2D patch on the last frame
@@ -72,14 +72,14 @@ class CombinerConfig:
     """Combiner: `ttm` (Token Turing Machine, streaming default) or `transformer`."""
 
     kind: str = "ttm"
-    dim: int = 192
-    heads: int = 3
+    dim: int = 128
+    heads: int = 2
     mlp_ratio: float = 4.0
     out_tokens: int = 8  # m: latent tokens per snippet
     # TTM
-    memory_tokens: int = 32  # r
+    memory_tokens: int = 16  # r
     read_tokens: int = 16  # k: tokens the processor works on
-    process_layers: int = 2
+    process_layers: int = 1
     token_learner_hidden: int = 64
     # causal transformer combiner
     layers: int = 2
@@ -90,9 +90,9 @@ class CombinerConfig:
 class LatentConfig:
     """Latent causal model over the m tokens per snippet, chunk-causal over W chunks."""
 
-    dim: int = 192
-    layers: int = 2
-    heads: int = 3
+    dim: int = 128
+    layers: int = 1
+    heads: int = 2
     mlp_ratio: float = 4.0
     window: int = 8  # W
     recon_layers: int = 1  # transformer layers of the video-reconstruction head
@@ -104,9 +104,9 @@ class LatentConfig:
 class DecoderConfig:
     """Text decoder: causal self-attention, cross-attention to [memory ; h window], MLP."""
 
-    dim: int = 192
+    dim: int = 128
     layers: int = 3
-    heads: int = 3
+    heads: int = 2
     mlp_ratio: float = 4.0
     max_question_tokens: int = 96
     max_answer_tokens: int = 48

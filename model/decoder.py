@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
-from model.layers import MLP, CrossAttention, SelfAttention, apply_rope, rope_angles
+from model.layers import MLP, CrossAttention, SelfAttention, rope_angles
 
 
 class DecoderBlock(nn.Module):
@@ -27,12 +27,17 @@ class DecoderBlock(nn.Module):
         self.mlp = MLP(dim, mlp_ratio)
 
     def forward(self, x, rope, self_mask, cross_kv, ctx_mask, cache=None):
-        """`self_mask` [B, Lnew, Lall]; `cache` (k, v) of earlier tokens or None. Returns (x, (k, v))."""
+        """`self_mask` [B, Lnew, Lall] or None for plain causal; `cache` (k, v) of earlier tokens or None.
+        Returns (x, (k, v))."""
         q, k, v = self.attn.project(self.norm1(x), rope)
         if cache is not None:
             k = torch.cat((cache[0], k), dim=2)
             v = torch.cat((cache[1], v), dim=2)
-        x = x + self.attn.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=self_mask[:, None]))
+        if self_mask is None:
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=self_mask[:, None])
+        x = x + self.attn.merge(attended)
         x = x + self.cross(self.norm2(x), *cross_kv, ctx_mask)
         return x + self.mlp(self.norm3(x)), (k, v)
 
@@ -84,19 +89,3 @@ class TextDecoder(nn.Module):
             x, cache = block(x, rope, self_mask, cross_kv[i], ctx_mask, None if caches is None else caches[i])
             new_caches.append(cache)
         return self.head(self.norm(x)), new_caches
-
-
-def causal_mask(key_valid: torch.Tensor) -> torch.Tensor:
-    """[B, L] valid keys (left padding) -> [B, L, L]: causal, valid keys, and each token itself."""
-    length = key_valid.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool, device=key_valid.device).tril()
-    eye = torch.eye(length, dtype=torch.bool, device=key_valid.device)
-    return causal & (key_valid[:, None, :] | eye)
-
-
-def positions_from_valid(key_valid: torch.Tensor) -> torch.Tensor:
-    """Positions that ignore left padding: the first real token is position 0."""
-    return (key_valid.long().cumsum(dim=1) - 1).clamp(min=0)
-
-
-__all__ = ["TextDecoder", "causal_mask", "positions_from_valid", "apply_rope"]

@@ -170,7 +170,10 @@ class TokenLearner(nn.Module):
 
 
 def init_weights(module: nn.Module, std: float) -> None:
-    """GPT-2 style: normal(0, std) linears and embeddings, zero biases, unit norms."""
+    """GPT-2 style: normal(0, std) linears and embeddings, zero biases, unit norms, residual
+    output projections scaled down by depth. TokenLearner scorers get fan-in scaling instead:
+    with std 0.02 their scores start near zero, every pooled token is the same mean, and the
+    read/write/output bottlenecks pass almost nothing until they slowly break the symmetry."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=std)
@@ -181,9 +184,14 @@ def init_weights(module: nn.Module, std: float) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    residual_std = std / math.sqrt(2 * max(1, _count_blocks(module)))
     for name, p in module.named_parameters():
-        if name.endswith("proj.weight"):
-            nn.init.normal_(p, std=std / math.sqrt(2 * max(1, _count_blocks(module))))
+        if name.endswith(("attn.proj.weight", "cross.proj.weight", "mlp.proj.weight")):
+            nn.init.normal_(p, std=residual_std)
+    for m in module.modules():
+        if isinstance(m, TokenLearner):
+            for linear in (m.score.fc, m.score.proj):
+                nn.init.normal_(linear.weight, std=1.0 / math.sqrt(linear.in_features))
 
 
 def _count_blocks(module: nn.Module) -> int:

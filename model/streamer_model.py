@@ -18,7 +18,7 @@ from torch import nn
 
 from model.combiner import build_combiner
 from model.config import ModelConfig
-from model.decoder import TextDecoder, causal_mask, positions_from_valid
+from model.decoder import TextDecoder
 from model.encoders import SnippetEncoder, audio_windows
 from model.latent import LatentModel
 from model.layers import init_weights
@@ -156,9 +156,8 @@ class StreamerModel(nn.Module):
         a = _as_batch(answer_ids, device)
         context, ctx_mask = self._state_context(state)
         ids = torch.cat((q, torch.full_like(q[:, :1], self.tokenizer.answer_id), a[:, :-1]), dim=1)
-        valid = torch.ones_like(ids, dtype=torch.bool)
-        logits, _ = self.decoder(ids, positions_from_valid(valid), causal_mask(valid),
-                                 self.decoder.cross_kv(context), ctx_mask)
+        positions = torch.arange(ids.shape[1], device=device)[None]
+        logits, _ = self.decoder(ids, positions, None, self.decoder.cross_kv(context), ctx_mask)
         return logits[:, q.shape[1]:]
 
     @torch.no_grad()
@@ -185,8 +184,7 @@ class StreamerModel(nn.Module):
         ids = torch.tensor([prompt], device=device)
         length = ids.shape[1]
         with torch.no_grad():
-            logits, caches = self.decoder(ids, torch.arange(length, device=device)[None],
-                                          causal_mask(torch.ones_like(ids, dtype=torch.bool)), cross_kv, ctx_mask)
+            logits, caches = self.decoder(ids, torch.arange(length, device=device)[None], None, cross_kv, ctx_mask)
         for _ in range(max_new_tokens):
             last = logits[0, -1]
             if temperature > 0:
@@ -250,7 +248,7 @@ class StreamerModel(nn.Module):
         ask = batch["ask_snippets"].to(device)
         valid = batch.get("question_valid")
         valid = q_mask.any(-1) if valid is None else valid.to(device)
-        b, nq, lq = q_ids.shape
+        b, nq = q_ids.shape[:2]
         la = a_ids.shape[-1]
         t = h.shape[1]
         if bool((ask[valid] < 0).any() or (ask[valid] > t).any()):
@@ -267,17 +265,35 @@ class StreamerModel(nn.Module):
         memory = memories[rows[0], ask_v] if memories is not None else None
         context, ctx_mask = self.decoder.context(memory, h_ctx, chunks >= 0)
 
-        qi, qm, ai = q_ids[rows], q_mask[rows], a_ids[rows]
-        ids = torch.cat((qi, torch.full_like(qi[:, :1], self.tokenizer.answer_id), ai[:, :-1]), dim=1)
-        key_valid = torch.cat((qm, torch.ones(qi.shape[0], la, dtype=torch.bool, device=device)), dim=1)
-        logits, _ = self.decoder(ids, positions_from_valid(key_valid), causal_mask(key_valid),
+        ids, answer_at = self._pack_questions(q_ids[rows], q_mask[rows], a_ids[rows], a_mask[rows])
+        logits, _ = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,
                                  self.decoder.cross_kv(context), ctx_mask)
-        logits = logits[:, lq:]
-        am = a_mask[rows]
+        logits = logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))  # [N, La, V]
+        ai, am = a_ids[rows], a_mask[rows]
         text_loss = F.cross_entropy(logits[am], ai[am])
         full = logits.new_zeros(b, nq, la, logits.shape[-1])
         full[rows] = logits
         return full, text_loss, a_ids, a_mask, valid
+
+    def _pack_questions(self, q_ids, q_mask, a_ids, a_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forcing rows `<q> question <a> answer[:-1]`, each starting at position 0 and
+        right-padded to the longest row (causal attention never looks at the padding), so a
+        short question with a long answer costs no more than its own length.
+
+        Returns ids [N, L] and answer_at [N, La]: the row position whose logits predict each
+        answer token (clamped inside the row for answer padding)."""
+        lq = q_ids.shape[1]
+        q_len = q_mask.sum(-1, keepdim=True)
+        a_len = a_mask.sum(-1, keepdim=True)
+        source = torch.cat((q_ids, torch.full_like(q_ids[:, :1], self.tokenizer.answer_id), a_ids[:, :-1]), dim=1)
+        length = int((q_len + a_len).max())
+        pos = torch.arange(length, device=q_ids.device)[None]
+        # left-padded questions: row position p reads source index p + (lq - q_len), for the
+        # question, <a> and the answer alike
+        ids = source.gather(1, (pos + lq - q_len).clamp(max=source.shape[1] - 1))
+        ids = ids.masked_fill(pos >= q_len + a_len, self.tokenizer.pad_id)
+        answer_at = (q_len + torch.arange(a_ids.shape[1], device=q_ids.device)[None]).clamp(max=length - 1)
+        return ids, answer_at
 
     def encode_batch_questions(self, questions: Sequence[Sequence[tuple[str, str, int]]]) -> dict[str, torch.Tensor]:
         """Per clip, a list of (question, answer, ask_snippets) -> padded tensors for `forward`:

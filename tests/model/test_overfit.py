@@ -25,15 +25,10 @@ def overfit_config() -> ModelConfig:
     )
 
 
-@pytest.mark.slow
-@pytest.mark.skip(
-    reason="open (issue 5): in 90 steps on 2 cores the model reached text loss 0.98 but 0% exact match "
-    "at ~0.7 s/step; the one-minute overfit budget is not met yet, so this is not run in CI"
-)
 def test_tiny_model_overfits_world_clips_to_exact_match():
     torch.manual_seed(0)
     cfg = overfit_config()
-    world = WorldConfig(spec=cfg.media, snippets=(4, 6), questions_per_clip=4)
+    world = WorldConfig(spec=cfg.media, snippets=(2, 4), questions_per_clip=3)
     clips = [Clip.generate(seed, world) for seed in range(4)]
     model = StreamerModel(cfg)
     snippets = max(c.n_snippets for c in clips)
@@ -47,25 +42,25 @@ def test_tiny_model_overfits_world_clips_to_exact_match():
     questions = [[(q.text, q.answer, q.ask_snippets) for q in clip.questions] for clip in clips]
     batch = dict(video=video, audio=audio, snippet_mask=mask, **model.encode_batch_questions(questions))
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     start = time.perf_counter()
-    accuracy = 0.0
     for step in range(400):
         out = model(batch)
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-        accuracy = out.accuracy()
-        if accuracy == 1.0 and out.text_loss.item() < 0.05:
+        if out.accuracy() == 1.0 and out.text_loss.item() < 0.05:
             break
     elapsed = time.perf_counter() - start
     model.eval()
     with torch.no_grad():
         final = model(batch)
     assert final.accuracy() == 1.0, f"exact match {final.accuracy():.2f} after {step + 1} steps ({elapsed:.0f} s)"
+    assert elapsed < 60, f"overfitting took {elapsed:.0f} s; the budget is one minute on the CPU"
     # greedy generation through the streaming path gives the same answers
-    clip, q = clips[0], clips[0].questions[0]
-    state = model.init_state(1)
-    for t in range(q.ask_snippets):
-        state = model.step(state, video[:1, t], audio[:1, t])
-    assert "".join(model.answer(state, q.text)) == q.answer
+    for i, clip in enumerate(clips[:2]):
+        for q in clip.questions:
+            state = model.init_state(1)
+            for t in range(q.ask_snippets):
+                state = model.step(state, video[i : i + 1, t], audio[i : i + 1, t])
+            assert "".join(model.answer(state, q.text)) == q.answer, (clip.seed, q.text)
