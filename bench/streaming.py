@@ -1,7 +1,9 @@
-"""Streaming speed and memory of the engine: real-time factor, concurrent streams, RSS over an hour.
+"""Streaming speed and memory of the engine: step and answer latency, real-time factor, concurrent streams, RSS.
 
     .venv/bin/python -m bench.streaming [--checkpoint DIR] [--out bench/results/streaming.json]
 
+0. Model latency of one stream: the batched model step per snippet (batch of 1) and the time
+   from asking a question to its first answer token, over world clips.
 1. End-to-end real-time factor of one stream from an mp4 (decode + resize + resample +
    chunk + step): wall seconds per media second (< 1 is faster than real time).
 2. Concurrent streams: N sessions on one engine, each reading its own mp4 as fast as it
@@ -32,7 +34,7 @@ from tqdm import tqdm
 from model import ModelConfig, StreamerModel
 from streamer.engine import Engine
 from streamer.media import AudioBlock, VideoFrame
-from streamer.sources import File
+from streamer.sources import Arrays, File
 from training.world.clip import Clip, WorldConfig
 
 
@@ -92,20 +94,50 @@ class LoopedClip:
             yield VideoFrame(t, clip.frames[j % len(clip.frames)])
 
 
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def step_and_first_token(engine: Engine, clips: list[Clip]) -> dict:
+    """One stream at a time: model step per snippet, and ask -> first token after every snippet."""
+    steps, first_tokens, answers = [], [], []
+    for clip in clips:
+        session = engine.session()
+        source = Arrays(video=clip.frames, fps=clip.spec.fps, audio=clip.audio, rate=clip.spec.sample_rate)
+        for update in session.stream(source):
+            steps.append(update.step_ms)
+            question = clip.questions[update.index % len(clip.questions)].text
+            answer = session.ask(question, at=update)
+            first_tokens.append(answer.first_token_ms)
+            answers.append(answer.latency_ms)
+        session.close()
+    return {
+        "snippet_s": clips[0].spec.chunk_seconds,
+        "steps": len(steps),
+        "step_ms_p50": percentile(steps, 0.5),
+        "step_ms_p95": percentile(steps, 0.95),
+        "questions": len(first_tokens),
+        "first_token_ms_p50": percentile(first_tokens, 0.5),
+        "first_token_ms_p95": percentile(first_tokens, 0.95),
+        "whole_answer_ms_p50": percentile(answers, 0.5),
+    }
+
+
 def real_time_factor(engine: Engine, path: Path, seconds: float) -> dict:
     session = engine.session()
     started = time.perf_counter()
     updates = list(session.stream(File(path)))
     wall = time.perf_counter() - started
     session.close()
-    latencies = sorted(u.latency_ms for u in updates)
+    latencies = [u.latency_ms for u in updates]
     return {
         "media_s": seconds,
         "wall_s": wall,
         "rtf": wall / seconds,
         "snippets": len(updates),
-        "latency_ms_p50": latencies[len(latencies) // 2],
-        "latency_ms_p95": latencies[int(len(latencies) * 0.95)],
+        "latency_ms_p50": percentile(latencies, 0.5),
+        "latency_ms_p95": percentile(latencies, 0.95),
     }
 
 
@@ -196,6 +228,9 @@ def main() -> None:
         # memory first, in a fresh process: later runs with many sessions raise the allocator's high-water mark
         results["memory"] = memory_over_an_hour(engine, clip, args.minutes)
         print("memory:", results["memory"], flush=True)
+        results["model_latency"] = step_and_first_token(engine, [Clip.generate(100 + i, WorldConfig.preset("test"))
+                                                                 for i in range(4)])
+        print("model latency:", results["model_latency"], flush=True)
         paths = []
         for i in tqdm(range(max(args.streams)), desc="writing test mp4s"):
             path = Path(folder) / f"stream{i}.mp4"
