@@ -3,6 +3,10 @@
 Loading checks everything before building anything a user would run: files present,
 JSON readable, safetensors header intact, exactly the expected tensor names, shapes and
 dtypes. Every failure is a ValueError that names the file and what to do.
+
+Weights may be stored in a narrower float type than the model computes in (`save(dir,
+dtype=torch.float16)` halves a shipped checkpoint); loading widens them back, and the
+fingerprint is that of the widened weights, so it names what actually runs.
 """
 
 from __future__ import annotations
@@ -23,11 +27,19 @@ CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
 
 
-def save_checkpoint(model, directory: str | Path) -> None:
+STORAGE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def save_checkpoint(model, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+    """Write the checkpoint; `dtype` stores floating weights narrower (float16, bfloat16)."""
+    if dtype is not None and dtype not in STORAGE_DTYPES:
+        raise ValueError(f"weights can be stored as {', '.join(map(str, STORAGE_DTYPES))}, not {dtype}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-    save_file(tensors, str(directory / WEIGHTS), metadata={"fingerprint": model.fingerprint()})
+    computed = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+    stored = {name: t.to(dtype) if dtype is not None and t.is_floating_point() else t for name, t in computed.items()}
+    as_loaded = {name: stored[name].to(t.dtype) for name, t in computed.items()}
+    save_file(stored, str(directory / WEIGHTS), metadata={"fingerprint": fingerprint(model.cfg, as_loaded)})
     (directory / CONFIG).write_text(json.dumps(model.cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     model.tokenizer.save(directory / TOKENIZER)
 
@@ -65,11 +77,14 @@ def load_checkpoint(directory: str | Path, device=None):
             f"{unexpected[:5]}; the weights and config come from different models"
         )
     for name, tensor in tensors.items():
-        if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
+        want = expected[name]
+        widened = tensor.is_floating_point() and want.is_floating_point() and tensor.dtype in STORAGE_DTYPES
+        if tensor.shape != want.shape or (tensor.dtype != want.dtype and not widened):
             raise ValueError(
                 f"{directory / WEIGHTS}: tensor {name} is {tuple(tensor.shape)} {tensor.dtype}, config.json needs "
-                f"{tuple(expected[name].shape)} {expected[name].dtype}; the weights and config do not belong together"
+                f"{tuple(want.shape)} {want.dtype}; the weights and config do not belong together"
             )
+        tensors[name] = tensor.to(want.dtype)
     model.load_state_dict(tensors, strict=True)
     if device is not None:
         model.to(device)
@@ -77,11 +92,11 @@ def load_checkpoint(directory: str | Path, device=None):
     return model
 
 
-def fingerprint(model) -> str:
+def fingerprint(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> str:
     """sha256 over the canonical config JSON and every tensor's name, dtype, shape and bytes."""
     digest = hashlib.sha256()
-    digest.update(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
+    digest.update(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(state.items()):
         t = tensor.detach().contiguous().cpu()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())

@@ -325,11 +325,12 @@ class StreamerModel(nn.Module):
         return out
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, directory: str | Path) -> None:
-        """Write model.safetensors, config.json and tokenizer.json into `directory`."""
+    def save(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Write model.safetensors, config.json and tokenizer.json into `directory`;
+        `dtype=torch.float16` stores the weights at half the size (widened again on load)."""
         from model.checkpoint import save_checkpoint
 
-        save_checkpoint(self, directory)
+        save_checkpoint(self, directory, dtype)
 
     @staticmethod
     def load(directory: str | Path, device=None) -> "StreamerModel":
@@ -342,7 +343,7 @@ class StreamerModel(nn.Module):
         """sha256 over the config and every weight: names a checkpoint exactly."""
         from model.checkpoint import fingerprint
 
-        return fingerprint(self)
+        return fingerprint(self.cfg, self.state_dict())
 
     # ------------------------------------------------------------------ helpers
     def _device(self) -> torch.device:

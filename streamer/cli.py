@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("streamer.run_command", "stream a file, camera, mic, lavfi or world source and answer questions"),
     "train": ("training.train", "train a model on the synthetic world or a dataset folder (also under torchrun)"),
     "eval": ("training.evaluate", "exact-match accuracy of a checkpoint per question kind, by streaming"),
+    "export": ("training.export", "copy a checkpoint for shipping with float16 or bfloat16 weights"),
     "plot-run": ("training.plot_run", "draw a training run's loss and accuracy curves to a PNG"),
     "world": ("training.world_command", "render world clips to media files with annotations"),
 }

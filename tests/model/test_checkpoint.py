@@ -41,6 +41,41 @@ def test_fingerprint_changes_with_any_weight(saved):
     assert model.fingerprint() != before
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_narrow_storage_halves_the_file_and_loads_the_rounded_weights(saved, tmp_path, dtype):
+    model, path = saved
+    model.save(tmp_path / "half", dtype=dtype)
+    size = (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert size < 0.55 * (path / "model.safetensors").stat().st_size
+    loaded = StreamerModel.load(tmp_path / "half")
+    for name, weight in model.state_dict().items():
+        got = loaded.state_dict()[name]
+        assert got.dtype == weight.dtype
+        expected = weight.to(dtype).to(weight.dtype) if weight.is_floating_point() else weight
+        assert torch.equal(got, expected), name
+    # the saved fingerprint names the widened weights that run, and differs from the fp32 original
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "half" / "model.safetensors"), "pt") as f:
+        assert f.metadata()["fingerprint"] == loaded.fingerprint() != model.fingerprint()
+
+
+def test_storage_dtype_must_be_a_float_type(saved, tmp_path):
+    model, _ = saved
+    with pytest.raises(ValueError, match="can be stored as"):
+        model.save(tmp_path / "int", dtype=torch.int8)
+
+
+def test_integer_weights_where_floats_belong_are_refused(saved):
+    from safetensors.torch import load_file, save_file
+    _, path = saved
+    tensors = load_file(str(path / "model.safetensors"))
+    name = next(n for n, t in tensors.items() if t.is_floating_point())
+    tensors[name] = tensors[name].to(torch.int32)
+    save_file(tensors, str(path / "model.safetensors"))
+    with pytest.raises(ValueError, match="do not belong together"):
+        StreamerModel.load(path)
+
+
 def test_truncated_weights_give_a_clear_error(saved):
     _, path = saved
     data = (path / "model.safetensors").read_bytes()

@@ -1,0 +1,37 @@
+"""`streamer export`: a half-size copy of a checkpoint whose card no longer claims the old evaluation."""
+
+from __future__ import annotations
+
+import json
+
+from model import ModelConfig, StreamerModel
+from streamer.cli import main
+
+
+def test_export_writes_float16_weights_and_a_card_without_the_old_evaluation(tmp_path, capsys):
+    model = StreamerModel(ModelConfig.from_name("tiny"))
+    source = tmp_path / "run"  # a training run: its `latest` names the checkpoint to export
+    checkpoint = source / "checkpoints" / "step-00000010"
+    model.save(checkpoint)
+    card = {"command": "python -m training.train ...", "fingerprint": model.fingerprint(),
+            "evaluation": {"world:test": {"overall": 0.5}}}
+    (checkpoint / "card.json").write_text(json.dumps(card))
+    (checkpoint / "trainer.json").write_text("{}")
+    (source / "latest").write_text("step-00000010")
+    (source / "curves.png").write_bytes(b"\x89PNG not really")
+
+    out = tmp_path / "shipped"
+    assert main(["export", str(source), str(out)]) == 0
+    assert "float16" in capsys.readouterr().out
+    assert (out / "model.safetensors").stat().st_size < 0.55 * (checkpoint / "model.safetensors").stat().st_size
+    assert (out / "curves.png").read_bytes() == (source / "curves.png").read_bytes()
+    exported = json.loads((out / "card.json").read_text())
+    assert exported["command"] == card["command"]
+    assert "evaluation" not in exported
+    assert exported["fingerprint"] == StreamerModel.load(out).fingerprint() != card["fingerprint"]
+    assert exported["exported"] == {"from_fingerprint": card["fingerprint"], "weights_dtype": "float16"}
+
+    assert main(["export", str(source), str(out)]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
