@@ -32,26 +32,33 @@ def main() -> None:
     parser.add_argument("--snippets", default="2-4", help="clip length range, e.g. 2-4")
     parser.add_argument("--questions", type=int, default=4, help="questions per clip")
     parser.add_argument("--kinds", default="color_now,shape_now,count_now", help="question kinds, comma-separated")
+    parser.add_argument("--patch-size", type=int, default=None,
+                        help="spatial side of the encoder's tubes and patches (default: the tiny preset's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--every", type=int, default=25)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "learning_rate")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = StreamerModel(ModelConfig.from_name("tiny"))
+    cfg = ModelConfig.from_name("tiny")
+    if args.patch_size is not None:
+        cfg.encoder.tube_size = cfg.encoder.patch_size = args.patch_size
+    model = StreamerModel(cfg)
     low, high = map(int, args.snippets.split("-"))
     world = World(WorldConfig.preset("train", snippets=(low, high), questions_per_clip=args.questions,
                                      kinds=tuple(args.kinds.split(","))))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / f"lr-{args.lr:g}.log", "w")
+    suffix = "" if args.patch_size is None else f"-patch{args.patch_size}"
+    log = open(args.out / f"lr-{args.lr:g}{suffix}.log", "w")
 
     def report(line: str) -> None:
         print(line, flush=True)
         log.write(line + "\n")
         log.flush()
 
-    report(f"tiny, lr {args.lr:g}, batch {args.batch}, snippets {args.snippets}, kinds {args.kinds}")
+    report(f"tiny, lr {args.lr:g}, batch {args.batch}, snippets {args.snippets}, kinds {args.kinds}, "
+           f"tubes and patches {cfg.encoder.tube_size}/{cfg.encoder.patch_size} px")
     hits, totals, losses = collections.Counter(), collections.Counter(), []
     started, clip_index = time.perf_counter(), 0
     for step in range(args.steps):
