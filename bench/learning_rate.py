@@ -6,7 +6,7 @@ Trains a fresh `tiny` model on world clips rendered on the fly and prints, every
 `--every` steps, the text loss and the teacher-forced exact match per question kind of
 the batches it trained on. Answer priors alone give roughly 1/(number of answers) on the
 `*_now` kinds; rising above that is the model reading the snippets. The log goes to
-stdout and to `bench/results/learning_rate/lr-<lr>.log`.
+stdout and to `bench/results/learning_rate/lr-<lr>[-patch<N>].log`.
 """
 
 from __future__ import annotations

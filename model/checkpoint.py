@@ -30,8 +30,9 @@ TOKENIZER = "tokenizer.json"
 STORAGE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def save_checkpoint(model, directory: str | Path, dtype: torch.dtype | None = None) -> None:
-    """Write the checkpoint; `dtype` stores floating weights narrower (float16, bfloat16)."""
+def save_checkpoint(model, directory: str | Path, dtype: torch.dtype | None = None) -> str:
+    """Write the checkpoint; `dtype` stores floating weights narrower (float16, bfloat16).
+    Returns the fingerprint of the weights as they load back."""
     if dtype is not None and dtype not in STORAGE_DTYPES:
         raise ValueError(f"weights can be stored as {', '.join(map(str, STORAGE_DTYPES))}, not {dtype}")
     directory = Path(directory)
@@ -39,9 +40,11 @@ def save_checkpoint(model, directory: str | Path, dtype: torch.dtype | None = No
     computed = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
     stored = {name: t.to(dtype) if dtype is not None and t.is_floating_point() else t for name, t in computed.items()}
     as_loaded = {name: stored[name].to(t.dtype) for name, t in computed.items()}
-    save_file(stored, str(directory / WEIGHTS), metadata={"fingerprint": fingerprint(model.cfg, as_loaded)})
+    saved_fingerprint = fingerprint(model.cfg, as_loaded)
+    save_file(stored, str(directory / WEIGHTS), metadata={"fingerprint": saved_fingerprint})
     (directory / CONFIG).write_text(json.dumps(model.cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     model.tokenizer.save(directory / TOKENIZER)
+    return saved_fingerprint
 
 
 def load_checkpoint(directory: str | Path, device=None):

@@ -325,12 +325,13 @@ class StreamerModel(nn.Module):
         return out
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+    def save(self, directory: str | Path, dtype: torch.dtype | None = None) -> str:
         """Write model.safetensors, config.json and tokenizer.json into `directory`;
-        `dtype=torch.float16` stores the weights at half the size (widened again on load)."""
+        `dtype=torch.float16` stores the weights at half the size (widened again on load).
+        Returns the fingerprint the saved checkpoint loads with."""
         from model.checkpoint import save_checkpoint
 
-        save_checkpoint(self, directory, dtype)
+        return save_checkpoint(self, directory, dtype)
 
     @staticmethod
     def load(directory: str | Path, device=None) -> "StreamerModel":

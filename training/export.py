@@ -37,11 +37,10 @@ def export(checkpoint: Path, out: Path, dtype: str) -> dict:
     model_dir = checkpointing.resolve_model_dir(checkpoint)
     model = StreamerModel.load(model_dir, device="cpu")
     source_fingerprint = model.fingerprint()
-    model.save(out, dtype=DTYPES[dtype])
-    exported = StreamerModel.load(out, device="cpu")
+    exported_fingerprint = model.save(out, dtype=DTYPES[dtype])
     card = checkpointing.read_card(model_dir)
     card.pop("evaluation", None)
-    card["fingerprint"] = exported.fingerprint()
+    card["fingerprint"] = exported_fingerprint
     card["exported"] = {"from_fingerprint": source_fingerprint, "weights_dtype": dtype}
     checkpointing.write_json_atomic(out / checkpointing.CARD_FILE, card)
     for name in CARRIED_FILES:
