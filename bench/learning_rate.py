@@ -34,6 +34,11 @@ def main() -> None:
     parser.add_argument("--kinds", default="color_now,shape_now,count_now", help="question kinds, comma-separated")
     parser.add_argument("--patch-size", type=int, default=None,
                         help="spatial side of the encoder's tubes and patches (default: the tiny preset's)")
+    parser.add_argument("--motion", choices=("on", "off"), default=None,
+                        help="frame-difference channels in the encoder's patches (default: the preset's)")
+    parser.add_argument("--positions", choices=("sincos", "learned"), default=None,
+                        help="encoder token positions (default: the preset's)")
+    parser.add_argument("--tag", default="", help="suffix of the log file name")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--every", type=int, default=25)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "learning_rate")
@@ -43,13 +48,17 @@ def main() -> None:
     cfg = ModelConfig.from_name("tiny")
     if args.patch_size is not None:
         cfg.encoder.tube_size = cfg.encoder.patch_size = args.patch_size
+    if args.motion is not None:
+        cfg.encoder.motion = args.motion == "on"
+    if args.positions is not None:
+        cfg.encoder.positions = args.positions
     model = StreamerModel(cfg)
     low, high = map(int, args.snippets.split("-"))
     world = World(WorldConfig.preset("train", snippets=(low, high), questions_per_clip=args.questions,
                                      kinds=tuple(args.kinds.split(","))))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.patch_size is None else f"-patch{args.patch_size}"
+    suffix = ("" if args.patch_size is None else f"-patch{args.patch_size}") + (f"-{args.tag}" if args.tag else "")
     log = open(args.out / f"lr-{args.lr:g}{suffix}.log", "w")
 
     def report(line: str) -> None:
@@ -58,7 +67,8 @@ def main() -> None:
         log.flush()
 
     report(f"tiny, lr {args.lr:g}, batch {args.batch}, snippets {args.snippets}, kinds {args.kinds}, "
-           f"tubes and patches {cfg.encoder.tube_size}/{cfg.encoder.patch_size} px")
+           f"tubes and patches {cfg.encoder.tube_size}/{cfg.encoder.patch_size} px, "
+           f"motion channels {'on' if cfg.encoder.motion else 'off'}, positions {cfg.encoder.positions}")
     hits, totals, losses = collections.Counter(), collections.Counter(), []
     started, clip_index = time.perf_counter(), 0
     for step in range(args.steps):

@@ -50,8 +50,13 @@ MEDIA_PRESETS: dict[str, MediaSpec] = {
 class EncoderConfig:
     """Snippet encoder: TubeViT-style video tokens + log-mel audio patches through one ViT.
 
-    Video tokens are sparse 3D tubes spanning the whole snippet (they see motion) plus 2D
-    patches of the snippet's last frame (they see the picture now).
+    Video tokens are sparse 3D tubes spanning the whole snippet plus 2D patches of the
+    snippet's last frame (the picture now). With `motion`, the patches also see how the
+    picture changed over the snippet (first→middle and middle→last frame differences): a
+    moving edge then shows up in one token as a signed pair, not spread over a 3D filter.
+    `positions="sincos"` adds fixed 2D sine-cosine positions (image rows/columns, spectrogram
+    time/mel) under the learned ones, so where a token sits is known from the first step;
+    "learned" alone starts at zero and must be discovered through the gradients.
     """
 
     dim: int = 128
@@ -65,6 +70,15 @@ class EncoderConfig:
     n_mels: int = 64
     audio_patch_frames: int = 16
     audio_patch_mels: int = 16
+    motion: bool = True
+    positions: str = "sincos"  # "sincos" (fixed + learned) or "learned"
+
+
+# Fields added after checkpoints were first shipped, with the values that reproduce the model
+# those older checkpoints were trained as. `from_dict` fills them in when a file lacks them.
+LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "encoder": {"motion": False, "positions": "learned"},
+}
 
 
 @dataclass
@@ -108,8 +122,8 @@ class DecoderConfig:
     layers: int = 3
     heads: int = 2
     mlp_ratio: float = 4.0
-    max_question_tokens: int = 96
-    max_answer_tokens: int = 48
+    max_question_tokens: int = 96  # <q> + question bytes; longer questions are refused
+    max_answer_tokens: int = 80  # answer bytes + </a>: the longest world answer is 66
 
 
 @dataclass
@@ -171,7 +185,7 @@ class ModelConfig:
                 if not isinstance(value, dict):
                     raise ValueError(f"model config section {key!r} must be a JSON object")
                 _check_keys(f"model config section {key!r}", value, sections[key])
-                kwargs[key] = sections[key](**value)
+                kwargs[key] = sections[key](**{**LEGACY_DEFAULTS.get(key, {}), **value})
             else:
                 kwargs[key] = value
         return ModelConfig(**kwargs)
@@ -179,6 +193,8 @@ class ModelConfig:
     def validate(self) -> None:
         """Fail early, with the field to change, on sizes that cannot work together."""
         m, e, c = self.media, self.encoder, self.combiner
+        if e.positions not in ("sincos", "learned"):
+            raise ValueError(f"encoder.positions must be 'sincos' or 'learned', got {e.positions!r}")
         if c.kind not in ("ttm", "transformer"):
             raise ValueError(f"combiner.kind must be 'ttm' or 'transformer', got {c.kind!r}")
         for what, side, size in (("tube_size", m.height, e.tube_size), ("tube_size", m.width, e.tube_size),

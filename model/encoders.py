@@ -46,6 +46,38 @@ def audio_windows(audio: torch.Tensor, context: int, samples: int) -> torch.Tens
     return padded.unfold(-1, context + samples, samples)
 
 
+def sincos_2d(rows: torch.Tensor, cols: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed positions [N, dim] for points (rows, cols): half the channels encode the row,
+    half the column, each as sines and cosines at geometric frequencies (as in MAE)."""
+    quarter = dim // 4
+    freq = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float64) / max(1, quarter - 1)))
+    parts = []
+    for coord in (rows, cols):
+        angles = coord.to(torch.float64)[:, None] * freq
+        parts += [angles.sin(), angles.cos()]
+    out = torch.cat(parts, dim=1).float()
+    return F.pad(out, (0, dim - out.shape[1]))
+
+
+def token_positions(cfg: ModelConfig) -> torch.Tensor:
+    """Fixed positions of a snippet's tokens, in encoder order: tubes and patches at their
+    pixel centres (in units of 4 px, so both grids share one frame of reference), then audio
+    patches at (time, mel) patch coordinates, offset so they never coincide with video."""
+    m, e = cfg.media, cfg.encoder
+    with torch.device("cpu"):
+        rows, cols = [], []
+        for size in (e.tube_size, e.patch_size):
+            r, c = torch.meshgrid(torch.arange(m.height // size), torch.arange(m.width // size), indexing="ij")
+            rows.append(((r.flatten() + 0.5) * size / 4))
+            cols.append(((c.flatten() + 0.5) * size / 4))
+        t, mel = torch.meshgrid(torch.arange(cfg.audio_frames // e.audio_patch_frames),
+                                torch.arange(e.n_mels // e.audio_patch_mels), indexing="ij")
+        far = max(m.height, m.width) / 4 + 8.0
+        rows.append(t.flatten() + far)
+        cols.append(mel.flatten() + far)
+        return sincos_2d(torch.cat(rows), torch.cat(cols), e.dim)
+
+
 class SnippetEncoder(nn.Module):
     """One snippet -> n tokens: tube + patch tokens for video, mel patches for audio, one ViT."""
 
@@ -56,9 +88,11 @@ class SnippetEncoder(nn.Module):
         self.logmel = LogMel(cfg)
         self.tubes = nn.Conv3d(3, e.dim, (m.frames_per_chunk, e.tube_size, e.tube_size),
                                stride=(m.frames_per_chunk, e.tube_size, e.tube_size))
-        self.patches = nn.Conv2d(3, e.dim, e.patch_size, stride=e.patch_size)
+        self.patches = nn.Conv2d(9 if e.motion else 3, e.dim, e.patch_size, stride=e.patch_size)
         self.audio_patches = nn.Linear(e.audio_patch_frames * e.audio_patch_mels, e.dim)
         self.pos = nn.Parameter(torch.zeros(cfg.snippet_tokens, e.dim))
+        fixed = token_positions(cfg) if e.positions == "sincos" else torch.zeros(cfg.snippet_tokens, e.dim)
+        self.register_buffer("fixed_pos", fixed, persistent=False)
         self.modality = nn.Parameter(torch.zeros(2, e.dim))  # video, audio
         self.blocks = nn.ModuleList(Block(e.dim, e.heads, e.mlp_ratio) for _ in range(e.layers))
         self.norm = nn.LayerNorm(e.dim)
@@ -67,7 +101,11 @@ class SnippetEncoder(nn.Module):
         """uint8 [N, F, H, W, 3] -> [N, video_tokens, dim]."""
         x = video.permute(0, 4, 1, 2, 3).float() / 255.0 - 0.5  # [N, 3, F, H, W]
         tubes = self.tubes(x).flatten(2).transpose(1, 2)
-        patches = self.patches(x[:, :, -1]).flatten(2).transpose(1, 2)
+        picture = x[:, :, -1]
+        if self.cfg.encoder.motion:
+            first, middle = x[:, :, 0], x[:, :, x.shape[2] // 2]
+            picture = torch.cat((picture, middle - first, picture - middle), dim=1)
+        patches = self.patches(picture).flatten(2).transpose(1, 2)
         return torch.cat((tubes, patches), dim=1)
 
     def audio_tokens(self, windows: torch.Tensor) -> torch.Tensor:
@@ -83,7 +121,7 @@ class SnippetEncoder(nn.Module):
         """Snippets (video uint8 [N, F, H, W, 3], audio windows [N, context + S]) -> [N, n, dim]."""
         v = self.video_tokens(video) + self.modality[0]
         a = self.audio_tokens(windows) + self.modality[1]
-        x = torch.cat((v, a), dim=1) + self.pos
+        x = torch.cat((v, a), dim=1) + self.pos + self.fixed_pos
         for block in self.blocks:
             x = block(x)
         return self.norm(x)

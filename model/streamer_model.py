@@ -161,20 +161,33 @@ class StreamerModel(nn.Module):
         return logits[:, q.shape[1]:]
 
     @torch.no_grad()
-    def answer(self, state: State, question: str, max_new_tokens: int = 32, temperature: float = 0.0,
+    def answer(self, state: State, question: str, max_new_tokens: int | None = None, temperature: float = 0.0,
                seed: int | None = None) -> Iterator[str]:
         """Answer `question` about what one stream (state of batch size 1) has seen so far.
-        Yields text pieces as tokens are generated; stops at end-of-answer or `max_new_tokens`."""
+        Yields text pieces as tokens are generated; stops at end-of-answer or after
+        `max_new_tokens` (default: the answer budget the model was trained with)."""
         if self.check_state(state) != 1:
             raise ValueError("answer() takes the state of one stream (batch size 1); slice the batch first")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-        return self.tokenizer.stream_decode(self._generate(state, question, max_new_tokens, temperature, seed))
+        if max_new_tokens is None:
+            max_new_tokens = self.cfg.decoder.max_answer_tokens
+        prompt = self.question_prompt(question)
+        return self.tokenizer.stream_decode(self._generate(state, prompt, max_new_tokens, temperature, seed))
 
-    def _generate(self, state, question, max_new_tokens, temperature, seed) -> Iterator[int]:
+    def question_prompt(self, question: str) -> list[int]:
+        """`<q> question <a>` as token ids; a question past the trained budget is refused
+        rather than cut, since a cut question would be answered as if it were another one."""
+        ids = self.tokenizer.question_ids(question)
+        limit = self.cfg.decoder.max_question_tokens
+        if len(ids) > limit:
+            raise ValueError(f"the question is {len(ids) - 1} bytes long; this model reads questions of at most "
+                             f"{limit - 1} bytes (UTF-8). Ask it in fewer words")
+        return ids + [self.tokenizer.answer_id]
+
+    def _generate(self, state, prompt, max_new_tokens, temperature, seed) -> Iterator[int]:
         device = state["t"].device
         tok = self.tokenizer
-        prompt = tok.question_ids(question)[: self.cfg.decoder.max_question_tokens] + [tok.answer_id]
         context, ctx_mask = self._state_context(state)
         cross_kv = self.decoder.cross_kv(context)
         generator = None
@@ -302,8 +315,14 @@ class StreamerModel(nn.Module):
         tok, dc = self.tokenizer, self.cfg.decoder
         b = len(questions)
         nq = max((len(qs) for qs in questions), default=0)
-        encoded = [[(tok.question_ids(q)[: dc.max_question_tokens], tok.answer_ids(a)[-dc.max_answer_tokens:], int(s))
-                    for q, a, s in qs] for qs in questions]
+        encoded = [[(self.question_prompt(q)[:-1], tok.answer_ids(a), int(s)) for q, a, s in qs] for qs in questions]
+        for qs, enc in zip(questions, encoded):
+            for (_, answer, _), (_, ids, _) in zip(qs, enc):
+                if len(ids) > dc.max_answer_tokens:
+                    raise ValueError(
+                        f"the answer {answer!r} is {len(ids) - 1} bytes; this model is trained on answers of at "
+                        f"most {dc.max_answer_tokens - 1} bytes (decoder.max_answer_tokens). Shorten the "
+                        "answer or raise the budget in the model config")
         lq = max((len(e[0]) for qs in encoded for e in qs), default=1)
         la = max((len(e[1]) for qs in encoded for e in qs), default=1)
         out = {

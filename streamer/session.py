@@ -345,7 +345,7 @@ class Session:
         with self._lock:
             return self._state, self.clock.t, self.clock.last_index  # states are never modified in place
 
-    def ask(self, question: str, *, at: Update | None = None, max_new_tokens: int = 32) -> Answer:
+    def ask(self, question: str, *, at: Update | None = None, max_new_tokens: int | None = None) -> Answer:
         """Answer from the state as of now (or as of update `at`); safe from any thread mid-stream."""
         started = time.perf_counter()
         state, t, index = self._answer_state(question, at)
@@ -364,16 +364,16 @@ class Session:
             tokens=len(pieces),
         )
 
-    def ask_stream(self, question: str, *, at: Update | None = None, max_new_tokens: int = 32) -> Iterator[str]:
+    def ask_stream(self, question: str, *, at: Update | None = None, max_new_tokens: int | None = None) -> Iterator[str]:
         """Text pieces as they are generated; the state is captured now, not at the first `next()`."""
         state, _, _ = self._answer_state(question, at)
         return self._generate(state, question, max_new_tokens)
 
-    async def aask(self, question: str, *, at: Update | None = None, max_new_tokens: int = 32) -> Answer:
+    async def aask(self, question: str, *, at: Update | None = None, max_new_tokens: int | None = None) -> Answer:
         """`ask` for asyncio (decodes on a worker thread)."""
         return await asyncio.to_thread(self.ask, question, at=at, max_new_tokens=max_new_tokens)
 
-    def _generate(self, state: State, question: str, max_new_tokens: int) -> Iterator[str]:
+    def _generate(self, state: State, question: str, max_new_tokens: int | None) -> Iterator[str]:
         with torch.no_grad():
             yield from self.engine.model.answer(state, question, max_new_tokens=max_new_tokens)
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from model import MediaSpec, StreamerModel
 from training import checkpointing
 
-WORLD_SPLITS = ("test", "compositional", "long")
+WORLD_SPLITS = ("test", "compositional", "long", "wild")
 DEFAULT_CLIPS = 200
 
 
@@ -112,8 +112,14 @@ def load_eval_clips(data: str, media: MediaSpec, clips: int = DEFAULT_CLIPS, sta
         out = []
         for i in range(start, start + clips):
             clip = world.clip(i)
-            qs = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in clip.questions]
-            out.append(EvalClip(clip.video_snippets(), clip.audio_snippets(), qs, name=f"{data}#{i}"))
+            video, audio = clip.video_snippets(), clip.audio_snippets()
+            if split == "wild":
+                from training.world.wild import wild_clip
+
+                video, audio, _ = wild_clip(clip)
+            qs = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in clip.questions
+                  if q.ask_snippets <= len(video)]
+            out.append(EvalClip(video, audio, qs, name=f"{data}#{i}"))
         return out
     path = Path(data)
     if not path.is_dir():
@@ -142,7 +148,7 @@ def load_eval_clips(data: str, media: MediaSpec, clips: int = DEFAULT_CLIPS, sta
 
 @torch.no_grad()
 def evaluate(model: StreamerModel, clips: list[EvalClip], batch: int = 8, data: str = "",
-             max_new_tokens: int = 32, progress: bool = True, keep_mistakes: int = 20) -> EvalResult:
+             max_new_tokens: int | None = None, progress: bool = True, keep_mistakes: int = 20) -> EvalResult:
     """Stream `batch` clips at a time through `model` and answer every question at its ask time."""
     result = EvalResult(data=data, clips=len(clips))
     device = next(model.parameters()).device
@@ -194,7 +200,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="world:test (default), world:compositional, world:long, or a dataset folder; repeat for several")
     parser.add_argument("--clips", type=int, default=DEFAULT_CLIPS, help="clips per data set (default %(default)s)")
     parser.add_argument("--batch", type=int, default=8, help="clips streamed together (default %(default)s)")
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit in tokens")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="answer length limit in tokens (default: the model's trained answer budget)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the results to this JSON file")

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curriculum", type=int, default=d.curriculum,
                         help="steps over which the longest clip grows from the shortest to the max (0 = off)")
     parser.add_argument("--questions", type=int, default=d.questions_per_clip, help="questions per world clip")
+    parser.add_argument("--wild", type=float, default=d.wild,
+                        help="share of world clips re-made as media from the wild: other frame and sample rates, "
+                             "stereo, H.264/VP8 + AAC/Opus round trips, camera response (default %(default)s)")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad sample of a dataset folder")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--amp", default=d.amp, choices=("auto", "bf16", "off"), help="mixed precision (auto: bf16 on CUDA)")
@@ -79,7 +82,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         warmup=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         text_weight=text_weight, latent_weight=args.latent_weight, video_weight=args.video_weight,
         init=args.init, snippets=tuple(args.snippets), curriculum=args.curriculum,
-        questions_per_clip=args.questions, strict=args.strict, seed=args.seed, amp=args.amp, device=args.device,
+        questions_per_clip=args.questions, wild=args.wild, strict=args.strict, seed=args.seed, amp=args.amp, device=args.device,
         threads=args.threads, checkpoint_every=max(1, args.checkpoint_every), keep_last=args.keep_last,
         eval_every=args.eval_every, eval_clips=args.eval_clips, progress=not args.no_progress,
     )

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -60,6 +61,7 @@ class TrainConfig:
     snippets: tuple[int, int] = (4, 16)  # clip length range for the on-the-fly world
     curriculum: int = 0  # steps over which the longest clip grows from the shortest to the max
     questions_per_clip: int = 8
+    wild: float = 0.0  # share of world clips whose media go through training.world.wild (codecs, rates)
     strict: bool = False  # a bad sample in a folder dataset stops the run instead of being skipped
     seed: int = 0
     amp: str = "auto"  # auto (bf16 on CUDA), bf16, off
@@ -88,13 +90,15 @@ class TrainConfig:
                 f"--snippets must be a range A-B with 2 <= A <= B (training needs a next snippet "
                 f"to reconstruct), got {low}-{high}"
             )
+        if not 0.0 <= self.wild <= 1.0:
+            raise TrainingError(f"--wild is the share of clips made wild, between 0 and 1, got {self.wild}")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise TrainingError(f"--micro-batch must be at least 1, got {self.micro_batch}")
 
     def data_identity(self) -> dict[str, Any]:
         """The settings that fix which clips each step sees: must not change on resume."""
         return {"data": self.data, "batch": self.batch, "seed": self.seed, "snippets": list(self.snippets),
-                "curriculum": self.curriculum, "questions_per_clip": self.questions_per_clip}
+                "curriculum": self.curriculum, "questions_per_clip": self.questions_per_clip, "wild": self.wild}
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -129,8 +133,10 @@ class TrainingData:
     A folder: `annotations.jsonl` + media (training.data), one seeded shuffle per epoch.
     """
 
-    def __init__(self, source: str, media, seed: int, questions_per_clip: int, folder=None) -> None:
+    def __init__(self, source: str, media, seed: int, questions_per_clip: int, folder=None,
+                 wild: float = 0.0) -> None:
         self.source = source
+        self.wild = wild
         self.media = media
         self.seed = seed
         self.questions_per_clip = questions_per_clip
@@ -139,9 +145,11 @@ class TrainingData:
 
     @classmethod
     def open(cls, spec: str, media, seed: int = 0, questions_per_clip: int = 8,
-             strict: bool = False) -> "TrainingData":
+             strict: bool = False, wild: float = 0.0) -> "TrainingData":
         if spec in ("world", "world:train"):
-            return cls("world", media, seed, questions_per_clip)
+            return cls("world", media, seed, questions_per_clip, wild=wild)
+        if wild:
+            raise TrainingError("--wild re-makes the media of world clips; it does not apply to a folder dataset")
         if spec.startswith("world:"):
             raise TrainingError(f"train on --data world (the train split); {spec} is for `streamer eval`")
         path = Path(spec)
@@ -174,10 +182,13 @@ class TrainingData:
 
             config = WorldConfig.preset("train", spec=self.media, snippets=lengths,
                                         questions_per_clip=self.questions_per_clip)
-            from training.data import world_sample
+            from training.data import wild_sample, world_sample
 
             world_index = (self.seed * WORLD_STREAM + index) % config.size
-            return world_sample(World(config).clip(world_index), name=f"world:train#{world_index}")
+            clip = World(config).clip(world_index)
+            if self.wild and np.random.default_rng([self.seed, index, 0x3A1]).random() < self.wild:
+                return wild_sample(clip, name=f"world:train#{world_index}(wild)")
+            return world_sample(clip, name=f"world:train#{world_index}")
         epoch, position = divmod(index, len(self.folder))
         if epoch not in self._orders:
             generator = torch.Generator().manual_seed(self.seed * 7919 + epoch)
@@ -317,7 +328,7 @@ class Trainer:
         except ValueError as err:
             raise TrainingError(str(err)) from None
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
-                                      questions_per_clip=cfg.questions_per_clip, strict=cfg.strict)
+                                      questions_per_clip=cfg.questions_per_clip, strict=cfg.strict, wild=cfg.wild)
         self.total_steps = self._total_steps()
         self.start_step, self.wall_before, model = self._load_or_create(model_cfg)
         self.model = model.to(self.d.device)

@@ -21,7 +21,7 @@ def test_greedy_generation_matches_teacher_forcing(combiner_kind):
     state = _state(model)
     tok = model.tokenizer
     generated = []
-    for token in model._generate(state, "what color is the square?", 12, 0.0, None):
+    for token in model._generate(state, model.question_prompt("what color is the square?"), 12, 0.0, None):
         generated.append(token)
     assert 0 < len(generated) <= 12
     logits = model.answer_logits(state, tok.question_ids("what color is the square?"), generated + [tok.end_id])
@@ -42,5 +42,5 @@ def test_seeded_sampling_is_reproducible():
     a = "".join(model.answer(state, "what?", max_new_tokens=16, temperature=1.0, seed=5))
     b = "".join(model.answer(state, "what?", max_new_tokens=16, temperature=1.0, seed=5))
     assert a == b
-    greedy = [list(model._generate(state, "what?", 16, 0.0, None)) for _ in range(2)]
+    greedy = [list(model._generate(state, model.question_prompt("what?"), 16, 0.0, None)) for _ in range(2)]
     assert greedy[0] == greedy[1]

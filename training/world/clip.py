@@ -60,6 +60,9 @@ SPLITS: dict[str, WorldConfig] = {
     "long": WorldConfig(
         "long", snippets=(4 * TRAIN_SNIPPETS[0], 4 * TRAIN_SNIPPETS[1]), seed_start=1_200_000_000, size=100_000_000
     ),
+    # Test-like clips whose media reach the model through `training.world.wild` (other frame
+    # and sample rates, stereo, codecs, camera response); evaluation applies that path.
+    "wild": WorldConfig("wild", snippets=TRAIN_SNIPPETS, seed_start=1_300_000_000, size=100_000_000),
 }
 
 
