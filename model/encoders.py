@@ -59,6 +59,12 @@ def sincos_2d(rows: torch.Tensor, cols: torch.Tensor, dim: int) -> torch.Tensor:
     return F.pad(out, (0, dim - out.shape[1]))
 
 
+# Unscaled, the sin-cos table has norm sqrt(dim / 2) per token (8 at dim 128), four to eight
+# times the norm of a freshly initialised patch or mel token: content would start buried
+# under position (sound questions learnt slower, bench/results/learning_rate/*binding*).
+POSITION_SCALE = 0.25
+
+
 def token_positions(cfg: ModelConfig) -> torch.Tensor:
     """Fixed positions of a snippet's tokens, in encoder order: tubes and patches at their
     pixel centres (in units of 4 px, so both grids share one frame of reference), then audio
@@ -75,7 +81,7 @@ def token_positions(cfg: ModelConfig) -> torch.Tensor:
         far = max(m.height, m.width) / 4 + 8.0
         rows.append(t.flatten() + far)
         cols.append(mel.flatten() + far)
-        return sincos_2d(torch.cat(rows), torch.cat(cols), e.dim)
+        return POSITION_SCALE * sincos_2d(torch.cat(rows), torch.cat(cols), e.dim)
 
 
 class SnippetEncoder(nn.Module):
