@@ -17,7 +17,10 @@ TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 @dataclass(frozen=True)
 class ChunkCausalArgs:
-    """Validated call parameters; `window` stays None when every earlier chunk is visible."""
+    """Validated call parameters, normalised: chunk <= N_k, and window None whenever it covers
+    every chunk of the keys. Both changes keep the attention pattern and bound the kernels'
+    position arithmetic ((chunk index + window) * chunk) by a few N_k, so it cannot overflow int32.
+    """
 
     chunk: int
     window: int | None
@@ -67,10 +70,13 @@ def check_arguments(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk, wi
     chunk = _as_int(chunk, "chunk")
     if chunk <= 0:
         raise ValueError(f"chunk must be a positive number of tokens, got {chunk}")
+    chunk = min(chunk, n_k)  # every position is below n_k: a longer chunk is the same single chunk
     if window is not None:
         window = _as_int(window, "window")
         if window <= 0:
             raise ValueError(f"window must be a positive number of chunks or None (no limit), got {window}")
+        if window >= -(-n_k // chunk):  # it reaches back past the first chunk of the keys
+            window = None
     q_start = _as_int(q_start, "q_start")
     if q_start < 0 or q_start + n_q > n_k:
         raise ValueError(

@@ -56,7 +56,11 @@ def _key_range(p_first, p_last, CHUNK, WINDOW, N_K):
 
 @triton.jit
 def _query_range(k_first, k_last, Q_START, N_Q, CHUNK, WINDOW):
-    """Query indices seen by some / by every key with positions in [k_first, k_last]."""
+    """Query indices seen by some / by every key with positions in [k_first, k_last].
+
+    int32 arithmetic: `check_arguments` keeps chunk <= N_K and WINDOW <= N_K // CHUNK + 2,
+    so (c + WINDOW) * CHUNK stays below 4 * N_K.
+    """
     c_first = k_first // CHUNK
     c_last = k_last // CHUNK
     lo = tl.maximum(c_first * CHUNK - Q_START, 0)

@@ -47,6 +47,12 @@ CASES += [
     # Queries not at the end of the keys: later keys in the query's own chunk are visible.
     _case(n_q=10, n_k=64, q_start=20, chunk=16, window=2),
     _case(layout="bnhd", chunk=6, window=2, n_q=40, heads=3),
+    # Chunk and window far beyond the keys: (chunk + window) * chunk once overflowed int32 in
+    # the dK/dV pass, which then returned zeros.
+    _case(chunk=2**30, n_q=40),
+    _case(chunk=2**31 - 1, n_q=40),
+    _case(chunk=3, window=10**9, n_q=40),
+    _case(chunk=3, window=2**31 - 1, n_q=40),
     _case(dtype="fp16", chunk=8, window=None, n_q=48),
     _case(dtype="fp16", chunk=5, window=2, n_q=37),
     _case(dtype="fp16", chunk=8, window=3, n_q=16, n_k=64, head_dim=64),

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels import BACKEND_ENV, chunk_causal_attention, chunk_causal_attention_reference, chunk_causal_mask
+from kernels.arguments import check_arguments
 
 
 def _naive(q, k, v, chunk, window, q_start, scale=None):
@@ -42,6 +43,17 @@ def test_reference_matches_definition(chunk, window, n_q, n_k):
     want_out, want_lse = _naive(q, k, v, chunk, window, n_k - n_q)
     torch.testing.assert_close(out.double(), want_out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(lse.double(), want_lse, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk,window,want_chunk,want_window", [
+    (2**40, None, 19, None), (2**40, 2**40, 19, None), (3, 2**40, 3, None), (3, 7, 3, None), (3, 6, 3, 6),
+])
+def test_huge_chunk_and_window_are_normalised_to_the_same_pattern(chunk, window, want_chunk, want_window):
+    q, k, v = _qkv(n_q=7, n_k=19)  # chunk 3: seven key chunks, so window 7 reaches chunk 0 from chunk 6
+    args = check_arguments(q, k, v, chunk, window, 12, None)
+    assert (args.chunk, args.window) == (want_chunk, want_window)
+    out = chunk_causal_attention_reference(q, k, v, chunk, window, 12)
+    torch.testing.assert_close(out.double(), _naive(q, k, v, chunk, window, 12)[0], atol=1e-5, rtol=1e-5)
 
 
 def test_chunk_one_is_causal_and_large_chunk_is_full_attention():
