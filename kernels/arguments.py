@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-TRITON_HEAD_DIMS = (32, 64, 128)
+TRITON_HEAD_DIMS = (16, 32, 64, 128)  # powers of two (tl.arange), at least 16 (tl.dot's smallest K)
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 

@@ -41,9 +41,18 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-def _precision(dtype: torch.dtype) -> str:
-    # fp32 inputs get true fp32 products (as torch.matmul by default), not TF32.
-    return "ieee" if dtype == torch.float32 else "tf32"
+def dot_precision(dtype: torch.dtype) -> str | None:
+    """tl.dot's input precision: for fp32 what torch.matmul would use, decided as FlexAttention does.
+
+    torch's default ("highest") gives exact "ieee" products; "high"/"medium" (or the backend's
+    fp32_precision = "tf32") allow TF32 tensor cores. ROCm gets "ieee" like FlexAttention.
+    fp16/bf16 products are exact in the fp32 accumulator, so they keep Triton's default (None).
+    """
+    if dtype != torch.float32:
+        return None
+    backend = torch.backends.cuda.matmul.fp32_precision
+    exact = backend == "ieee" if backend != "none" else torch.get_float32_matmul_precision() == "highest"
+    return "ieee" if exact or torch.version.hip else "tf32"
 
 
 def triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, args: ChunkCausalArgs
@@ -60,7 +69,7 @@ def triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, args: Chun
         mod.fwd_kernel[grid](
             q, k, v, out, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
             heads, n_q, n_k, args.q_start, args.chunk, args.window_chunks(n_k), args.scale * mod.LOG2E,
-            HEAD_DIM=head_dim, PRECISION=_precision(q.dtype), **fixed)
+            HEAD_DIM=head_dim, PRECISION=dot_precision(q.dtype), **fixed)
     return out, lse
 
 
@@ -76,7 +85,7 @@ def triton_backward(q, k, v, out, lse, grad_out, args: ChunkCausalArgs):
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     window = args.window_chunks(n_k)
-    precision = _precision(q.dtype)
+    precision = dot_precision(q.dtype)
     with _launch_context(q):
         mod.delta_kernel[(triton_cdiv(n_q, mod.DELTA_BLOCK_M), batch * heads)](
             out, grad_out, delta, *_strides(out), *_strides(grad_out), heads, n_q,

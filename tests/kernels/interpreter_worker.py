@@ -54,9 +54,17 @@ def run_case(case: dict) -> dict:
     return result
 
 
+def _run_or_report(case: dict) -> dict:
+    """One case's result, or its error, so that one failing case does not hide the others."""
+    try:
+        return run_case(case)
+    except Exception as exc:
+        return {"id": case["id"], "error": f"{type(exc).__name__}: {exc}"}
+
+
 def main() -> int:
     cases = json.load(sys.stdin)
-    results = [run_case(case) for case in cases]
+    results = [_run_or_report(case) for case in cases]
     json.dump(results, sys.stdout)
     return 0
 

@@ -36,6 +36,7 @@ def _case(batch=1, heads=2, n_q=48, n_k=None, head_dim=32, chunk=8, window=None,
 CASES = [_case(chunk=c, window=w, n_q=n) for c, w, n in itertools.product(
     [1, 5, 16, 24, 100], [None, 1, 3], [48, 37])]
 CASES += [
+    _case(head_dim=16, chunk=12, window=2, n_q=40),
     _case(head_dim=64, chunk=12, window=2, n_q=40),
     _case(head_dim=128, chunk=8, n_q=33, heads=1),
     _case(batch=3, heads=1, chunk=7, window=2, n_q=29),
@@ -56,6 +57,7 @@ CASES += [
     _case(dtype="fp16", chunk=8, window=None, n_q=48),
     _case(dtype="fp16", chunk=5, window=2, n_q=37),
     _case(dtype="fp16", chunk=8, window=3, n_q=16, n_k=64, head_dim=64),
+    _case(dtype="fp16", chunk=8, window=2, n_q=37, head_dim=16),
 ]
 
 
@@ -72,6 +74,7 @@ def interpreter_results() -> dict:
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_kernel_matches_reference(case, interpreter_results):
     result = interpreter_results[case["id"]]
+    assert "error" not in result, result.get("error")
     for name, err in result["kernel"].items():
         scale = max(1.0, result["scale"][name])
         if case["dtype"] == "fp32":
