@@ -73,13 +73,15 @@ def triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, args: Chun
     return out, lse
 
 
-def triton_backward(q, k, v, out, lse, grad_out, args: ChunkCausalArgs):
-    """dq, dk, dv for the forward above (lse as it returned)."""
+def triton_backward(q, k, v, out, lse, grad_out, grad_lse, args: ChunkCausalArgs):
+    """dq, dk, dv for the forward above (lse as it returned); grad_lse may be None."""
     mod = kernel_module()
     batch, heads, n_q, head_dim = q.shape
     n_k = k.shape[2]
     if grad_out.stride(-1) != 1:
         grad_out = grad_out.contiguous()
+    if grad_lse is not None:
+        grad_lse = grad_lse.float().contiguous()
     delta = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
@@ -88,8 +90,8 @@ def triton_backward(q, k, v, out, lse, grad_out, args: ChunkCausalArgs):
     precision = dot_precision(q.dtype)
     with _launch_context(q):
         mod.delta_kernel[(triton_cdiv(n_q, mod.DELTA_BLOCK_M), batch * heads)](
-            out, grad_out, delta, *_strides(out), *_strides(grad_out), heads, n_q,
-            HEAD_DIM=head_dim, BLOCK_M=mod.DELTA_BLOCK_M)
+            out, grad_out, grad_lse, delta, *_strides(out), *_strides(grad_out), heads, n_q,
+            HEAD_DIM=head_dim, BLOCK_M=mod.DELTA_BLOCK_M, HAS_DLSE=grad_lse is not None)
         fixed = mod.INTERPRET_DKDV if mod.INTERPRET else {}
         mod.dkdv_kernel[lambda meta: (triton_cdiv(n_k, meta["BLOCK_N"]), batch * heads)](
             q, k, v, grad_out, lse, delta, dk, dv,
@@ -110,18 +112,23 @@ def triton_cdiv(a: int, b: int) -> int:
 
 
 class ChunkCausalAttentionFunction(torch.autograd.Function):
-    """(q, k, v) -> (out, lse) with the Triton forward and fused backward; lse carries no gradient."""
+    """(q, k, v) -> (out, lse) with the Triton kernels; both outputs are differentiable.
+
+    Gradients are not materialised: an unused lse costs nothing in the backward.
+    """
 
     @staticmethod
     def forward(ctx, q, k, v, args: ChunkCausalArgs):
         out, lse = triton_forward(q, k, v, args)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.args = args
-        ctx.mark_non_differentiable(lse)
+        ctx.set_materialize_grads(False)
         return out, lse
 
     @staticmethod
     def backward(ctx, grad_out, grad_lse):
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = triton_backward(q, k, v, out, lse, grad_out, ctx.args)
+        if grad_out is None:  # a loss of lse alone
+            grad_out = torch.zeros_like(out)
+        dq, dk, dv = triton_backward(q, k, v, out, lse, grad_out, grad_lse, ctx.args)
         return dq, dk, dv, None

@@ -192,10 +192,14 @@ def _fwd_kernel(Q, K, V, O, LSE,
 
 
 @triton.jit
-def _bwd_delta_kernel(O, DO, DELTA,
+def _bwd_delta_kernel(O, DO, DLSE, DELTA,
                       stride_ob, stride_oh, stride_on, stride_dob, stride_doh, stride_don,
-                      H, N_Q, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
-    """delta_i = sum_d dO_id · O_id, the softmax-backward row term, in fp32."""
+                      H, N_Q, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, HAS_DLSE: tl.constexpr):
+    """delta_i = sum_d dO_id · O_id - dLSE_i, the softmax-backward row term, in fp32.
+
+    d lse_i / d s_ij = p_ij, so an lse gradient adds p_ij · dLSE_i to ds_ij = p_ij (dp_ij - delta_i):
+    it folds into delta. DLSE ([B·H, N_Q], contiguous) is read only when HAS_DLSE.
+    """
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
     bi = (pid_bh // H).to(tl.int64)
@@ -208,6 +212,8 @@ def _bwd_delta_kernel(O, DO, DELTA,
     do = tl.load(DO + bi * stride_dob + hi_ * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :],
                  mask=row_ok, other=0.0)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    if HAS_DLSE:
+        delta -= tl.load(DLSE + pid_bh.to(tl.int64) * N_Q + offs_m, mask=offs_m < N_Q, other=0.0)
     tl.store(DELTA + pid_bh.to(tl.int64) * N_Q + offs_m, delta, mask=offs_m < N_Q)
 
 

@@ -1,9 +1,10 @@
 """The Triton kernels, run in Triton's CPU interpreter, against the PyTorch reference.
 
-Forward output, log-sum-exp and all three gradients, over chunk sizes aligned and not
-aligned to the blocks (the interpreter tiling is 16/32 rows), chunk = 1 (plain causal),
-chunk >= N (full attention), windows, streaming queries (N_q < N_k, q_start > 0), head
-dims, batch and heads, a strided layout, fp32 and fp16 (the interpreter has no bf16).
+Forward output, log-sum-exp and the gradients of a loss on either or both, over chunk
+sizes aligned and not aligned to the blocks (the interpreter tiling is 16/32 rows), chunk = 1
+(plain causal), chunk >= N (full attention), windows, streaming queries (N_q < N_k,
+q_start > 0), head dims, batch and heads, a strided layout, fp32 and fp16 (the interpreter
+has no bf16).
 """
 
 import itertools
@@ -22,11 +23,12 @@ WORKER = Path(__file__).with_name("interpreter_worker.py")
 
 
 def _case(batch=1, heads=2, n_q=48, n_k=None, head_dim=32, chunk=8, window=None, q_start=None,
-          dtype="fp32", layout="bhnd", seed=0) -> dict:
+          dtype="fp32", layout="bhnd", loss="out", grads="qkv", seed=0) -> dict:
+    """One interpreter case; `loss` is "out", "lse" or "out+lse", `grads` the inputs that require grad."""
     n_k = n_q if n_k is None else n_k
     q_start = n_k - n_q if q_start is None else q_start
     case = dict(batch=batch, heads=heads, n_q=n_q, n_k=n_k, head_dim=head_dim, chunk=chunk, window=window,
-                q_start=q_start, dtype=dtype, layout=layout, seed=seed)
+                q_start=q_start, dtype=dtype, layout=layout, loss=loss, grads=grads, seed=seed)
     case["id"] = "-".join(f"{k}={v}" for k, v in case.items() if k != "seed")
     return case
 
@@ -58,6 +60,11 @@ CASES += [
     _case(dtype="fp16", chunk=5, window=2, n_q=37),
     _case(dtype="fp16", chunk=8, window=3, n_q=16, n_k=64, head_dim=64),
     _case(dtype="fp16", chunk=8, window=2, n_q=37, head_dim=16),
+    # A loss that uses the log-sum-exp too (its gradient adds to the softmax backward), or only it.
+    _case(chunk=5, window=2, n_q=37, loss="out+lse"),
+    _case(n_q=20, n_k=70, chunk=7, window=3, loss="out+lse"),
+    _case(chunk=16, n_q=48, loss="lse", grads="qk"),  # lse does not depend on v
+    _case(dtype="fp16", chunk=8, window=3, n_q=37, loss="out+lse"),
 ]
 
 
@@ -84,3 +91,4 @@ def test_kernel_matches_reference(case, interpreter_results):
             ref_err = result["reference"][name]
             assert err <= 2 * ref_err + 2e-3 * scale, (
                 f"{name}: kernel error {err:.3g} vs fp16 reference error {ref_err:.3g}")
+
