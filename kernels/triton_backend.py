@@ -73,38 +73,52 @@ def triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, args: Chun
     return out, lse
 
 
-def triton_backward(q, k, v, out, lse, grad_out, grad_lse, args: ChunkCausalArgs):
-    """dq, dk, dv for the forward above (lse as it returned); grad_lse may be None."""
+def triton_backward(q, k, v, out, lse, grad_out, grad_lse, args: ChunkCausalArgs, need_dq: bool = True,
+                    need_dkdv: bool = True):
+    """dq, dk, dv for the forward above (lse as it returned); grad_lse may be None.
+
+    A pass that is not needed is not launched, and its gradients come back as None.
+    """
     mod = kernel_module()
     batch, heads, n_q, head_dim = q.shape
     n_k = k.shape[2]
     if grad_out.stride(-1) != 1:
         grad_out = grad_out.contiguous()
+    shared = (heads, n_q, n_k, args.q_start, args.chunk, args.window_chunks(n_k), args.scale * mod.LOG2E,
+              args.scale)
+    meta = dict(HEAD_DIM=head_dim, PRECISION=dot_precision(q.dtype))
+    dq = dk = dv = None
+    with _launch_context(q):
+        delta = _delta(out, grad_out, grad_lse)
+        if need_dkdv:
+            dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+            dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+            fixed = mod.INTERPRET_DKDV if mod.INTERPRET else {}
+            mod.dkdv_kernel[lambda m: (triton_cdiv(n_k, m["BLOCK_N"]), batch * heads)](
+                q, k, v, grad_out, lse, delta, dk, dv,
+                *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dk), *_strides(dv),
+                *shared, **meta, **fixed)
+        if need_dq:
+            dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+            fixed = mod.INTERPRET_DQ if mod.INTERPRET else {}
+            mod.dq_kernel[lambda m: (triton_cdiv(n_q, m["BLOCK_M"]), batch * heads)](
+                q, k, v, grad_out, lse, delta, dq,
+                *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dq),
+                *shared, **meta, **fixed)
+    return dq, dk, dv
+
+
+def _delta(out: torch.Tensor, grad_out: torch.Tensor, grad_lse: torch.Tensor | None) -> torch.Tensor:
+    """The fp32 row term rowsum(dO·O) - dLSE [B, H, N_q] that both gradient passes read."""
+    mod = kernel_module()
+    batch, heads, n_q, head_dim = out.shape
     if grad_lse is not None:
         grad_lse = grad_lse.float().contiguous()
-    delta = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
-    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
-    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
-    window = args.window_chunks(n_k)
-    precision = dot_precision(q.dtype)
-    with _launch_context(q):
-        mod.delta_kernel[(triton_cdiv(n_q, mod.DELTA_BLOCK_M), batch * heads)](
-            out, grad_out, grad_lse, delta, *_strides(out), *_strides(grad_out), heads, n_q,
-            HEAD_DIM=head_dim, BLOCK_M=mod.DELTA_BLOCK_M, HAS_DLSE=grad_lse is not None)
-        fixed = mod.INTERPRET_DKDV if mod.INTERPRET else {}
-        mod.dkdv_kernel[lambda meta: (triton_cdiv(n_k, meta["BLOCK_N"]), batch * heads)](
-            q, k, v, grad_out, lse, delta, dk, dv,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dk), *_strides(dv),
-            heads, n_q, n_k, args.q_start, args.chunk, window, args.scale * mod.LOG2E, args.scale,
-            HEAD_DIM=head_dim, PRECISION=precision, **fixed)
-        fixed = mod.INTERPRET_DQ if mod.INTERPRET else {}
-        mod.dq_kernel[lambda meta: (triton_cdiv(n_q, meta["BLOCK_M"]), batch * heads)](
-            q, k, v, grad_out, lse, delta, dq,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(dq),
-            heads, n_q, n_k, args.q_start, args.chunk, window, args.scale * mod.LOG2E, args.scale,
-            HEAD_DIM=head_dim, PRECISION=precision, **fixed)
-    return dq, dk, dv
+    delta = torch.empty((batch, heads, n_q), dtype=torch.float32, device=out.device)
+    mod.delta_kernel[(triton_cdiv(n_q, mod.DELTA_BLOCK_M), batch * heads)](
+        out, grad_out, grad_lse, delta, *_strides(out), *_strides(grad_out), heads, n_q,
+        HEAD_DIM=head_dim, BLOCK_M=mod.DELTA_BLOCK_M, HAS_DLSE=grad_lse is not None)
+    return delta
 
 
 def triton_cdiv(a: int, b: int) -> int:
@@ -114,7 +128,8 @@ def triton_cdiv(a: int, b: int) -> int:
 class ChunkCausalAttentionFunction(torch.autograd.Function):
     """(q, k, v) -> (out, lse) with the Triton kernels; both outputs are differentiable.
 
-    Gradients are not materialised: an unused lse costs nothing in the backward.
+    Gradients are not materialised: an unused lse costs nothing in the backward. Only the
+    passes that the inputs requiring grad need are launched (dK and dV come from one pass).
     """
 
     @staticmethod
@@ -130,5 +145,7 @@ class ChunkCausalAttentionFunction(torch.autograd.Function):
         q, k, v, out, lse = ctx.saved_tensors
         if grad_out is None:  # a loss of lse alone
             grad_out = torch.zeros_like(out)
-        dq, dk, dv = triton_backward(q, k, v, out, lse, grad_out, grad_lse, ctx.args)
-        return dq, dk, dv, None
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        dq, dk, dv = triton_backward(q, k, v, out, lse, grad_out, grad_lse, ctx.args, need_dq=need_q,
+                                     need_dkdv=need_k or need_v)
+        return dq, dk if need_k else None, dv if need_v else None, None

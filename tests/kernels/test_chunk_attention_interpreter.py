@@ -65,6 +65,11 @@ CASES += [
     _case(n_q=20, n_k=70, chunk=7, window=3, loss="out+lse"),
     _case(chunk=16, n_q=48, loss="lse", grads="qk"),  # lse does not depend on v
     _case(dtype="fp16", chunk=8, window=3, n_q=37, loss="out+lse"),
+    # Gradients for only some inputs: the backward launches only the passes they need.
+    _case(chunk=5, window=2, n_q=37, grads="q"),
+    _case(chunk=5, window=2, n_q=37, grads="kv"),
+    _case(n_q=20, n_k=70, chunk=7, window=3, grads="k", loss="out+lse"),
+    _case(dtype="fp16", chunk=5, window=2, n_q=37, grads="v"),
 ]
 
 
@@ -92,3 +97,13 @@ def test_kernel_matches_reference(case, interpreter_results):
             assert err <= 2 * ref_err + 2e-3 * scale, (
                 f"{name}: kernel error {err:.3g} vs fp16 reference error {ref_err:.3g}")
 
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_backward_launches_only_the_passes_it_needs(case, interpreter_results):
+    launches = interpreter_results[case["id"]].get("launches", {})
+    want = {"fwd_kernel": 1, "delta_kernel": 1}
+    if "k" in case["grads"] or "v" in case["grads"]:
+        want["dkdv_kernel"] = 1
+    if "q" in case["grads"]:
+        want["dq_kernel"] = 1
+    assert launches == want
