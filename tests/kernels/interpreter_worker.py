@@ -5,31 +5,37 @@ in the same pytest process may import it first, so the interpreter cases run her
 fresh process started with TRITON_INTERPRET=1. Input: a JSON list of cases on stdin.
 Output: one JSON object per case on stdout with the kernel's and, for fp16, the fp16
 reference's largest errors against an fp32 reference (errors are measured, the test judges),
-and how often each Triton kernel was launched for the case.
+how often each Triton kernel was launched for the case, the grid of its last launch, and
+the tiles the backend reports (`chosen_tiles`).
+A case's "pin", if any, is set as $STREAMER_ATTENTION_CONFIG while the kernels run.
 """
 
 import json
+import os
 import sys
 from collections import Counter
 
 import torch
 
 from kernels import chunk_causal_attention, chunk_causal_attention_reference
-from kernels.triton_backend import kernel_module
+from kernels.triton_backend import chosen_tiles, kernel_module
+from kernels.tuning import CONFIG_ENV
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 KERNELS = ("fwd_kernel", "delta_kernel", "dkdv_kernel", "dq_kernel")
 LAUNCHES: Counter = Counter()
+GRIDS: dict = {}
 
 
 class _CountedKernel:
-    """Stands in for a module-level kernel object and counts its launches."""
+    """Stands in for a module-level kernel object; counts its launches and keeps the last grid."""
 
     def __init__(self, name: str, kernel) -> None:
         self.name, self.kernel = name, kernel
 
     def __getitem__(self, grid):
         LAUNCHES[self.name] += 1
+        GRIDS[self.name] = list(grid)
         return self.kernel[grid]
 
 
@@ -76,8 +82,15 @@ def run_case(case: dict) -> dict:
                  case)
     triton_fn = lambda *a, **kw: chunk_causal_attention(*a, backend="triton", **kw)  # noqa: E731
     LAUNCHES.clear()
-    kernel = _run(triton_fn, q, k, v, grad_out, grad_lse, case)
-    result = {"id": case["id"], "kernel": _max_errors(kernel, exact), "launches": dict(LAUNCHES)}
+    GRIDS.clear()
+    os.environ[CONFIG_ENV] = case.get("pin", "")
+    try:
+        kernel = _run(triton_fn, q, k, v, grad_out, grad_lse, case)
+        tiles = chosen_tiles()
+    finally:
+        del os.environ[CONFIG_ENV]
+    result = {"id": case["id"], "kernel": _max_errors(kernel, exact), "launches": dict(LAUNCHES),
+              "grids": dict(GRIDS), "tiles": tiles}
     if case["dtype"] != "fp32":
         result["reference"] = _max_errors(_run(chunk_causal_attention_reference, q, k, v, grad_out, grad_lse,
                                                case), exact)

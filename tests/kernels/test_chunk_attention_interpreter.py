@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from kernels.tuning import parse_pins
+
 pytest.importorskip("triton")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,6 +73,11 @@ CASES += [
     _case(n_q=20, n_k=70, chunk=7, window=3, grads="k", loss="out+lse"),
     _case(dtype="fp16", chunk=5, window=2, n_q=37, grads="v"),
 ]
+# Tiles pinned through the environment for two of the three tuned kernels; dkdv keeps the default.
+PINNED = _case(chunk=24, window=2, n_q=48)
+PINNED["pin"] = "fwd:BLOCK_M=32,BLOCK_N=64,num_warps=4,num_stages=3;dq:BLOCK_M=16,BLOCK_N=64,num_warps=4,num_stages=2"
+PINNED["id"] += "-pinned"
+CASES.append(PINNED)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +114,13 @@ def test_backward_launches_only_the_passes_it_needs(case, interpreter_results):
     if "q" in case["grads"]:
         want["dq_kernel"] = 1
     assert launches == want
+
+
+def test_pinned_tiles_replace_the_default_tiling(interpreter_results):
+    result = interpreter_results[PINNED["id"]]
+    grids = result["grids"]
+    # 48 queries: 2 blocks of 32 rows (pinned fwd), 3 of 16 (pinned dq); 48 keys: 2 blocks of 32 (dkdv default).
+    assert (grids["fwd_kernel"][0], grids["dq_kernel"][0], grids["dkdv_kernel"][0]) == (2, 3, 2)
+    reported, pinned = parse_pins(result["tiles"]), parse_pins(PINNED["pin"])
+    assert (reported["fwd"], reported["dq"]) == (pinned["fwd"], pinned["dq"])
+    assert (reported["dkdv"]["BLOCK_M"], reported["dkdv"]["BLOCK_N"]) == (16, 32)
