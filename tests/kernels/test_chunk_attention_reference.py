@@ -45,6 +45,14 @@ def test_reference_matches_definition(chunk, window, n_q, n_k):
     torch.testing.assert_close(lse.double(), want_lse, atol=1e-5, rtol=1e-5)
 
 
+def test_reference_lse_is_exact_for_fp64_inputs():
+    """The GPU tests hold the kernel's lse to 1e-5 relative against this fp64 reference."""
+    q, k, v = (t.double() for t in _qkv(n_q=6, n_k=23))
+    _, lse = chunk_causal_attention_reference(q, k, v, 4, 3, 17, return_lse=True)
+    assert lse.dtype == torch.float64
+    torch.testing.assert_close(lse, _naive(q, k, v, 4, 3, 17)[1], atol=1e-12, rtol=1e-12)
+
+
 @pytest.mark.parametrize("chunk,window,want_chunk,want_window", [
     (2**40, None, 19, None), (2**40, 2**40, 19, None), (3, 2**40, 3, None), (3, 7, 3, None), (3, 6, 3, 6),
 ])
