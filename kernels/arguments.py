@@ -13,6 +13,7 @@ import torch
 
 TRITON_HEAD_DIMS = (16, 32, 64, 128)  # powers of two (tl.arange), at least 16 (tl.dot's smallest K)
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_MAX_BLOCK = 256  # the tallest tile a kernel may use: rows past N are addressed too (masked)
 
 
 @dataclass(frozen=True)
@@ -104,4 +105,13 @@ def triton_unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor)
         if t.stride(-1) != 1:
             return (f"{name} has stride {t.stride(-1)} along head_dim; the Triton kernels need head_dim "
                     f"contiguous (call .contiguous() first)")
+        if not rows_fit_int32(t):
+            return (f"{name} has {t.shape[2]} tokens {t.stride(2)} elements apart, beyond the Triton kernels' "
+                    f"int32 row offsets; pass it [B, H, N, D]-contiguous (.contiguous()) or split the call")
     return None
+
+
+def rows_fit_int32(t: torch.Tensor) -> bool:
+    """Whether every row offset inside one (batch, head) of t fits the kernels' int32 arithmetic
+    (batch and head offsets are int64)."""
+    return (t.shape[2] + _MAX_BLOCK) * t.stride(2) + t.shape[3] < 2**31

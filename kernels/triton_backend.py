@@ -22,7 +22,7 @@ from types import ModuleType
 
 import torch
 
-from kernels.arguments import ChunkCausalArgs
+from kernels.arguments import ChunkCausalArgs, rows_fit_int32
 from kernels.tuning import TILE_FIELDS, TUNED_KERNELS, format_pins, pinned_tiles, tune_key
 
 
@@ -132,7 +132,7 @@ def triton_backward(q, k, v, out, lse, grad_out, grad_lse, args: ChunkCausalArgs
     """
     batch, heads, n_q, head_dim = q.shape
     n_k = k.shape[2]
-    if grad_out.stride(-1) != 1:
+    if grad_out.stride(-1) != 1 or not rows_fit_int32(grad_out):  # contiguous fits: q does
         grad_out = grad_out.contiguous()
     shared = (*_shape_args(q, k, args), args.scale, *_tune_args(q, k, args))
     meta = dict(HEAD_DIM=head_dim, PRECISION=dot_precision(q.dtype))

@@ -135,6 +135,17 @@ def test_bad_arguments_raise_value_error(message):
         _bad_calls()[message]()
 
 
+def test_triton_refuses_offsets_beyond_int32():
+    """Row offsets (position x row stride) are int32 in the kernels; larger ones would wrap."""
+    from kernels.arguments import triton_unsupported_reason
+
+    fits = torch.empty(1, 2, 2**21, 64, device="meta")
+    assert triton_unsupported_reason(fits, fits, fits) is None
+    # [B, N, H, D] storage seen as [B, H, N, D]: the row stride is H * D = 4096.
+    long = torch.empty(1, 2**20, 64, 64, device="meta").transpose(1, 2)
+    assert "int32" in triton_unsupported_reason(long, long, long)
+
+
 @pytest.mark.parametrize("message,make", [
     ("head_dim 48", lambda: _qkv(d=48)),
     ("no bf16", lambda: _qkv(d=32, dtype=torch.bfloat16)),
