@@ -11,8 +11,9 @@ bits. To get the same tiles everywhere, pin them, per kernel, in the environment
     STREAMER_ATTENTION_CONFIG="fwd:BLOCK_M=128,BLOCK_N=64,num_warps=8,num_stages=3;dq:..."
 
 The kernels are "fwd", "dkdv" and "dq"; a pinned kernel is never tuned and uses these tiles
-for every shape; the others still autotune. `kernels.triton_backend.chosen_tiles()` returns
-the tiles of the latest launches in this syntax, ready to pin.
+for every shape (so pick tiles that suit the shapes you run: a tall BLOCK_M wastes work on
+streaming calls with few queries); the others still autotune.
+`kernels.triton_backend.chosen_tiles()` returns the current tiles in this syntax, ready to pin.
 """
 
 import os
