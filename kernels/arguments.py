@@ -11,13 +11,17 @@ from dataclasses import dataclass
 
 import torch
 
-TRITON_HEAD_DIMS = (32, 64, 128)
+TRITON_HEAD_DIMS = (16, 32, 64, 128)  # powers of two (tl.arange), at least 16 (tl.dot's smallest K)
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_MAX_BLOCK = 256  # the tallest tile a kernel may use: rows past N are addressed too (masked)
 
 
 @dataclass(frozen=True)
 class ChunkCausalArgs:
-    """Validated call parameters; `window` stays None when every earlier chunk is visible."""
+    """Validated call parameters, normalised: chunk <= N_k, and window None whenever it covers
+    every chunk of the keys. Both changes keep the attention pattern and bound the kernels'
+    position arithmetic ((chunk index + window) * chunk) by a few N_k, so it cannot overflow int32.
+    """
 
     chunk: int
     window: int | None
@@ -67,10 +71,13 @@ def check_arguments(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk, wi
     chunk = _as_int(chunk, "chunk")
     if chunk <= 0:
         raise ValueError(f"chunk must be a positive number of tokens, got {chunk}")
+    chunk = min(chunk, n_k)  # every position is below n_k: a longer chunk is the same single chunk
     if window is not None:
         window = _as_int(window, "window")
         if window <= 0:
             raise ValueError(f"window must be a positive number of chunks or None (no limit), got {window}")
+        if window >= -(-n_k // chunk):  # it reaches back past the first chunk of the keys
+            window = None
     q_start = _as_int(q_start, "q_start")
     if q_start < 0 or q_start + n_q > n_k:
         raise ValueError(
@@ -98,4 +105,13 @@ def triton_unsupported_reason(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor)
         if t.stride(-1) != 1:
             return (f"{name} has stride {t.stride(-1)} along head_dim; the Triton kernels need head_dim "
                     f"contiguous (call .contiguous() first)")
+        if not rows_fit_int32(t):
+            return (f"{name} has {t.shape[2]} tokens {t.stride(2)} elements apart, beyond the Triton kernels' "
+                    f"int32 row offsets; pass it [B, H, N, D]-contiguous (.contiguous()) or split the call")
     return None
+
+
+def rows_fit_int32(t: torch.Tensor) -> bool:
+    """Whether every row offset inside one (batch, head) of t fits the kernels' int32 arithmetic
+    (batch and head offsets are int64)."""
+    return (t.shape[2] + _MAX_BLOCK) * t.stride(2) + t.shape[3] < 2**31

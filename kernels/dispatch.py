@@ -51,8 +51,8 @@ def chunk_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ch
     every key j with c - window < j // chunk <= c (all earlier chunks when window is None),
     which is full attention inside its own chunk. scale defaults to 1/sqrt(D).
     Returns out (q's dtype, [B, H, N_q, D]); with return_lse=True returns (out, lse), lse
-    the fp32 natural-log log-sum-exp of each query's visible scores, [B, H, N_q] (it carries
-    no gradient on the Triton path). Differentiable in q, k, v on every backend.
+    the fp32 (fp64 for fp64 inputs) natural-log log-sum-exp of each query's visible scores,
+    [B, H, N_q]. Both are differentiable in q, k, v on every backend.
     """
     args = check_arguments(q, k, v, chunk, window, q_start, scale)
     if resolve_backend(q, k, v, backend) == "reference":

@@ -35,14 +35,14 @@ def chunk_causal_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.
                                      return_lse: bool = False):
     """Same contract as `kernels.chunk_causal_attention`; differentiable through PyTorch autograd.
 
-    With return_lse=True returns (out, lse), lse the fp32 [B, H, N_q] log-sum-exp of the
-    scaled, masked scores (natural log).
+    With return_lse=True returns (out, lse), lse the [B, H, N_q] log-sum-exp of the scaled,
+    masked scores (natural log), in fp32, or fp64 for fp64 inputs (an exact reference).
     """
     args = check_arguments(q, k, v, chunk, window, q_start, scale)
     mask = chunk_causal_mask(q.shape[2], k.shape[2], args.chunk, args.window, args.q_start, q.device)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=args.scale)
     if not return_lse:
         return out
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * args.scale
+    scores = torch.matmul(q, k.transpose(-1, -2)).to(torch.promote_types(q.dtype, torch.float32)) * args.scale
     lse = torch.logsumexp(scores.masked_fill(~mask, float("-inf")), dim=-1)
     return out, lse

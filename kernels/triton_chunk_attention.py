@@ -2,6 +2,8 @@
 
 Imported lazily by `kernels.triton_backend`, which holds the launchers; under
 TRITON_INTERPRET=1 the same kernels run in Triton's CPU interpreter with one fixed tiling.
+The TUNE_* arguments are the bucketed shape (`kernels.tuning.tune_key`): the kernels do not
+read them, the autotuner keys on them.
 
 Structure (per program, one block of rows): the chunk arithmetic gives the range of the
 other side that any row of the block can see, [lo, hi), and the range that every row sees,
@@ -56,7 +58,11 @@ def _key_range(p_first, p_last, CHUNK, WINDOW, N_K):
 
 @triton.jit
 def _query_range(k_first, k_last, Q_START, N_Q, CHUNK, WINDOW):
-    """Query indices seen by some / by every key with positions in [k_first, k_last]."""
+    """Query indices seen by some / by every key with positions in [k_first, k_last].
+
+    int32 arithmetic: `check_arguments` keeps chunk <= N_K and WINDOW <= N_K // CHUNK + 2,
+    so (c + WINDOW) * CHUNK stays below 4 * N_K.
+    """
     c_first = k_first // CHUNK
     c_last = k_last // CHUNK
     lo = tl.maximum(c_first * CHUNK - Q_START, 0)
@@ -142,7 +148,7 @@ def _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, pos_q, st
 def _fwd_kernel(Q, K, V, O, LSE,
                 stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
                 stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_on,
-                H, N_Q, N_K, Q_START, CHUNK, WINDOW, qk_scale,
+                H, N_Q, N_K, Q_START, CHUNK, WINDOW, qk_scale, TUNE_N_Q, TUNE_N_K, TUNE_CHUNK, TUNE_SPAN,
                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 PRECISION: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -188,10 +194,14 @@ def _fwd_kernel(Q, K, V, O, LSE,
 
 
 @triton.jit
-def _bwd_delta_kernel(O, DO, DELTA,
+def _bwd_delta_kernel(O, DO, DLSE, DELTA,
                       stride_ob, stride_oh, stride_on, stride_dob, stride_doh, stride_don,
-                      H, N_Q, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
-    """delta_i = sum_d dO_id · O_id, the softmax-backward row term, in fp32."""
+                      H, N_Q, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, HAS_DLSE: tl.constexpr):
+    """delta_i = sum_d dO_id · O_id - dLSE_i, the softmax-backward row term, in fp32.
+
+    d lse_i / d s_ij = p_ij, so an lse gradient adds p_ij · dLSE_i to ds_ij = p_ij (dp_ij - delta_i):
+    it folds into delta. DLSE ([B·H, N_Q], contiguous) is read only when HAS_DLSE.
+    """
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
     bi = (pid_bh // H).to(tl.int64)
@@ -204,6 +214,8 @@ def _bwd_delta_kernel(O, DO, DELTA,
     do = tl.load(DO + bi * stride_dob + hi_ * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :],
                  mask=row_ok, other=0.0)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    if HAS_DLSE:
+        delta -= tl.load(DLSE + pid_bh.to(tl.int64) * N_Q + offs_m, mask=offs_m < N_Q, other=0.0)
     tl.store(DELTA + pid_bh.to(tl.int64) * N_Q + offs_m, delta, mask=offs_m < N_Q)
 
 
@@ -266,6 +278,7 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV,
                      stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
                      stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn,
                      H, N_Q, N_K, Q_START, CHUNK, WINDOW, qk_scale, sm_scale,
+                     TUNE_N_Q, TUNE_N_K, TUNE_CHUNK, TUNE_SPAN,
                      HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                      PRECISION: tl.constexpr):
     """One program per key block; walks the query blocks that can see it."""
@@ -350,6 +363,7 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ,
                    stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_don,
                    stride_dqb, stride_dqh, stride_dqn,
                    H, N_Q, N_K, Q_START, CHUNK, WINDOW, qk_scale, sm_scale,
+                   TUNE_N_Q, TUNE_N_K, TUNE_CHUNK, TUNE_SPAN,
                    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    PRECISION: tl.constexpr):
     """One program per query block; walks the same key blocks as the forward."""
@@ -412,36 +426,43 @@ _AMPERE_DQ = [(128, 32, 8, 2), (64, 64, 4, 3), (64, 32, 4, 3), (32, 32, 4, 2)]
 
 # The interpreter runs one fixed, deliberately small and unequal tiling: blocks that do not
 # line up with each other or with the chunk exercise every masked/unmasked edge on tiny inputs.
-INTERPRET_FWD = {"BLOCK_M": 16, "BLOCK_N": 32}
-INTERPRET_DKDV = {"BLOCK_M": 16, "BLOCK_N": 32}
-INTERPRET_DQ = {"BLOCK_M": 32, "BLOCK_N": 16}
+INTERPRET_TILES = {
+    "fwd": {"BLOCK_M": 16, "BLOCK_N": 32, "num_warps": 4, "num_stages": 1},
+    "dkdv": {"BLOCK_M": 16, "BLOCK_N": 32, "num_warps": 4, "num_stages": 1},
+    "dq": {"BLOCK_M": 32, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1},
+}
 
 
-def _prune_by_rows(row_arg: str, row_block: str):
-    """Drop tiles taller than the (power-of-two rounded) number of rows: streaming calls have few queries."""
+def _prune_by_rows(rows_bucket: str, row_block: str):
+    """Drop tiles taller than the bucketed number of rows: streaming calls have few queries."""
 
     def prune(configs, named_args, **kwargs):
-        rows = max(32, triton.next_power_of_2(int(named_args[row_arg])))
+        rows = max(32, int(named_args[rows_bucket]))
         kept = [cfg for cfg in configs if cfg.kwargs[row_block] <= rows]
         return kept or configs
 
     return prune
 
 
-_TUNE_KEY = ["N_Q", "N_K", "CHUNK", "WINDOW", "HEAD_DIM"]
+# The autotuner ignores key names that are not arguments, so a test checks these against the kernels.
+TUNE_KEY = ["TUNE_N_Q", "TUNE_N_K", "TUNE_CHUNK", "TUNE_SPAN", "HEAD_DIM", "PRECISION"]
 
+
+def _autotuned(kernel, configs: list[triton.Config], rows_bucket: str, row_block: str):
+    return triton.autotune(configs, key=TUNE_KEY,
+                           prune_configs_by={"early_config_prune": _prune_by_rows(rows_bucket, row_block)})(kernel)
+
+
+# The launchers run these with fixed tiles (interpreter, pinned tiles) or through TUNED.
+fwd_kernel, dkdv_kernel, dq_kernel, delta_kernel = _fwd_kernel, _bwd_dkdv_kernel, _bwd_dq_kernel, _bwd_delta_kernel
+DELTA_BLOCK_M = 16 if INTERPRET else 128
 if INTERPRET:
-    fwd_kernel, dkdv_kernel, dq_kernel = _fwd_kernel, _bwd_dkdv_kernel, _bwd_dq_kernel
+    TUNED = {}
 else:
     _hopper = _is_hopper_or_newer()
-    fwd_kernel = triton.autotune(
-        _configs(_HOPPER_FWD if _hopper else _AMPERE_FWD), key=_TUNE_KEY,
-        prune_configs_by={"early_config_prune": _prune_by_rows("N_Q", "BLOCK_M")})(_fwd_kernel)
-    dkdv_kernel = triton.autotune(
-        _configs(_HOPPER_DKDV if _hopper else _AMPERE_DKDV), key=_TUNE_KEY,
-        prune_configs_by={"early_config_prune": _prune_by_rows("N_K", "BLOCK_N")})(_bwd_dkdv_kernel)
-    dq_kernel = triton.autotune(
-        _configs(_HOPPER_DQ if _hopper else _AMPERE_DQ), key=_TUNE_KEY,
-        prune_configs_by={"early_config_prune": _prune_by_rows("N_Q", "BLOCK_M")})(_bwd_dq_kernel)
-delta_kernel = _bwd_delta_kernel
-DELTA_BLOCK_M = 16 if INTERPRET else 128
+    TUNED = {
+        "fwd": _autotuned(_fwd_kernel, _configs(_HOPPER_FWD if _hopper else _AMPERE_FWD), "TUNE_N_Q", "BLOCK_M"),
+        "dkdv": _autotuned(_bwd_dkdv_kernel, _configs(_HOPPER_DKDV if _hopper else _AMPERE_DKDV), "TUNE_N_K",
+                           "BLOCK_N"),
+        "dq": _autotuned(_bwd_dq_kernel, _configs(_HOPPER_DQ if _hopper else _AMPERE_DQ), "TUNE_N_Q", "BLOCK_M"),
+    }

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels import BACKEND_ENV, chunk_causal_attention, chunk_causal_attention_reference, chunk_causal_mask
+from kernels.arguments import check_arguments
 
 
 def _naive(q, k, v, chunk, window, q_start, scale=None):
@@ -42,6 +43,25 @@ def test_reference_matches_definition(chunk, window, n_q, n_k):
     want_out, want_lse = _naive(q, k, v, chunk, window, n_k - n_q)
     torch.testing.assert_close(out.double(), want_out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(lse.double(), want_lse, atol=1e-5, rtol=1e-5)
+
+
+def test_reference_lse_is_exact_for_fp64_inputs():
+    """The GPU tests hold the kernel's lse to 1e-5 relative against this fp64 reference."""
+    q, k, v = (t.double() for t in _qkv(n_q=6, n_k=23))
+    _, lse = chunk_causal_attention_reference(q, k, v, 4, 3, 17, return_lse=True)
+    assert lse.dtype == torch.float64
+    torch.testing.assert_close(lse, _naive(q, k, v, 4, 3, 17)[1], atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunk,window,want_chunk,want_window", [
+    (2**40, None, 19, None), (2**40, 2**40, 19, None), (3, 2**40, 3, None), (3, 7, 3, None), (3, 6, 3, 6),
+])
+def test_huge_chunk_and_window_are_normalised_to_the_same_pattern(chunk, window, want_chunk, want_window):
+    q, k, v = _qkv(n_q=7, n_k=19)  # chunk 3: seven key chunks, so window 7 reaches chunk 0 from chunk 6
+    args = check_arguments(q, k, v, chunk, window, 12, None)
+    assert (args.chunk, args.window) == (want_chunk, want_window)
+    out = chunk_causal_attention_reference(q, k, v, chunk, window, 12)
+    torch.testing.assert_close(out.double(), _naive(q, k, v, chunk, window, 12)[0], atol=1e-5, rtol=1e-5)
 
 
 def test_chunk_one_is_causal_and_large_chunk_is_full_attention():
@@ -113,6 +133,17 @@ def _bad_calls():
 def test_bad_arguments_raise_value_error(message):
     with pytest.raises(ValueError, match=message):
         _bad_calls()[message]()
+
+
+def test_triton_refuses_offsets_beyond_int32():
+    """Row offsets (position x row stride) are int32 in the kernels; larger ones would wrap."""
+    from kernels.arguments import triton_unsupported_reason
+
+    fits = torch.empty(1, 2, 2**21, 64, device="meta")
+    assert triton_unsupported_reason(fits, fits, fits) is None
+    # [B, N, H, D] storage seen as [B, H, N, D]: the row stride is H * D = 4096.
+    long = torch.empty(1, 2**20, 64, 64, device="meta").transpose(1, 2)
+    assert "int32" in triton_unsupported_reason(long, long, long)
 
 
 @pytest.mark.parametrize("message,make", [
