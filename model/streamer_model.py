@@ -22,10 +22,8 @@ from model.decoder import TextDecoder
 from model.encoders import SnippetEncoder, audio_windows
 from model.latent import LatentModel
 from model.layers import init_weights
+from model.state import State, StateSpec
 from model.tokenizer import Tokenizer
-
-State = dict[str, torch.Tensor]
-StateSpec = dict[str, tuple[tuple[int, ...], torch.dtype]]
 
 
 @dataclass
@@ -128,10 +126,7 @@ class StreamerModel(nn.Module):
         t = state["t"]
         windows = torch.cat((state["audio_tail"], audio), dim=1)
         tokens = self.encoder(video, windows)
-        if self.cfg.combiner.kind == "ttm":
-            x, comb_state = self.combiner.step(state, tokens)
-        else:
-            x, comb_state = self.combiner.step(state, tokens, t)
+        x, comb_state = self.combiner.step(state, tokens, t)
         _, latent_state = self.latent.step(state, x, t)
         new_state = {"t": t + 1, "audio_tail": windows[:, -self.encoder.logmel.context:].clone()}
         new_state.update(comb_state)

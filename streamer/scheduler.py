@@ -18,9 +18,9 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from model.state import State
 from streamer.media import Snippet
 
-State = dict[str, torch.Tensor]
 StepFn = Callable[[State, torch.Tensor, torch.Tensor], State]
 
 

@@ -24,7 +24,8 @@ import torch
 
 from streamer.chunker import Chunker
 from streamer.media import MediaItem, Snippet
-from streamer.scheduler import State, StepInfo
+from model.state import State
+from streamer.scheduler import StepInfo
 from streamer.state_io import SavedSession, StateError, StreamClock, encode_session, write_state_file
 
 if TYPE_CHECKING:

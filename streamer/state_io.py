@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from model.config import MediaSpec
+from model.state import State, StateSpec
 from streamer.media import Snippet
 
 FORMAT = "streamer-session"
@@ -70,7 +71,7 @@ class SavedSession:
     """Everything needed to resume one stream: model state rows (batch 1) and stream bookkeeping."""
 
     fingerprint: str
-    tensors: dict[str, torch.Tensor]
+    tensors: State
     clock: StreamClock = field(default_factory=StreamClock)
     chunker: dict[str, Any] = field(default_factory=dict)
     pending: list[Snippet] = field(default_factory=list)
@@ -201,7 +202,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in _as_tuple(kind))
 
 
-def _decode_tensors(records: dict, spec: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
+def _decode_tensors(records: dict, spec: StateSpec) -> State:
     names, expected = set(records), set(spec)
     if names != expected:
         missing, extra = sorted(expected - names, key=str), sorted(names - expected, key=str)
@@ -279,7 +280,7 @@ def decode_session(
     data: bytes,
     *,
     fingerprint: str,
-    spec: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    spec: StateSpec,
     media: MediaSpec,
 ) -> SavedSession:
     """Parse and validate saved bytes against the model that will resume them.
@@ -337,7 +338,7 @@ def load_session_file(
     path: str | os.PathLike,
     *,
     fingerprint: str,
-    spec: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    spec: StateSpec,
     media: MediaSpec,
 ) -> SavedSession:
     """Read and validate a saved session file (see `decode_session`)."""
