@@ -29,8 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.config import MediaSpec
-from streamer.media import AudioBlock, MediaItem, Snippet, VideoFrame
+from model.media import AudioBlock, MediaItem, MediaSpec, Snippet, VideoFrame
 
 _STATE_VERSION = 1
 _SAME_STAMP = 1e-9  # seconds: two frame stamps closer than this are duplicates

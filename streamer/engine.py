@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from model import StreamerModel
-from model.config import MediaSpec
+from model.media import MediaSpec
 from streamer.scheduler import Scheduler
 from streamer.session import Session
 from streamer.state_io import load_session_file

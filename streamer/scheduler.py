@@ -18,8 +18,8 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from model.media import Snippet
 from model.state import State
-from streamer.media import Snippet
 
 StepFn = Callable[[State, torch.Tensor, torch.Tensor], State]
 

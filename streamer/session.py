@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from streamer.chunker import Chunker
-from streamer.media import MediaItem, Snippet
+from model.media import MediaItem, Snippet
 from model.state import State
+from streamer.chunker import Chunker
 from streamer.scheduler import StepInfo
 from streamer.state_io import SavedSession, StateError, StreamClock, encode_session, write_state_file
 

@@ -24,7 +24,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from streamer.media import AudioBlock, MediaItem, VideoFrame
+from model.media import AudioBlock, MediaItem, VideoFrame
 
 REORDER_WINDOW = 1.0  # seconds of one stream held back while waiting for the other, when merging
 

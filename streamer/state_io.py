@@ -23,9 +23,8 @@ import msgpack
 import numpy as np
 import torch
 
-from model.config import MediaSpec
+from model.media import MediaSpec, Snippet
 from model.state import State, StateSpec
-from streamer.media import Snippet
 
 FORMAT = "streamer-session"
 VERSION = 1

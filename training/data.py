@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from model.config import MEDIA_PRESETS, MediaSpec
+from model.media import MEDIA_PRESETS, MediaSpec, VideoFrame
 from streamer.chunker import Chunker
 from streamer.sources import File, SourceError
-from streamer.media import VideoFrame
 from training.world.clip import SPLITS, World, WorldConfig
 from training.world.media_files import ANNOTATIONS
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
 from streamer.chunker import Chunker, StreamingResampler
 from streamer.media import AudioBlock, VideoFrame
 

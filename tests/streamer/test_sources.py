@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
 from streamer.chunker import Chunker
 from streamer.media import AudioBlock, VideoFrame
 from streamer.sources import Arrays, Camera, File, Microphone, SourceError

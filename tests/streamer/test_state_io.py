@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
 from streamer.media import Snippet
 from streamer.state_io import (
     SavedSession,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
 from training.data import BadDataError, FolderDataset, SampleQuestion, WorldStream, collate, world_sample
 from training.world import World, WorldConfig
 from training.world.media_files import write_clip, write_dataset

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
 from training.data import wild_sample
 from training.evaluate import load_eval_clips
 from training.world.clip import World, WorldConfig

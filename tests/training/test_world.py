@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
 from streamer.chunker import Chunker
 from streamer.cli import main as cli_main
 from streamer.sources import File

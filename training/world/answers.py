@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from model.config import MediaSpec
+from model.media import MediaSpec
 from training.world.timeline import EPS, SoundEvent, Timeline, frames_before
 from training.world.vocab import NOTHING, QUESTION_KINDS, SILENCE, SOUNDS, number_word
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from model.config import MEDIA_PRESETS, MediaSpec
-from streamer.media import Snippet
+from model.media import MEDIA_PRESETS, MediaSpec, Snippet
 from training.world.answers import AnswerKey
 from training.world.generate import HeldOut, generate_timeline
 from training.world.questions import Question, choose_questions

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from model.config import MediaSpec
+from model.media import MediaSpec
 from training.world.timeline import ShapeEvent, SoundEvent, Timeline
 from training.world.vocab import (
     COLORS,

@@ -14,7 +14,7 @@ from itertools import combinations
 
 import numpy as np
 
-from model.config import MediaSpec
+from model.media import MediaSpec
 from training.world.answers import AnswerKey
 from training.world.generate import BINDING_WINDOW
 from training.world.timeline import Timeline

@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from model.config import MediaSpec
+from model.media import MediaSpec
 from training.world.timeline import ShapeEvent, Timeline, frames_before
 from training.world.vocab import SOUND_SECONDS
 

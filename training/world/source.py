@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from streamer.media import AudioBlock, MediaItem, VideoFrame
+from model.media import AudioBlock, MediaItem, VideoFrame
 from streamer.sources import Source
 from training.world.clip import SPLITS, Clip, World, WorldConfig
 

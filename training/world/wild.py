@@ -26,7 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from model.config import MediaSpec
+from model.media import MediaSpec
 from training.world.clip import Clip
 from training.world.render import render_audio, render_frames
 
