@@ -98,7 +98,7 @@ def load_checkpoint(directory: str | Path, device=None):
 def fingerprint(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> str:
     """sha256 over the canonical config JSON and every tensor's name, dtype, shape and bytes."""
     digest = hashlib.sha256()
-    digest.update(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps(cfg.fingerprint_dict(), sort_keys=True).encode())
     for name, tensor in sorted(state.items()):
         t = tensor.detach().contiguous().cpu()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())

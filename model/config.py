@@ -48,6 +48,13 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
 }
 
+# Fields renamed after checkpoints were first shipped: section -> {old name: new name}.
+# `from_dict` reads the old name too. The fingerprint keeps hashing the old name
+# (`fingerprint_dict`), so a rename never changes which checkpoint a saved state names.
+LEGACY_NAMES: dict[str, dict[str, str]] = {
+    "media": {"frames_per_chunk": "frames_per_snippet"},
+}
+
 
 @dataclass
 class CombinerConfig:
@@ -133,6 +140,14 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """`to_dict()` under the field names the fingerprint was first defined with (LEGACY_NAMES)."""
+        data = self.to_dict()
+        for section, renames in LEGACY_NAMES.items():
+            old_name = {new: old for old, new in renames.items()}
+            data[section] = {old_name.get(key, key): value for key, value in data[section].items()}
+        return data
+
     @staticmethod
     def from_dict(data: dict[str, Any]) -> "ModelConfig":
         """Rebuild from `to_dict` output; unknown or missing keys are reported by name."""
@@ -152,6 +167,7 @@ class ModelConfig:
             if key in sections:
                 if not isinstance(value, dict):
                     raise ValueError(f"model config section {key!r} must be a JSON object")
+                value = _renamed(f"model config section {key!r}", value, LEGACY_NAMES.get(key, {}))
                 _check_keys(f"model config section {key!r}", value, sections[key])
                 kwargs[key] = sections[key](**{**LEGACY_DEFAULTS.get(key, {}), **value})
             else:
@@ -181,13 +197,13 @@ class ModelConfig:
                 raise ValueError(f"{name}.dim={dim} must split into {heads} heads of even size")
         if c.window is not None and c.window < 1 or self.latent.window < 1:
             raise ValueError("attention windows must be at least one chunk")
-        if m.frames_per_chunk % self.latent.recon_frames:
-            raise ValueError("latent.recon_frames must divide media.frames_per_chunk")
+        if m.frames_per_snippet % self.latent.recon_frames:
+            raise ValueError("latent.recon_frames must divide media.frames_per_snippet")
 
     @property
     def audio_frames(self) -> int:
         """Log-mel frames per snippet (the hop must divide the snippet's samples)."""
-        samples = self.media.samples_per_chunk
+        samples = self.media.samples_per_snippet
         if samples % self.encoder.hop:
             raise ValueError(f"encoder.hop={self.encoder.hop} must divide the {samples} samples of a snippet")
         return samples // self.encoder.hop
@@ -208,6 +224,14 @@ class ModelConfig:
     def snippet_tokens(self) -> int:
         """n: encoder tokens per snippet (video + audio)."""
         return self.video_tokens + self.audio_tokens
+
+
+def _renamed(what: str, data: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    """`data` with old field names replaced by their new ones."""
+    for old, new in renames.items():
+        if old in data and new in data:
+            raise ValueError(f"{what} has both {old!r} and its new name {new!r}; keep only {new!r}")
+    return {renames.get(key, key): value for key, value in data.items()}
 
 
 def _check_keys(what: str, data: dict[str, Any], cls: type) -> None:

@@ -224,7 +224,7 @@ class StreamerModel(nn.Module):
         video, audio = video.to(device), audio.to(device)
         snippet_mask = batch.get("snippet_mask")
         snippet_mask = torch.ones(b, t, dtype=torch.bool, device=device) if snippet_mask is None else snippet_mask.to(device)
-        samples = self.cfg.media.samples_per_chunk
+        samples = self.cfg.media.samples_per_snippet
         windows = audio_windows(audio.reshape(b, t * samples), self.encoder.logmel.context, samples)
         tokens = self.encoder(video.flatten(0, 1), windows.flatten(0, 1)).view(b, t, self.cfg.snippet_tokens, -1)
         x, memories = self.combiner.clip(tokens)
@@ -366,8 +366,8 @@ class StreamerModel(nn.Module):
 
     def _check_media(self, video: torch.Tensor, audio: torch.Tensor, lead: tuple[int, ...]) -> None:
         m = self.cfg.media
-        want_v = (*lead, m.frames_per_chunk, m.height, m.width, 3)
-        want_a = (*lead, m.samples_per_chunk)
+        want_v = (*lead, m.frames_per_snippet, m.height, m.width, 3)
+        want_a = (*lead, m.samples_per_snippet)
         if not isinstance(video, torch.Tensor) or tuple(video.shape) != want_v or video.dtype != torch.uint8:
             got = f"{tuple(video.shape)} {video.dtype}" if isinstance(video, torch.Tensor) else type(video).__name__
             raise ValueError(f"video must be uint8 {want_v} for the {self.cfg.name!r} preset, got {got}")

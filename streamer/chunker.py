@@ -225,9 +225,9 @@ class Chunker:
         max_fill: float = 10.0,
     ) -> None:
         self.spec = spec
-        self.frames = spec.frames_per_chunk
-        self.samples = spec.samples_per_chunk
-        self.duration = spec.chunk_seconds
+        self.frames = spec.frames_per_snippet
+        self.samples = spec.samples_per_snippet
+        self.duration = spec.snippet_seconds
         self.max_lag = 2 * self.duration if max_lag is None else float(max_lag)
         if not self.max_lag >= 0:
             raise ValueError(f"max_lag must be >= 0 seconds, got {max_lag}")

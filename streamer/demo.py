@@ -127,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
         media = engine.media
         print(f"streamer demo: {args.clips} clip(s) of the {args.split!r} world split; model fingerprint "
               f"{engine.fingerprint[:12]}, {media.width}x{media.height} @ {media.fps:g} fps, "
-              f"snippets of {media.chunk_seconds:g} s, state {engine.model.state_nbytes(1) / 1024:.0f} KiB per stream")
+              f"snippets of {media.snippet_seconds:g} s, state {engine.model.state_nbytes(1) / 1024:.0f} KiB per stream")
         for index in range(args.seed, args.seed + args.clips):
             run_clip(engine, world.clip(index), tally)
         stats = engine.stats

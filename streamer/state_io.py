@@ -255,12 +255,12 @@ def _decode_snippet(raw: Any, media: MediaSpec) -> Snippet:
     index = _require(raw, "index", int)
     t0, t1 = _require(raw, "t0", (int, float)), _require(raw, "t1", (int, float))
     video, audio = _require(raw, "video", np.ndarray), _require(raw, "audio", np.ndarray)
-    want_video = (media.frames_per_chunk, media.height, media.width, 3)
+    want_video = (media.frames_per_snippet, media.height, media.width, 3)
     if video.shape != want_video or video.dtype != np.uint8:
         raise StateError(f"a pending snippet's video is {video.dtype}{list(video.shape)}, expected uint8{list(want_video)}")
-    if audio.shape != (media.samples_per_chunk,) or audio.dtype != np.float32:
+    if audio.shape != (media.samples_per_snippet,) or audio.dtype != np.float32:
         raise StateError(
-            f"a pending snippet's audio is {audio.dtype}{list(audio.shape)}, expected float32[{media.samples_per_chunk}]"
+            f"a pending snippet's audio is {audio.dtype}{list(audio.shape)}, expected float32[{media.samples_per_snippet}]"
         )
     if index < 0 or not (math.isfinite(t0) and math.isfinite(t1) and t0 < t1) or not np.isfinite(audio).all():
         raise StateError("a pending snippet in the saved state has impossible times or samples")

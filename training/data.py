@@ -248,9 +248,9 @@ class FolderDataset(Dataset):
                 t_ask = question[2]
                 if t_ask is not None and t_ask > end + 1 / self.spec.fps:
                     self._problem(question[4], f"ask time {t_ask:g} s is past the end of the clip ({end:.2f} s)")
-                elif t_ask is not None and t_ask < clip.start + self.spec.chunk_seconds - 1e-6:
+                elif t_ask is not None and t_ask < clip.start + self.spec.snippet_seconds - 1e-6:
                     self._problem(question[4], f"ask time {t_ask:g} s is before the first whole snippet ends "
-                                               f"({clip.start + self.spec.chunk_seconds:g} s)")
+                                               f"({clip.start + self.spec.snippet_seconds:g} s)")
                 else:
                     kept.append(question)
             if kept:
@@ -313,7 +313,7 @@ class FolderDataset(Dataset):
         count = len(snippets)
         questions = []
         for text, answer, t_ask, kind, where in clip.questions:
-            ask = count if t_ask is None else math.floor((t_ask - clip.start) / self.spec.chunk_seconds + 1e-6)
+            ask = count if t_ask is None else math.floor((t_ask - clip.start) / self.spec.snippet_seconds + 1e-6)
             if ask > count:
                 self._problem(where, f"ask time {t_ask:g} s is past the decoded end ({count} snippets)")
                 continue

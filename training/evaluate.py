@@ -177,9 +177,9 @@ def evaluate(model: StreamerModel, clips: list[EvalClip], batch: int = 8, data: 
                         bar.update(1)
                 if t == last:
                     break  # nothing is asked later: no need to step further
-                video = torch.zeros(len(group), media.frames_per_chunk, media.height, media.width, 3,
+                video = torch.zeros(len(group), media.frames_per_snippet, media.height, media.width, 3,
                                     dtype=torch.uint8)
-                audio = torch.zeros(len(group), media.samples_per_chunk, dtype=torch.float32)
+                audio = torch.zeros(len(group), media.samples_per_snippet, dtype=torch.float32)
                 for row, clip in enumerate(group):
                     if t < len(clip.video):  # a finished clip is fed silence; it has no questions left
                         video[row] = torch.from_numpy(clip.video[t])

@@ -16,7 +16,7 @@ from streamer.chunker import Chunker, StreamingResampler
 from streamer.media import AudioBlock, VideoFrame
 
 SPEC = MEDIA_PRESETS["tiny"]  # 64x64 @ 12.5 fps, 8 frames = 0.64 s, 10240 samples
-F, S, D = SPEC.frames_per_chunk, SPEC.samples_per_chunk, SPEC.chunk_seconds
+F, S, D = SPEC.frames_per_snippet, SPEC.samples_per_snippet, SPEC.snippet_seconds
 
 
 def numbered_frame(i: int, size: tuple[int, int] = (48, 80)) -> np.ndarray:

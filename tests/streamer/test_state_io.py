@@ -44,14 +44,14 @@ def _saved() -> SavedSession:
     }
     snippet = Snippet(
         index=17,
-        t0=17 * MEDIA.chunk_seconds,
-        t1=18 * MEDIA.chunk_seconds,
-        video=rng.integers(0, 256, (MEDIA.frames_per_chunk, MEDIA.height, MEDIA.width, 3), dtype=np.uint8),
-        audio=rng.standard_normal(MEDIA.samples_per_chunk).astype(np.float32) * 0.1,
+        t0=17 * MEDIA.snippet_seconds,
+        t1=18 * MEDIA.snippet_seconds,
+        video=rng.integers(0, 256, (MEDIA.frames_per_snippet, MEDIA.height, MEDIA.width, 3), dtype=np.uint8),
+        audio=rng.standard_normal(MEDIA.samples_per_snippet).astype(np.float32) * 0.1,
         audio_filled=True,
     )
     chunker = {"pending_audio": rng.standard_normal((300,)).astype(np.float32), "next_index": 18, "t_origin": 0.0}
-    clock = StreamClock(steps=17, dropped=2, last_index=16, t=17 * MEDIA.chunk_seconds)
+    clock = StreamClock(steps=17, dropped=2, last_index=16, t=17 * MEDIA.snippet_seconds)
     return SavedSession(fingerprint=FINGERPRINT, tensors=tensors, clock=clock, chunker=chunker, pending=[snippet])
 
 

@@ -16,7 +16,7 @@ from training.world import World, WorldConfig
 from training.world.media_files import write_clip, write_dataset
 
 SPEC = MEDIA_PRESETS["tiny"]
-D = SPEC.chunk_seconds
+D = SPEC.snippet_seconds
 CONFIG = WorldConfig.preset("test", snippets=(4, 6), questions_per_clip=4)
 
 

@@ -21,7 +21,7 @@ from training.world.render import render_frames
 from training.world.vocab import COLORS, HELD_OUT_COLOR_SHAPE, HELD_OUT_SHAPE_SOUND, QUESTION_KINDS
 
 SPEC = MEDIA_PRESETS["tiny"]
-D = SPEC.chunk_seconds  # 0.64 s
+D = SPEC.snippet_seconds  # 0.64 s
 SMALL = WorldConfig.preset("train", snippets=(4, 8))
 
 
@@ -52,10 +52,10 @@ def test_clip_holds_exactly_T_snippets_of_media_on_the_snippet_grid():
     clip = Clip.generate(5, SMALL)
     t = clip.n_snippets
     assert 4 <= t <= 8
-    assert clip.frames.shape == (t * SPEC.frames_per_chunk, SPEC.height, SPEC.width, 3)
+    assert clip.frames.shape == (t * SPEC.frames_per_snippet, SPEC.height, SPEC.width, 3)
     assert clip.frames.dtype == np.uint8
-    assert clip.audio.shape == (t * SPEC.samples_per_chunk,) and clip.audio.dtype == np.float32
-    assert clip.video_snippets().shape == (t, SPEC.frames_per_chunk, SPEC.height, SPEC.width, 3)
+    assert clip.audio.shape == (t * SPEC.samples_per_snippet,) and clip.audio.dtype == np.float32
+    assert clip.video_snippets().shape == (t, SPEC.frames_per_snippet, SPEC.height, SPEC.width, 3)
     snippets = clip.snippets()
     assert [s.index for s in snippets] == list(range(t))
     assert snippets[2].t0 == pytest.approx(2 * D) and snippets[2].t1 == pytest.approx(3 * D)

@@ -91,7 +91,7 @@ class AnswerKey:
         return NOTHING if index is None else self.timeline.shapes[index].direction
 
     def sound_now(self) -> str:
-        window_start = max(0.0, self.t_ask - self.spec.chunk_seconds)
+        window_start = max(0.0, self.t_ask - self.spec.snippet_seconds)
         playing = [s for s in self.heard if s.overlap(window_start, self.t_ask) > 0]
         return playing[-1].sound if playing else SILENCE
 

@@ -86,8 +86,8 @@ class Clip:
         low, high = config.snippets
         n_snippets = int(timeline_rng.integers(low, high + 1))
         timeline = generate_timeline(timeline_rng, spec, n_snippets, config.held_out)
-        frames = render_frames(timeline, spec, n_snippets * spec.frames_per_chunk, pixel_rng)
-        audio = render_audio(timeline, spec, n_snippets * spec.samples_per_chunk, audio_rng)
+        frames = render_frames(timeline, spec, n_snippets * spec.frames_per_snippet, pixel_rng)
+        audio = render_audio(timeline, spec, n_snippets * spec.samples_per_snippet, audio_rng)
         questions = choose_questions(
             timeline, spec, n_snippets, config.kinds, config.questions_per_clip, question_rng
         )
@@ -95,19 +95,19 @@ class Clip:
 
     @property
     def n_snippets(self) -> int:
-        return len(self.frames) // self.spec.frames_per_chunk
+        return len(self.frames) // self.spec.frames_per_snippet
 
     @property
     def duration(self) -> float:
-        return self.n_snippets * self.spec.chunk_seconds
+        return self.n_snippets * self.spec.snippet_seconds
 
     def video_snippets(self) -> np.ndarray:
         """uint8 [T, F, H, W, 3] (a view, no copy)."""
-        return self.frames.reshape(self.n_snippets, self.spec.frames_per_chunk, *self.frames.shape[1:])
+        return self.frames.reshape(self.n_snippets, self.spec.frames_per_snippet, *self.frames.shape[1:])
 
     def audio_snippets(self) -> np.ndarray:
         """float32 [T, S] (a view, no copy)."""
-        return self.audio.reshape(self.n_snippets, self.spec.samples_per_chunk)
+        return self.audio.reshape(self.n_snippets, self.spec.samples_per_snippet)
 
     def snippet_video(self, k: int) -> np.ndarray:
         return self.video_snippets()[k]
@@ -116,7 +116,7 @@ class Clip:
         return self.audio_snippets()[k]
 
     def snippets(self) -> list[Snippet]:
-        d = self.spec.chunk_seconds
+        d = self.spec.snippet_seconds
         return [
             Snippet(k, k * d, (k + 1) * d, self.snippet_video(k), self.snippet_audio(k))
             for k in range(self.n_snippets)

@@ -44,7 +44,7 @@ def generate_timeline(
     compositional pairs: never show them, make every clip show one, or ignore them."""
     if held_out not in ("exclude", "require", "allow"):
         raise ValueError(f"held_out must be 'exclude', 'require' or 'allow', not {held_out!r}")
-    duration = n_snippets * spec.chunk_seconds
+    duration = n_snippets * spec.snippet_seconds
     palette = {
         name: tuple(int(v) for v in np.clip(np.array(rgb) + rng.integers(-15, 16, 3), 0, 255))
         for name, rgb in COLORS.items()

@@ -95,8 +95,8 @@ def wild_clip(clip: Clip, seed: int | None = None) -> tuple[np.ndarray, np.ndarr
     finally:
         path.unlink(missing_ok=True)
     snippets = snippets[: clip.n_snippets]
-    video = np.stack([s.video for s in snippets]) if snippets else np.zeros((0, spec.frames_per_chunk, spec.height, spec.width, 3), np.uint8)
-    pcm = np.stack([s.audio for s in snippets]) if snippets else np.zeros((0, spec.samples_per_chunk), np.float32)
+    video = np.stack([s.video for s in snippets]) if snippets else np.zeros((0, spec.frames_per_snippet, spec.height, spec.width, 3), np.uint8)
+    pcm = np.stack([s.audio for s in snippets]) if snippets else np.zeros((0, spec.samples_per_snippet), np.float32)
     return video, pcm, media
 
 
