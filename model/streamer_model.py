@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.checkpoint import fingerprint, fit_weights, read_checkpoint, write_checkpoint
 from model.combiner import build_combiner
 from model.config import ModelConfig
 from model.decoder import TextDecoder
@@ -343,21 +344,20 @@ class StreamerModel(nn.Module):
         """Write model.safetensors, config.json and tokenizer.json into `directory`;
         `dtype=torch.float16` stores the weights at half the size (widened again on load).
         Returns the fingerprint the saved checkpoint loads with."""
-        from model.checkpoint import save_checkpoint
-
-        return save_checkpoint(self, directory, dtype)
+        return write_checkpoint(directory, self.cfg, self.state_dict(), self.tokenizer, dtype)
 
     @staticmethod
-    def load(directory: str | Path, device=None) -> "StreamerModel":
+    def load(directory: str | Path, device=None) -> StreamerModel:
         """Rebuild a model from a checkpoint folder, refusing corrupt or mismatched files."""
-        from model.checkpoint import load_checkpoint
-
-        return load_checkpoint(directory, device)
+        cfg, tensors = read_checkpoint(directory)
+        model = StreamerModel(cfg)
+        model.load_state_dict(fit_weights(directory, tensors, model.state_dict()), strict=True)
+        if device is not None:
+            model.to(device)
+        return model.eval()
 
     def fingerprint(self) -> str:
         """sha256 over the config and every weight: names a checkpoint exactly."""
-        from model.checkpoint import fingerprint
-
         return fingerprint(self.cfg, self.state_dict())
 
     # ------------------------------------------------------------------ helpers

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from model import StreamerModel
+from model.checkpoint import CONFIG
 from model.media import MediaSpec
 from streamer.scheduler import Scheduler
 from streamer.session import Session
@@ -52,14 +53,14 @@ class Engine:
     ) -> Engine:
         """Load a checkpoint folder (default: the bundled `tiny` model) onto `device`."""
         folder = Path(path) if path is not None else BUNDLED_CHECKPOINT
-        if not (folder / "config.json").is_file():
+        if not (folder / CONFIG).is_file():
             if path is None:
                 raise CheckpointNotFound(
-                    f"the bundled checkpoint is missing ({folder} has no config.json); train one with "
+                    f"the bundled checkpoint is missing ({folder} has no {CONFIG}); train one with "
                     f"`streamer train --preset tiny --out RUN` (see `streamer train --help`) and copy its model "
                     f"folder to {folder}, or pass a checkpoint folder: Engine.load(path) / --checkpoint PATH"
                 )
-            raise CheckpointNotFound(f"{folder} is not a checkpoint folder (no config.json); pass the folder `streamer train` wrote")
+            raise CheckpointNotFound(f"{folder} is not a checkpoint folder (no {CONFIG}); pass the folder `streamer train` wrote")
         model = StreamerModel.load(folder, device=torch.device(device) if device is not None else _default_device())
         return cls(model, max_batch=max_batch, max_queued=max_queued)
 

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from model import MediaSpec, StreamerModel
+from model.checkpoint import CARD
 from training import checkpointing
 
 WORLD_SPLITS = ("test", "compositional", "long", "wild")
@@ -243,5 +244,5 @@ def main(args: argparse.Namespace) -> int:
     if args.card:
         card = checkpointing.read_card(model_dir)
         card.setdefault("evaluation", {}).update(report["results"])
-        checkpointing.write_json_atomic(model_dir / checkpointing.CARD_FILE, card)
+        checkpointing.write_json_atomic(model_dir / CARD, card)
     return 0

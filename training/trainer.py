@@ -30,6 +30,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from model import ModelConfig, StreamerModel
+from model.checkpoint import read_config
 from training import checkpointing
 from training.metrics import MetricsLog, truncate_after
 
@@ -376,7 +377,7 @@ class Trainer:
             if latest is None:
                 raise TrainingError(f"--resume: {self.out} holds no checkpoint to continue; drop --resume to start")
             state = checkpointing.read_trainer_state(latest)
-            saved_cfg = ModelConfig.from_dict(_read_json(latest / "config.json"))
+            saved_cfg = read_config(latest)
             if saved_cfg.to_dict() != model_cfg.to_dict():
                 diff = _config_diff(saved_cfg.to_dict(), model_cfg.to_dict())
                 raise TrainingError(
@@ -636,13 +637,6 @@ class _nullcontext:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:
