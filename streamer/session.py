@@ -26,7 +26,8 @@ from model.media import MediaItem, Snippet
 from model.state import State
 from streamer.chunker import Chunker
 from streamer.scheduler import StepInfo
-from streamer.state_io import SavedSession, StateError, StreamClock, encode_session, write_state_file
+from streamer.files import write_atomic
+from streamer.state_io import SavedSession, StateError, StreamClock, encode_session
 
 if TYPE_CHECKING:
     from streamer.engine import Engine
@@ -401,7 +402,7 @@ class Session:
             while self._in_flight is not None:
                 self._lock.wait()
             data = encode_session(self._snapshot_locked())  # encode under the lock: the chunker may reuse buffers
-        return write_state_file(path, data)
+        return write_atomic(path, data)
 
     def close(self) -> None:
         """Stop stepping this session and leave the engine; a running stream ends."""

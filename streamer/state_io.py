@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,21 +136,6 @@ def encode_session(saved: SavedSession) -> bytes:
         "body": body_bytes,
     }
     return msgpack.packb(envelope, use_bin_type=True)
-
-
-def write_state_file(path: str | os.PathLike, data: bytes) -> Path:
-    """Write encoded state atomically (temp file + rename): a crash mid-write never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.checkpoint import CARD, WEIGHTS
+from streamer.files import write_atomic
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -56,14 +57,8 @@ def _fsync_tree(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """A card or other JSON, written whole (`write_atomic`): readers see old or new, never half."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # --- optimizer state without pickle ----------------------------------------------------
@@ -139,12 +134,7 @@ def save_checkpoint(
         os.replace(tmp, final)
     _fsync_dir(root)
 
-    latest_tmp = run_dir / f".{LATEST}.tmp"
-    with open(latest_tmp, "w", encoding="utf-8") as f:
-        f.write(name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(latest_tmp, run_dir / LATEST)
+    write_atomic(run_dir / LATEST, name + "\n")
     _fsync_dir(run_dir)
 
     _prune(root, keep=max(1, keep_last), current=name)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model.media import MEDIA_PRESETS
+from streamer.files import write_atomic
 from streamer.media import Snippet
 from streamer.state_io import (
     SavedSession,
@@ -20,7 +21,6 @@ from streamer.state_io import (
     decode_session,
     encode_session,
     load_session_file,
-    write_state_file,
 )
 
 MEDIA = MEDIA_PRESETS["tiny"]
@@ -76,7 +76,7 @@ def _body() -> dict:
 
 def test_round_trip_is_exact(tmp_path):
     saved = _saved()
-    path = write_state_file(tmp_path / "s" / "state.msgpack", GOOD)
+    path = write_atomic(tmp_path / "s" / "state.msgpack", GOOD)
     back = load_session_file(path, fingerprint=FINGERPRINT, spec=SPEC, media=MEDIA)
     for name, tensor in saved.tensors.items():
         assert back.tensors[name].dtype == tensor.dtype
