@@ -34,7 +34,7 @@ from tqdm import tqdm
 from model import ModelConfig, StreamerModel
 from streamer.engine import Engine
 from streamer.media import AudioBlock, VideoFrame
-from streamer.sources import Arrays, File
+from streamer.sources import File
 from training.world.clip import Clip, WorldConfig
 
 
@@ -104,8 +104,7 @@ def step_and_first_token(engine: Engine, clips: list[Clip]) -> dict:
     steps, first_tokens, answers = [], [], []
     for clip in clips:
         session = engine.session()
-        source = Arrays(video=clip.frames, fps=clip.spec.fps, audio=clip.audio, rate=clip.spec.sample_rate)
-        for update in session.stream(source):
+        for update in session.stream(clip.source()):
             steps.append(update.step_ms)
             question = clip.questions[update.index % len(clip.questions)].text
             answer = session.ask(question, at=update)

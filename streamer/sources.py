@@ -1,9 +1,11 @@
-"""Media sources: files, capture devices, the microphone, numpy arrays, the synthetic world.
+"""Media sources: files, capture devices, the microphone, numpy arrays.
 
 A source is an iterable of `VideoFrame | AudioBlock` in its own clock order, stamped in
 seconds on its own clock (PTS × time_base). Every source has `close()`, works as a
 context manager, and says `is_live`: a live source keeps running whether or not anyone
 reads it, so the engine may drop from it when it falls behind; a file waits for its reader.
+The synthetic world is not a source of its own: a world clip streams as `Arrays`
+(`clip.source()`), since the runtime must not depend on the training package.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
@@ -125,6 +127,18 @@ class _Decoded:
         yield from sorted([*pending[VideoFrame], *pending[AudioBlock]], key=lambda item: item.t)
 
 
+def _paced(items: Iterable[MediaItem]) -> Iterator[MediaItem]:
+    """Release items at the wall-clock pace of their stamps, counted from the first one."""
+    wall0 = clock0 = None
+    for item in items:
+        if wall0 is None:
+            wall0, clock0 = time.monotonic(), item.t
+        delay = wall0 + (item.t - clock0) - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield item
+
+
 def _open(target: str, name: str, hint: str, **kwargs) -> av.container.InputContainer:
     try:
         return av.open(target, **kwargs)
@@ -159,18 +173,8 @@ class File(Source):
                 raise SourceError(f"{self.path}: cannot seek to {self.start} s ({error})") from None
 
     def __iter__(self) -> Iterator[MediaItem]:
-        wall0 = clock0 = None
-        for item in self._decoded:
-            item = self._from_start(item)
-            if item is None:
-                continue
-            if self.realtime:
-                if wall0 is None:
-                    wall0, clock0 = time.monotonic(), item.t
-                delay = wall0 + (item.t - clock0) - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            yield item
+        items = (item for item in map(self._from_start, self._decoded) if item is not None)
+        yield from _paced(items) if self.realtime else items
 
     def _from_start(self, item: MediaItem) -> MediaItem | None:
         """Drop what lies before `start`; cut an audio block that straddles it."""
@@ -399,6 +403,8 @@ class Arrays(Source):
 
     video: uint8 [N, H, W, 3] at `fps`; audio: [S] mono or [S, C] (float in [-1, 1] or
     int16) at `rate`, yielded in blocks of `block` samples, merged with the frames in time order.
+    realtime: pace items to the wall clock like a live source (then `is_live` is True);
+    `close()` ends the stream.
     """
 
     def __init__(
@@ -409,6 +415,7 @@ class Arrays(Source):
         rate: int | None = None,
         t0: float = 0.0,
         block: int = 1024,
+        realtime: bool = False,
     ) -> None:
         if video is None and audio is None:
             raise ValueError("Arrays needs video, audio or both")
@@ -429,6 +436,8 @@ class Arrays(Source):
         if block < 1:
             raise ValueError("block must be at least 1 sample")
         self.video, self.fps, self.audio, self.rate, self.t0, self.block = video, fps, audio, rate, float(t0), block
+        self.realtime = self.is_live = realtime
+        self._closed = False
 
     def __iter__(self) -> Iterator[MediaItem]:
         frames = [] if self.video is None else [
@@ -439,14 +448,11 @@ class Arrays(Source):
                        channels=self.audio.shape[1])
             for s in range(0, len(self.audio), self.block)
         ]
-        yield from sorted([*frames, *blocks], key=lambda item: item.t)
+        items = sorted([*frames, *blocks], key=lambda item: item.t)
+        for item in _paced(items) if self.realtime else items:
+            if self._closed:
+                return
+            yield item
 
-
-def World(*args, **kwargs):
-    """The synthetic shapes-and-sounds world (WORLD.md) as a source: `training.world.WorldSource`.
-
-    Imported only when asked for, so `streamer` does not load the training package otherwise.
-    """
-    from training.world import WorldSource
-
-    return WorldSource(*args, **kwargs)
+    def close(self) -> None:
+        self._closed = True

@@ -12,9 +12,8 @@ import pytest
 from model.media import MEDIA_PRESETS
 from streamer.chunker import Chunker
 from streamer.cli import main as cli_main
-from streamer.sources import File
-from streamer import sources
-from training.world import AnswerKey, Clip, ShapeEvent, SoundEvent, Timeline, World, WorldConfig, WorldSource
+from streamer.sources import Arrays, File
+from training.world import AnswerKey, Clip, ShapeEvent, SoundEvent, Timeline, World, WorldConfig
 from training.world.clip import SPLITS
 from training.world.media_files import write_clip
 from training.world.render import render_frames
@@ -279,9 +278,9 @@ def test_two_shapes_in_a_clip_never_share_shape_and_colour_and_at_most_two_are_o
 
 
 def test_world_source_streams_the_clip_in_time_order_and_the_chunker_rebuilds_it():
-    with sources.World(3, config=SMALL, block=1000) as source:
-        assert isinstance(source, WorldSource) and not source.is_live
-        clip = source.clip
+    clip = World(SMALL).clip(3)
+    with clip.source(block=1000) as source:
+        assert isinstance(source, Arrays) and not source.is_live
         items = list(source)
     assert clip.frames.tobytes() == World(SMALL).clip(3).frames.tobytes()
     times = [item.t for item in items]
@@ -299,7 +298,7 @@ def test_world_source_streams_the_clip_in_time_order_and_the_chunker_rebuilds_it
 
 
 def test_world_source_close_stops_the_stream():
-    source = WorldSource(3, config=SMALL, realtime=True)
+    source = World(SMALL).clip(3).source(realtime=True)
     assert source.is_live
     iterator = iter(source)
     next(iterator)

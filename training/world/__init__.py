@@ -3,7 +3,6 @@
 from training.world.answers import AnswerKey
 from training.world.clip import SPLITS, Clip, World, WorldConfig
 from training.world.questions import Question
-from training.world.source import WorldSource
 from training.world.timeline import ShapeEvent, SoundEvent, Timeline
 
 __all__ = [
@@ -16,5 +15,4 @@ __all__ = [
     "Timeline",
     "World",
     "WorldConfig",
-    "WorldSource",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from model.media import MEDIA_PRESETS, MediaSpec, Snippet
+from streamer.sources import Arrays
 from training.world.answers import AnswerKey
 from training.world.generate import HeldOut, generate_timeline
 from training.world.questions import Question, choose_questions
@@ -121,6 +122,12 @@ class Clip:
             Snippet(k, k * d, (k + 1) * d, self.snippet_video(k), self.snippet_audio(k))
             for k in range(self.n_snippets)
         ]
+
+    def source(self, realtime: bool = False, block: int = 1024) -> Arrays:
+        """The clip as a media source: frames and `block`-sample audio blocks in time order,
+        stamped from 0. `realtime` paces them to the wall clock, like a camera and a mic."""
+        return Arrays(video=self.frames, fps=self.spec.fps, audio=self.audio, rate=self.spec.sample_rate,
+                      block=block, realtime=realtime)
 
     def answer(self, kind: str, t_ask: float, **subject: str) -> str:
         """Answer any question about this clip at any time, e.g. for a live demo."""

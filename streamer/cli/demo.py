@@ -36,14 +36,11 @@ def _mark(ok: bool) -> str:
 
 def run_clip(engine, clip, tally: Counter) -> None:
     """Stream one clip, printing the timeline and answering its questions at their times."""
-    from streamer import sources
-
     questions = sorted(clip.questions, key=lambda q: q.ask_snippets)
     print(f"\nclip {clip.seed}: {clip.n_snippets} snippets, {clip.duration:.2f} s, {len(questions)} questions")
     print(f"{'#':>3}  {'time (s)':<11}  {'on screen (world)':<38} {'heard (world)':<14} model: {DESCRIBE}")
     session = engine.session()
-    source = sources.Arrays(video=clip.frames, fps=clip.spec.fps, audio=clip.audio, rate=clip.spec.sample_rate)
-    for update in session.stream(source):
+    for update in session.stream(clip.source()):
         truth = clip.answer("describe", update.t1)
         said = session.ask(DESCRIBE, at=update).text
         tally["describe_right"] += said == truth
@@ -76,12 +73,11 @@ def media_timeline(world, first: int, clips: int) -> None:
 
     import numpy as np
 
-    from streamer import sources
     from streamer.chunker import Chunker
 
     for index in range(first, first + clips):
-        with sources.World(index, config=world.config) as source:
-            clip = source.clip
+        clip = world.clip(index)
+        with clip.source() as source:
             chunker = Chunker(clip.spec)
             print(f"\nclip {clip.seed}: {clip.n_snippets} snippets, {clip.duration:.2f} s")
             print(f"{'#':>3}  {'time (s)':<11}  {'frames':>6} {'samples':>7}  {'mean RGB':<13} {'RMS dBFS':>8}  "
