@@ -66,12 +66,25 @@ class Engine:
 
     def session(self, *, max_queued: int | None = None) -> Session:
         """A new stream with an empty state. `max_queued`: snippets buffered before a live stream drops."""
-        return Session(self, max_queued=max_queued or self.max_queued)
+        return self._attach(Session(self, max_queued=max_queued or self.max_queued))
 
     def load_session(self, path: str | os.PathLike, *, max_queued: int | None = None) -> Session:
         """Resume a stream saved with `session.save(path)`; refuses state from another model (StateError)."""
         saved = load_session_file(path, fingerprint=self.fingerprint, spec=self._state_spec, media=self.media)
-        return Session(self, max_queued=max_queued or self.max_queued, saved=saved)
+        return self._attach(Session(self, max_queued=max_queued or self.max_queued, saved=saved))
+
+    def _attach(self, session: Session) -> Session:
+        self._scheduler.add(session)
+        return session
+
+    # the session's host: see streamer.session.Host
+    def wake(self) -> None:
+        """Tell the scheduler thread a session may have a snippet ready."""
+        self._scheduler.wake()
+
+    def detach(self, session: Session) -> None:
+        """Stop stepping `session` (called by `session.close()`)."""
+        self._scheduler.remove(session)
 
     @property
     def stats(self) -> dict[str, float]:
