@@ -117,17 +117,6 @@ def world_sample(clip, name: str = "") -> Sample:
     }
 
 
-def wild_sample(clip, name: str = "") -> Sample:
-    """A `Clip` whose media went through `training.world.wild`; questions asked after the
-    last snippet that came back (a codec may shorten the clip by a frame) are left out."""
-    from training.world.wild import wild_clip
-
-    video, audio, _ = wild_clip(clip)
-    questions = [SampleQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in clip.questions
-                 if q.ask_snippets <= len(video)]
-    return {"video": video, "audio": audio, "questions": questions, "name": name or f"world:{clip.seed}(wild)"}
-
-
 # --------------------------------------------------------------------------- a folder
 
 

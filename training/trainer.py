@@ -183,7 +183,8 @@ class TrainingData:
 
             config = WorldConfig.preset("train", spec=self.media, snippets=lengths,
                                         questions_per_clip=self.questions_per_clip)
-            from training.data import wild_sample, world_sample
+            from training.data import world_sample
+            from training.world.wild import wild_sample
 
             world_index = (self.seed * WORLD_STREAM + index) % config.size
             clip = World(config).clip(world_index)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from model.media import MEDIA_PRESETS
-from training.data import wild_sample
 from training.evaluate import load_eval_clips
 from training.world.clip import World, WorldConfig
-from training.world.wild import WildMedia, wild_clip
+from training.world.wild import WildMedia, wild_clip, wild_sample
 
 
 def _clip(index: int = 0):
