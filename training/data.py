@@ -322,20 +322,21 @@ def decode_snippets(path: Path, spec: MediaSpec, start: float = 0.0, end: float 
 
     A trailing part shorter than a snippet (less one frame of slack) is left out.
     """
-    chunker = Chunker(spec, t0=start)
-    snippets = []
     media_end = -math.inf
-    with File(path, start=start) as source:
-        for item in source:
+
+    def before_end(items):
+        nonlocal media_end
+        for item in items:
             if end is not None and item.t >= end:
                 continue
             if isinstance(item, VideoFrame):
                 media_end = max(media_end, item.t + 1 / spec.fps)
             else:
                 media_end = max(media_end, item.t + len(item.pcm) / item.rate)
-            chunker.push(item)
-            snippets += chunker.pop_ready()
-    snippets += chunker.flush()
+            yield item
+
+    with File(path, start=start) as source:
+        snippets = list(Chunker(spec, t0=start).snippets(before_end(source)))
     if end is not None:
         media_end = min(media_end, end)
     return [s for s in snippets if s.t1 <= media_end + 1 / spec.fps + 1e-6]

@@ -60,13 +60,6 @@ def run_clip(engine, clip, tally: Counter) -> None:
     session.close()
 
 
-def _snippets_as_they_complete(source, chunker):
-    for item in source:
-        chunker.push(item)
-        yield chunker.pop_ready()
-    yield chunker.flush()
-
-
 def media_timeline(world, first: int, clips: int) -> None:
     """Without a model: stream world clips through the live source and the chunker, per snippet."""
     import time
@@ -83,17 +76,16 @@ def media_timeline(world, first: int, clips: int) -> None:
             print(f"{'#':>3}  {'time (s)':<11}  {'frames':>6} {'samples':>7}  {'mean RGB':<13} {'RMS dBFS':>8}  "
                   f"{'ms':>5}  on screen (world)")
             started = time.perf_counter()
-            for snippets in _snippets_as_they_complete(source, chunker):
-                for snippet in snippets:
-                    took_ms = 1e3 * (time.perf_counter() - started)
-                    rgb = snippet.video.reshape(-1, 3).mean(axis=0)
-                    rms = float(np.sqrt(np.mean(snippet.audio.astype(np.float64) ** 2)))
-                    db = 20 * np.log10(max(rms, 1e-9))
-                    fills = ("V" if snippet.video_filled else "") + ("A" if snippet.audio_filled else "")
-                    print(f"{snippet.index:>3}  {snippet.t0:5.2f}-{snippet.t1:<5.2f}  {len(snippet.video):>6} "
-                          f"{len(snippet.audio):>7}  {'%3.0f %3.0f %3.0f' % tuple(rgb):<13} {db:8.1f}  "
-                          f"{took_ms:5.1f}  {clip.answer('describe', snippet.t1)} {fills}", flush=True)
-                    started = time.perf_counter()
+            for snippet in chunker.snippets(source):
+                took_ms = 1e3 * (time.perf_counter() - started)
+                rgb = snippet.video.reshape(-1, 3).mean(axis=0)
+                rms = float(np.sqrt(np.mean(snippet.audio.astype(np.float64) ** 2)))
+                db = 20 * np.log10(max(rms, 1e-9))
+                fills = ("V" if snippet.video_filled else "") + ("A" if snippet.audio_filled else "")
+                print(f"{snippet.index:>3}  {snippet.t0:5.2f}-{snippet.t1:<5.2f}  {len(snippet.video):>6} "
+                      f"{len(snippet.audio):>7}  {'%3.0f %3.0f %3.0f' % tuple(rgb):<13} {db:8.1f}  "
+                      f"{took_ms:5.1f}  {clip.answer('describe', snippet.t1)} {fills}", flush=True)
+                started = time.perf_counter()
             print(f"chunker: {chunker.stats}")
 
 

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model.media import MEDIA_PRESETS
-from streamer.chunker import Chunker, StreamingResampler
+from streamer.audio import StreamingResampler
+from streamer.chunker import Chunker
 from streamer.media import AudioBlock, VideoFrame
 
 SPEC = MEDIA_PRESETS["tiny"]  # 64x64 @ 12.5 fps, 8 frames = 0.64 s, 10240 samples
@@ -47,7 +48,11 @@ def items(fps: float, seconds: float, rate: int, cuts: list[int], v_jitter=None,
 
 
 def run(stream, chunker: Chunker | None = None, pop_every: int = 1):
+    """Every snippet of the stream: through `Chunker.snippets`, or popped by hand only after
+    every `pop_every`-th item."""
     chunker = chunker or Chunker(SPEC)
+    if pop_every == 1:
+        return list(chunker.snippets(stream)), chunker
     out = []
     for n, item in enumerate(stream):
         chunker.push(item)

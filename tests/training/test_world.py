@@ -285,12 +285,7 @@ def test_world_source_streams_the_clip_in_time_order_and_the_chunker_rebuilds_it
     assert clip.frames.tobytes() == World(SMALL).clip(3).frames.tobytes()
     times = [item.t for item in items]
     assert times == sorted(times)
-    chunker = Chunker(SPEC)
-    snippets = []
-    for item in items:
-        chunker.push(item)
-        snippets += chunker.pop_ready()
-    snippets += chunker.flush()
+    snippets = list(Chunker(SPEC).snippets(items))
     assert len(snippets) == clip.n_snippets
     for got, want in zip(snippets, clip.snippets()):
         np.testing.assert_array_equal(got.video, want.video)
@@ -313,13 +308,8 @@ def test_world_source_close_stops_the_stream():
 def test_media_round_trip_through_file_and_chunker(tmp_path, suffix):
     clip = Clip.generate(11, WorldConfig.preset("test", snippets=(5, 5)))
     path = write_clip(clip, tmp_path / f"clip.{suffix}")
-    chunker = Chunker(SPEC, t0=0.0)
-    snippets = []
     with File(path) as source:
-        for item in source:
-            chunker.push(item)
-            snippets += chunker.pop_ready()
-    snippets += chunker.flush()
+        snippets = list(Chunker(SPEC, t0=0.0).snippets(source))
     assert len(snippets) == clip.n_snippets
     for k, snippet in enumerate(snippets):
         video_error = np.abs(snippet.video.astype(int) - clip.snippet_video(k).astype(int)).mean()
