@@ -88,11 +88,12 @@ class BadDataError(ValueError):
 # --------------------------------------------------------------------------- the world
 
 
-class WorldStream(IterableDataset):
-    """Endless world clips rendered on the fly, no disk. Each DataLoader worker draws its
-    own clips: worker w of W takes clip indices `seed·stride + w, + W, + 2W, ...` of the split."""
+CLIPS_PER_SEED = 10_000_000  # clips of a split in one seed's stream, so different seeds never share clips
 
-    STRIDE = 10_000_000  # clips per seed, so different seeds never share clips
+
+class WorldStream(IterableDataset):
+    """Endless world clips rendered on the fly, no disk. Each DataLoader worker draws its own
+    clips: worker w of W takes clip indices `seed·CLIPS_PER_SEED + w, + W, + 2W, ...` of the split."""
 
     def __init__(self, config: WorldConfig = SPLITS["train"], seed: int = 0) -> None:
         self.world = World(config)
@@ -101,7 +102,7 @@ class WorldStream(IterableDataset):
     def __iter__(self) -> Iterator[Sample]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        index = self.seed * self.STRIDE + worker
+        index = self.seed * CLIPS_PER_SEED + worker
         while True:
             yield world_sample(self.world.clip(index % len(self.world)), name=f"world:{self.world.config.split}#{index}")
             index += workers
