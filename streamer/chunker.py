@@ -12,6 +12,11 @@ samples are placed by count from where the audio stream started, and stamps are 
 consulted to detect real gaps (filled with silence) and overlaps (trimmed).
 
 Accepted PCM layouts for `push_audio(pcm, t, rate, channels)`: see `streamer.audio`.
+
+Why one module of ~500 lines: the video slots, the audio samples and the decision to emit
+share one snippet grid (t0, the next snippet, the lag and skip-over-silence rules read both
+modalities at once) and one saved state, so they stay in one class. What stands alone (PCM
+layouts, the streaming resampler) is in `streamer.audio`.
 """
 
 from __future__ import annotations
