@@ -1,7 +1,7 @@
 """Model configuration: dataclasses with named presets (`ModelConfig.from_name("tiny")`).
 
 Every size the model needs lives here, so a checkpoint's `config.json` is enough to rebuild
-the network and a state's shapes. Presets follow DESIGN.md: `tiny` (2 CPU cores),
+the network and a state's shapes. Presets follow ARCHITECTURE.md ("Presets"): `tiny` (2 CPU cores),
 `base` (one GPU) and `paper` (the Mirasol3B budget, built on the meta device only).
 """
 

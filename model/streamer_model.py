@@ -2,7 +2,7 @@
 
 Training runs `forward(batch)` over whole clips; serving runs `step` snippet by snippet
 on a constant-size state and `answer` on demand. Both compute the same function
-(DESIGN.md, "Offline = streaming"): the per-snippet parts are shared code, and the
+(ARCHITECTURE.md, "Seams": offline = streaming): the per-snippet parts are shared code, and the
 clip-level attention is chunk-causal with the same window the ring buffers hold.
 """
 

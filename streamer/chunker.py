@@ -1,8 +1,9 @@
-"""Cut timestamped frames and PCM into time-aligned snippets (DESIGN.md, "Chunker" seam).
+"""Cut timestamped frames and PCM into time-aligned snippets (ARCHITECTURE.md, "Seams": Chunker).
 
 The chunker is pure and synchronous: push media as it arrives, pop the snippets that
-are complete (or hand it a whole source: `for snippet in chunker.snippets(source)`). Snippet k always covers exactly [t0 + k·D, t0 + (k+1)·D) with exactly F
-frames and D·16000 samples, so the model sees the same grid whatever the source did.
+are complete (or hand it a whole source: `for snippet in chunker.snippets(source)`).
+Snippet k always covers exactly [t0 + k·D, t0 + (k+1)·D) with exactly F frames and
+D·16000 samples, so the model sees the same grid whatever the source did.
 
 Video is resampled by timestamp: output frame n sits at t0 + n/fps and shows the latest
 input frame stamped at or before it (plus `video_tolerance`), so frames are dropped or

@@ -1,4 +1,6 @@
-"""The shapes-and-sounds world (WORLD.md): timelines, rendering, questions, media files."""
+"""The shapes-and-sounds world: timelines, rendering, questions, media files.
+
+Its rules are in training/world/README.md."""
 
 from training.world.answers import AnswerKey
 from training.world.clip import SPLITS, Clip, World, WorldConfig

@@ -1,6 +1,6 @@
-"""Draw a random timeline for one clip, following the rules in WORLD.md.
+"""Draw a random timeline for one clip, following the rules in training/world/README.md.
 
-Beyond WORLD.md, the generator keeps every question answerable by someone who watched
+Beyond those rules, the generator keeps every question answerable by someone who watched
 and listened: each shape appears at least 0.7 s after the previous one and nothing else
 sounds in the 0.6 s after an appearance except that shape's own first play (so a sound
 can be bound to its shape), a sound kind belongs to at most one shape per clip, and a
