@@ -20,7 +20,7 @@ import torch
 
 from model import ModelConfig, StreamerModel
 from training.data import world_sample
-from training.trainer import to_model_batch
+from training.samples import to_model_batch
 from training.world.clip import World, WorldConfig
 
 

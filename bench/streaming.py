@@ -34,7 +34,7 @@ from tqdm import tqdm
 from model import ModelConfig, StreamerModel
 from streamer.engine import Engine
 from streamer.media import AudioBlock, VideoFrame
-from streamer.sources import Arrays, File
+from streamer.sources import File
 from training.world.clip import Clip, WorldConfig
 
 
@@ -104,8 +104,7 @@ def step_and_first_token(engine: Engine, clips: list[Clip]) -> dict:
     steps, first_tokens, answers = [], [], []
     for clip in clips:
         session = engine.session()
-        source = Arrays(video=clip.frames, fps=clip.spec.fps, audio=clip.audio, rate=clip.spec.sample_rate)
-        for update in session.stream(source):
+        for update in session.stream(clip.source()):
             steps.append(update.step_ms)
             question = clip.questions[update.index % len(clip.questions)].text
             answer = session.ask(question, at=update)
@@ -113,7 +112,7 @@ def step_and_first_token(engine: Engine, clips: list[Clip]) -> dict:
             answers.append(answer.latency_ms)
         session.close()
     return {
-        "snippet_s": clips[0].spec.chunk_seconds,
+        "snippet_s": clips[0].spec.snippet_seconds,
         "steps": len(steps),
         "step_ms_p50": percentile(steps, 0.5),
         "step_ms_p95": percentile(steps, 0.95),
@@ -176,7 +175,7 @@ def concurrent(engine: Engine, paths: list[Path], seconds: float) -> dict:
 def memory_over_an_hour(engine: Engine, clip: Clip, minutes: float = 60.0) -> dict:
     session = engine.session()
     marks = {1.0: None, minutes: None}
-    total = round(minutes * 60 / clip.spec.chunk_seconds)
+    total = round(minutes * 60 / clip.spec.snippet_seconds)
     started = time.perf_counter()
     with tqdm(total=total, desc="memory: 60 min of stream", unit="snippet") as bar:
         for update in session.stream(LoopedClip(clip, minutes * 60)):

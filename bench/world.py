@@ -34,7 +34,7 @@ def main() -> None:
     started = time.perf_counter()
     for index in tqdm(range(1, args.clips + 1), desc="rendering world clips", unit="clip"):
         clip = world.clip(index)
-        snippets += len(clip.frames) // clip.spec.frames_per_chunk
+        snippets += len(clip.frames) // clip.spec.frames_per_snippet
         frames += len(clip.frames)
     wall = time.perf_counter() - started
     spec = world.config.spec

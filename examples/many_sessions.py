@@ -13,14 +13,14 @@ import asyncio
 import time
 from pathlib import Path
 
-from streamer import Engine, sources
+from streamer import Engine
 from training.world.clip import World, WorldConfig
 
 
 async def follow(engine: Engine, clip) -> tuple[int, str, str, str]:
     """Stream one clip; answer its last question at its own time."""
     session = engine.session()
-    source = sources.Arrays(video=clip.frames, fps=clip.spec.fps, audio=clip.audio, rate=clip.spec.sample_rate)
+    source = clip.source()
     question = clip.questions[-1]
     answer = None
     async for update in session.astream(source):

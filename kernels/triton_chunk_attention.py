@@ -10,6 +10,10 @@ other side that any row of the block can see, [lo, hi), and the range that every
 [full_lo, full_hi). Blocks outside [lo, hi) are never visited, blocks inside
 [full_lo, full_hi) run without a mask, and only the few blocks at the two edges are masked.
 Scores are kept in base 2 (scale · log2 e folded in) so the softmax uses exp2.
+
+Why one module of ~450 lines: the forward pass and both backward passes walk the same block
+ranges with the same helpers; side by side, their masks and scalings can be checked against
+each other. The launchers are in `kernels.triton_backend`.
 """
 
 import torch

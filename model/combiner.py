@@ -10,8 +10,8 @@ the latent model's window.
 chunk-causal attention (windowed to stream, with a ring-buffer KV cache); the last m
 features of each chunk are x_t.
 
-Both offer `clip` (a whole clip, for training) and `step` (one snippet of a stream) that
-compute the same function.
+Both offer `clip` (a whole clip, for training) and `step(state, tokens, t)` (one snippet of
+a stream) that compute the same function, so the model steps either without asking which.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.layers import Block, TokenLearner, ring_validity, rope_angles
-
-StateSpec = dict[str, tuple[tuple[int, ...], torch.dtype]]
+from model.state import State, StateSpec
 
 
 class TTMCombiner(nn.Module):
@@ -50,7 +49,7 @@ class TTMCombiner(nn.Module):
         c = self.cfg.combiner
         return {"memory": ((batch_size, c.memory_tokens, c.dim), torch.float32)}
 
-    def init_state(self, batch_size: int, device) -> dict[str, torch.Tensor]:
+    def init_state(self, batch_size: int, device) -> State:
         memory = self.memory_init.detach().to(device=device, dtype=torch.float32)
         return {"memory": memory.expand(batch_size, -1, -1).clone()}
 
@@ -75,7 +74,8 @@ class TTMCombiner(nn.Module):
             memories.append(memory)
         return torch.stack(xs, dim=1), torch.stack(memories, dim=1)
 
-    def step(self, state: dict[str, torch.Tensor], tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def step(self, state: State, tokens: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """One snippet per stream; the memory carries the past, so the index `t` is not needed."""
         x, memory = self._step(state["memory"], tokens)
         return x, {"memory": memory}
 
@@ -109,7 +109,7 @@ class TransformerCombiner(nn.Module):
         shape = (batch_size, c.layers, c.heads, self._window() * self.chunk, c.dim // c.heads)
         return {"combiner_k": (shape, torch.float32), "combiner_v": (shape, torch.float32)}
 
-    def init_state(self, batch_size: int, device) -> dict[str, torch.Tensor]:
+    def init_state(self, batch_size: int, device) -> State:
         return {name: torch.zeros(shape, dtype=dtype, device=device)
                 for name, (shape, dtype) in self.state_spec(batch_size).items()}
 
@@ -128,7 +128,7 @@ class TransformerCombiner(nn.Module):
         x = self.norm(x).view(b, t, self.chunk, c.dim)
         return x[:, :, -c.out_tokens:], None
 
-    def step(self, state: dict[str, torch.Tensor], tokens: torch.Tensor, t: torch.Tensor):
+    def step(self, state: State, tokens: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, State]:
         """One snippet per stream; `t` [B] is each stream's snippet index."""
         c = self.cfg.combiner
         window = self._window()

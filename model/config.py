@@ -1,7 +1,7 @@
 """Model configuration: dataclasses with named presets (`ModelConfig.from_name("tiny")`).
 
 Every size the model needs lives here, so a checkpoint's `config.json` is enough to rebuild
-the network and a state's shapes. Presets follow DESIGN.md: `tiny` (2 CPU cores),
+the network and a state's shapes. Presets follow ARCHITECTURE.md ("Presets"): `tiny` (2 CPU cores),
 `base` (one GPU) and `paper` (the Mirasol3B budget, built on the meta device only).
 """
 
@@ -11,39 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-SAMPLE_RATE = 16_000
-
-
-@dataclass(frozen=True)
-class MediaSpec:
-    """What one snippet holds: the preset fixes frame size, frame rate and snippet length."""
-
-    height: int
-    width: int
-    fps: float
-    frames_per_chunk: int
-    sample_rate: int = SAMPLE_RATE
-
-    @property
-    def chunk_seconds(self) -> float:
-        return self.frames_per_chunk / self.fps
-
-    @property
-    def samples_per_chunk(self) -> int:
-        samples = self.chunk_seconds * self.sample_rate
-        if abs(samples - round(samples)) > 1e-6:
-            raise ValueError(
-                f"a snippet of {self.chunk_seconds} s is not a whole number of samples at "
-                f"{self.sample_rate} Hz; choose fps and frames_per_chunk that divide evenly"
-            )
-        return round(samples)
-
-
-MEDIA_PRESETS: dict[str, MediaSpec] = {
-    "tiny": MediaSpec(height=64, width=64, fps=12.5, frames_per_chunk=8),
-    "base": MediaSpec(height=224, width=224, fps=25.0, frames_per_chunk=16),
-    "paper": MediaSpec(height=448, width=448, fps=25.0, frames_per_chunk=8),
-}
+from model.media import MEDIA_PRESETS, MediaSpec
 
 
 @dataclass
@@ -78,6 +46,13 @@ class EncoderConfig:
 # those older checkpoints were trained as. `from_dict` fills them in when a file lacks them.
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
+}
+
+# Fields renamed after checkpoints were first shipped: section -> {old name: new name}.
+# `from_dict` reads the old name too. The fingerprint keeps hashing the old name
+# (`fingerprint_dict`), so a rename never changes which checkpoint a saved state names.
+LEGACY_NAMES: dict[str, dict[str, str]] = {
+    "media": {"frames_per_chunk": "frames_per_snippet"},
 }
 
 
@@ -165,6 +140,14 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def fingerprint_dict(self) -> dict[str, Any]:
+        """`to_dict()` under the field names the fingerprint was first defined with (LEGACY_NAMES)."""
+        data = self.to_dict()
+        for section, renames in LEGACY_NAMES.items():
+            old_name = {new: old for old, new in renames.items()}
+            data[section] = {old_name.get(key, key): value for key, value in data[section].items()}
+        return data
+
     @staticmethod
     def from_dict(data: dict[str, Any]) -> "ModelConfig":
         """Rebuild from `to_dict` output; unknown or missing keys are reported by name."""
@@ -184,6 +167,7 @@ class ModelConfig:
             if key in sections:
                 if not isinstance(value, dict):
                     raise ValueError(f"model config section {key!r} must be a JSON object")
+                value = _renamed(f"model config section {key!r}", value, LEGACY_NAMES.get(key, {}))
                 _check_keys(f"model config section {key!r}", value, sections[key])
                 kwargs[key] = sections[key](**{**LEGACY_DEFAULTS.get(key, {}), **value})
             else:
@@ -213,13 +197,13 @@ class ModelConfig:
                 raise ValueError(f"{name}.dim={dim} must split into {heads} heads of even size")
         if c.window is not None and c.window < 1 or self.latent.window < 1:
             raise ValueError("attention windows must be at least one chunk")
-        if m.frames_per_chunk % self.latent.recon_frames:
-            raise ValueError("latent.recon_frames must divide media.frames_per_chunk")
+        if m.frames_per_snippet % self.latent.recon_frames:
+            raise ValueError("latent.recon_frames must divide media.frames_per_snippet")
 
     @property
     def audio_frames(self) -> int:
         """Log-mel frames per snippet (the hop must divide the snippet's samples)."""
-        samples = self.media.samples_per_chunk
+        samples = self.media.samples_per_snippet
         if samples % self.encoder.hop:
             raise ValueError(f"encoder.hop={self.encoder.hop} must divide the {samples} samples of a snippet")
         return samples // self.encoder.hop
@@ -240,6 +224,14 @@ class ModelConfig:
     def snippet_tokens(self) -> int:
         """n: encoder tokens per snippet (video + audio)."""
         return self.video_tokens + self.audio_tokens
+
+
+def _renamed(what: str, data: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    """`data` with old field names replaced by their new ones."""
+    for old, new in renames.items():
+        if old in data and new in data:
+            raise ValueError(f"{what} has both {old!r} and its new name {new!r}; keep only {new!r}")
+    return {renames.get(key, key): value for key, value in data.items()}
 
 
 def _check_keys(what: str, data: dict[str, Any], cls: type) -> None:

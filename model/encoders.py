@@ -92,8 +92,8 @@ class SnippetEncoder(nn.Module):
         m, e = cfg.media, cfg.encoder
         self.cfg = cfg
         self.logmel = LogMel(cfg)
-        self.tubes = nn.Conv3d(3, e.dim, (m.frames_per_chunk, e.tube_size, e.tube_size),
-                               stride=(m.frames_per_chunk, e.tube_size, e.tube_size))
+        self.tubes = nn.Conv3d(3, e.dim, (m.frames_per_snippet, e.tube_size, e.tube_size),
+                               stride=(m.frames_per_snippet, e.tube_size, e.tube_size))
         self.patches = nn.Conv2d(9 if e.motion else 3, e.dim, e.patch_size, stride=e.patch_size)
         self.audio_patches = nn.Linear(e.audio_patch_frames * e.audio_patch_mels, e.dim)
         self.pos = nn.Parameter(torch.zeros(cfg.snippet_tokens, e.dim))

@@ -13,6 +13,7 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.layers import Block, ring_validity, rope_angles
+from model.state import State, StateSpec
 
 
 class LatentModel(nn.Module):
@@ -30,7 +31,7 @@ class LatentModel(nn.Module):
         self.recon_norm = nn.LayerNorm(lc.dim)
         self.recon_out = nn.Linear(lc.dim, lc.recon_frames * lc.recon_size**2 * 3)
 
-    def state_spec(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    def state_spec(self, batch_size: int) -> StateSpec:
         lc = self.cfg.latent
         kv = (batch_size, lc.layers, lc.heads, lc.window * self.chunk, lc.dim // lc.heads)
         return {
@@ -49,7 +50,7 @@ class LatentModel(nn.Module):
             h = block.chunk_causal(h, m, lc.window, rope)
         return self.norm(h).view(b, t, m, lc.dim)
 
-    def step(self, state: dict[str, torch.Tensor], x: torch.Tensor, t: torch.Tensor):
+    def step(self, state: State, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, State]:
         """x [B, m, dc] of snippet t [B] -> h [B, m, d] and the updated ring buffers."""
         lc = self.cfg.latent
         m = self.chunk

@@ -2,7 +2,7 @@
 
 Training runs `forward(batch)` over whole clips; serving runs `step` snippet by snippet
 on a constant-size state and `answer` on demand. Both compute the same function
-(DESIGN.md, "Offline = streaming"): the per-snippet parts are shared code, and the
+(ARCHITECTURE.md, "Seams": offline = streaming): the per-snippet parts are shared code, and the
 clip-level attention is chunk-causal with the same window the ring buffers hold.
 """
 
@@ -16,16 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.checkpoint import fingerprint, fit_weights, read_checkpoint, write_checkpoint
 from model.combiner import build_combiner
 from model.config import ModelConfig
 from model.decoder import TextDecoder
 from model.encoders import SnippetEncoder, audio_windows
 from model.latent import LatentModel
 from model.layers import init_weights
+from model.state import State, StateSpec
 from model.tokenizer import Tokenizer
-
-State = dict[str, torch.Tensor]
-StateSpec = dict[str, tuple[tuple[int, ...], torch.dtype]]
 
 
 @dataclass
@@ -128,10 +127,7 @@ class StreamerModel(nn.Module):
         t = state["t"]
         windows = torch.cat((state["audio_tail"], audio), dim=1)
         tokens = self.encoder(video, windows)
-        if self.cfg.combiner.kind == "ttm":
-            x, comb_state = self.combiner.step(state, tokens)
-        else:
-            x, comb_state = self.combiner.step(state, tokens, t)
+        x, comb_state = self.combiner.step(state, tokens, t)
         _, latent_state = self.latent.step(state, x, t)
         new_state = {"t": t + 1, "audio_tail": windows[:, -self.encoder.logmel.context:].clone()}
         new_state.update(comb_state)
@@ -229,7 +225,7 @@ class StreamerModel(nn.Module):
         video, audio = video.to(device), audio.to(device)
         snippet_mask = batch.get("snippet_mask")
         snippet_mask = torch.ones(b, t, dtype=torch.bool, device=device) if snippet_mask is None else snippet_mask.to(device)
-        samples = self.cfg.media.samples_per_chunk
+        samples = self.cfg.media.samples_per_snippet
         windows = audio_windows(audio.reshape(b, t * samples), self.encoder.logmel.context, samples)
         tokens = self.encoder(video.flatten(0, 1), windows.flatten(0, 1)).view(b, t, self.cfg.snippet_tokens, -1)
         x, memories = self.combiner.clip(tokens)
@@ -348,21 +344,20 @@ class StreamerModel(nn.Module):
         """Write model.safetensors, config.json and tokenizer.json into `directory`;
         `dtype=torch.float16` stores the weights at half the size (widened again on load).
         Returns the fingerprint the saved checkpoint loads with."""
-        from model.checkpoint import save_checkpoint
-
-        return save_checkpoint(self, directory, dtype)
+        return write_checkpoint(directory, self.cfg, self.state_dict(), self.tokenizer, dtype)
 
     @staticmethod
-    def load(directory: str | Path, device=None) -> "StreamerModel":
+    def load(directory: str | Path, device=None) -> StreamerModel:
         """Rebuild a model from a checkpoint folder, refusing corrupt or mismatched files."""
-        from model.checkpoint import load_checkpoint
-
-        return load_checkpoint(directory, device)
+        cfg, tensors = read_checkpoint(directory)
+        model = StreamerModel(cfg)
+        model.load_state_dict(fit_weights(directory, tensors, model.state_dict()), strict=True)
+        if device is not None:
+            model.to(device)
+        return model.eval()
 
     def fingerprint(self) -> str:
         """sha256 over the config and every weight: names a checkpoint exactly."""
-        from model.checkpoint import fingerprint
-
         return fingerprint(self.cfg, self.state_dict())
 
     # ------------------------------------------------------------------ helpers
@@ -371,8 +366,8 @@ class StreamerModel(nn.Module):
 
     def _check_media(self, video: torch.Tensor, audio: torch.Tensor, lead: tuple[int, ...]) -> None:
         m = self.cfg.media
-        want_v = (*lead, m.frames_per_chunk, m.height, m.width, 3)
-        want_a = (*lead, m.samples_per_chunk)
+        want_v = (*lead, m.frames_per_snippet, m.height, m.width, 3)
+        want_a = (*lead, m.samples_per_snippet)
         if not isinstance(video, torch.Tensor) or tuple(video.shape) != want_v or video.dtype != torch.uint8:
             got = f"{tuple(video.shape)} {video.dtype}" if isinstance(video, torch.Tensor) else type(video).__name__
             raise ValueError(f"video must be uint8 {want_v} for the {self.cfg.name!r} preset, got {got}")

@@ -1,8 +1,9 @@
-"""Cut timestamped frames and PCM into time-aligned snippets (DESIGN.md, "Chunker" seam).
+"""Cut timestamped frames and PCM into time-aligned snippets (ARCHITECTURE.md, "Seams": Chunker).
 
 The chunker is pure and synchronous: push media as it arrives, pop the snippets that
-are complete. Snippet k always covers exactly [t0 + k·D, t0 + (k+1)·D) with exactly F
-frames and D·16000 samples, so the model sees the same grid whatever the source did.
+are complete (or hand it a whole source: `for snippet in chunker.snippets(source)`).
+Snippet k always covers exactly [t0 + k·D, t0 + (k+1)·D) with exactly F frames and
+D·16000 samples, so the model sees the same grid whatever the source did.
 
 Video is resampled by timestamp: output frame n sits at t0 + n/fps and shows the latest
 input frame stamped at or before it (plus `video_tolerance`), so frames are dropped or
@@ -11,26 +12,27 @@ windowed-sinc filter whose output does not depend on how the PCM was cut into bl
 samples are placed by count from where the audio stream started, and stamps are only
 consulted to detect real gaps (filled with silence) and overlaps (trimmed).
 
-Accepted PCM layouts for `push_audio(pcm, t, rate, channels)`:
-  - 1-D: interleaved samples (length a multiple of `channels`);
-  - 2-D [samples, channels]: packed (PyAV's packed formats, sounddevice);
-  - 2-D [channels, samples]: planar (PyAV's planar formats), told apart by `channels`;
-    a square block is read as packed.
-  dtypes: float32/float64 in [-1, 1], int16, int32 (full-scale integers).
+Accepted PCM layouts for `push_audio(pcm, t, rate, channels)`: see `streamer.audio`.
+
+Why one module of ~500 lines: the video slots, the audio samples and the decision to emit
+share one snippet grid (t0, the next snippet, the lag and skip-over-silence rules read both
+modalities at once) and one saved state, so they stay in one class. What stands alone (PCM
+layouts, the streaming resampler) is in `streamer.audio`.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.config import MediaSpec
-from streamer.media import AudioBlock, MediaItem, Snippet, VideoFrame
+from model.media import AudioBlock, MediaItem, MediaSpec, Snippet, VideoFrame
+from streamer.audio import StreamingResampler, to_mono_float
 
 _STATE_VERSION = 1
 _SAME_STAMP = 1e-9  # seconds: two frame stamps closer than this are duplicates
@@ -64,132 +66,27 @@ class ChunkerStats:
     clock_jumps: int = 0  # far jumps confirmed by following stamps and accepted
 
 
-class StreamingResampler:
-    """Mono resampler to a fixed output rate whose output ignores packetisation.
+@dataclass
+class _Segment:
+    """Audio placed without a break since a gap or a rate change: its first stamp, the input
+    samples fed since, and the resampler that carries the filter's history across blocks."""
 
-    Output sample m sits at input position m·r_in/r_out; it is a windowed-sinc (Kaiser)
-    sum over the input samples around it, taken from a table of filter phases. Each
-    output depends only on absolute input indices, and every output is computed by the
-    same row-wise product and sum, so any split of the input gives bit-identical output.
-    """
+    t: float
+    inputs: int
+    resampler: StreamingResampler
 
-    ZERO_CROSSINGS = 32  # sharp enough to keep 7 kHz and reject 9 kHz at 48 -> 16 kHz
-    ROLLOFF = 0.945
-    KAISER_BETA = 8.6
-    MAX_PHASES = 1024  # beyond this many exact phases, positions round to 1/1024 sample
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        self.rate_in, self.rate_out = int(rate_in), int(rate_out)
-        g = math.gcd(self.rate_in, self.rate_out)
-        self.up, self.down = self.rate_out // g, self.rate_in // g
-        self.passthrough = self.up == self.down
-        self.inputs = 0  # input samples fed so far
-        self.outputs = 0  # output samples produced so far
-        if self.passthrough:
-            return
-        cutoff = 0.5 * min(1.0, self.up / self.down) * self.ROLLOFF  # cycles per input sample
-        half_width = self.ZERO_CROSSINGS / (2.0 * cutoff)
-        self.half = int(math.ceil(half_width))
-        self.phases = min(self.up, self.MAX_PHASES)
-        offsets = np.arange(self.phases)[:, None] / self.phases + self.half - 1 - np.arange(2 * self.half)
-        inside = np.abs(offsets) < half_width
-        ratio = np.where(inside, offsets / half_width, 1.0)
-        taper = np.where(inside, np.i0(self.KAISER_BETA * np.sqrt(1.0 - ratio**2)) / np.i0(self.KAISER_BETA), 0.0)
-        self.bank = 2 * cutoff * np.sinc(2 * cutoff * offsets) * taper
-        # input history, starting at absolute input index `history_start` (negative = zeros before the start)
-        self.history = np.zeros(self.half, dtype=np.float64)
-        self.history_start = -self.half
-
-    def _positions(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Base input index and phase row of output samples m (integer arithmetic only)."""
-        numerator = m * self.down
-        base, remainder = numerator // self.up, numerator % self.up
-        if self.phases == self.up:
-            return base, remainder
-        phase = (remainder * self.phases * 2 + self.up) // (2 * self.up)
-        carry = phase == self.phases
-        return base + carry, np.where(carry, 0, phase)
-
-    def _produce(self, end: int) -> np.ndarray:
-        if end <= self.outputs:
-            return np.zeros(0, dtype=np.float64)
-        m = np.arange(self.outputs, end, dtype=np.int64)
-        base, phase = self._positions(m)
-        index = (base - self.half + 1 - self.history_start)[:, None] + np.arange(2 * self.half)
-        out = (self.history[index] * self.bank[phase]).sum(axis=1)
-        self.outputs = end
-        keep_from = int(self._positions(np.array([end], dtype=np.int64))[0][0]) - self.half + 1
-        drop = max(0, keep_from - self.history_start)
-        self.history = self.history[drop:]
-        self.history_start += drop
-        return out
-
-    def feed(self, x: np.ndarray) -> np.ndarray:
-        """Resample the next mono float64 block; returns the outputs it completes."""
-        self.inputs += len(x)
-        if self.passthrough:
-            self.outputs += len(x)
-            return x
-        self.history = np.concatenate([self.history, x])
-        # outputs need input up to base + half (base + 1 + half where a rounded phase carries)
-        available = self.inputs - self.half - (self.phases != self.up)
-        end = -(-(available * self.up) // self.down) if available > 0 else 0
-        return self._produce(end)
-
-    def finish(self) -> np.ndarray:
-        """The remaining outputs, as if the input ended with silence."""
-        if self.passthrough:
-            return np.zeros(0, dtype=np.float64)
-        total = -(-(self.inputs * self.up) // self.down)
-        self.history = np.concatenate([self.history, np.zeros(2 * self.half + 1)])
-        return self._produce(total)
+    @property
+    def next_t(self) -> float:
+        """Where the next block should be stamped if it follows on without a gap."""
+        return self.t + self.inputs / self.resampler.rate_in
 
     def state_dict(self) -> dict:
-        state = {"rate_in": self.rate_in, "rate_out": self.rate_out, "inputs": self.inputs, "outputs": self.outputs}
-        if not self.passthrough:
-            state.update(history=self.history.copy(), history_start=self.history_start)
-        return state
+        return {"t": self.t, "inputs": self.inputs, "resampler": self.resampler.state_dict()}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> StreamingResampler:
-        resampler = cls(state["rate_in"], state["rate_out"])
-        resampler.inputs, resampler.outputs = int(state["inputs"]), int(state["outputs"])
-        if not resampler.passthrough:
-            resampler.history = np.asarray(state["history"], dtype=np.float64).copy()
-            resampler.history_start = int(state["history_start"])
-        return resampler
-
-
-def to_mono_float(pcm: np.ndarray, channels: int) -> np.ndarray:
-    """PCM in any accepted layout (module docstring) → mono float64 in [-1, 1]."""
-    pcm = np.asarray(pcm)
-    if pcm.dtype == np.int16:
-        data = pcm.astype(np.float64) / 32768.0
-    elif pcm.dtype == np.int32:
-        data = pcm.astype(np.float64) / 2147483648.0
-    elif pcm.dtype in (np.float32, np.float64):
-        data = pcm.astype(np.float64)
-    else:
-        raise ValueError(f"audio must be float32, float64, int16 or int32 PCM, got dtype {pcm.dtype}")
-    if data.ndim == 1:
-        if len(data) % channels:
-            raise ValueError(
-                f"interleaved audio of {len(data)} values does not divide into {channels} channels"
-            )
-        data = data.reshape(-1, channels)
-    elif data.ndim == 2:
-        if data.shape[1] == channels:
-            pass  # packed [samples, channels]
-        elif data.shape[0] == channels:
-            data = data.T  # planar [channels, samples]
-        else:
-            raise ValueError(
-                f"audio of shape {pcm.shape} has no axis of {channels} channels; pass [samples, channels] "
-                "or [channels, samples]"
-            )
-    else:
-        raise ValueError(f"audio must be 1-D (interleaved) or 2-D, got shape {pcm.shape}")
-    return data.mean(axis=1) if channels > 1 else data[:, 0]
+    def from_state_dict(cls, state: dict) -> _Segment:
+        # states saved before this class existed also hold an "origin" that nothing reads
+        return cls(float(state["t"]), int(state["inputs"]), StreamingResampler.from_state_dict(state["resampler"]))
 
 
 def _check_stamp(t: object, what: str) -> float:
@@ -226,9 +123,9 @@ class Chunker:
         max_fill: float = 10.0,
     ) -> None:
         self.spec = spec
-        self.frames = spec.frames_per_chunk
-        self.samples = spec.samples_per_chunk
-        self.duration = spec.chunk_seconds
+        self.frames = spec.frames_per_snippet
+        self.samples = spec.samples_per_snippet
+        self.duration = spec.snippet_seconds
         self.max_lag = 2 * self.duration if max_lag is None else float(max_lag)
         if not self.max_lag >= 0:
             raise ValueError(f"max_lag must be >= 0 seconds, got {max_lag}")
@@ -251,7 +148,7 @@ class Chunker:
         # audio: pieces [(start_index, float32)] on the 16 kHz grid from t0, written in order
         self._pieces: list[list] = []
         self._audio_end: int | None = None  # grid index after the last written sample
-        self._segment: dict | None = None  # {"t", "inputs", "origin", "resampler"}
+        self._segment: _Segment | None = None
 
     # ---------------------------------------------------------------- inputs
 
@@ -306,7 +203,7 @@ class Chunker:
         self.stats.audio_blocks_accepted += 1
         segment = self._segment
         if segment is not None:
-            drift = t - (segment["t"] + segment["inputs"] / segment["resampler"].rate_in)
+            drift = t - segment.next_t
             if drift < -self.audio_tolerance:  # overlaps audio already placed: trim its head
                 overlap = round(-drift * rate)
                 self.stats.audio_samples_trimmed += round(min(overlap, len(mono)) * self.spec.sample_rate / rate)
@@ -316,15 +213,24 @@ class Chunker:
             if drift > self.audio_tolerance:
                 self.stats.audio_gaps_filled += 1
                 self._start_segment(t, rate, contiguous=False)
-            elif rate != segment["resampler"].rate_in:
+            elif rate != segment.resampler.rate_in:
                 self.stats.audio_rate_changes += 1
                 self._start_segment(t, rate, contiguous=True)
         else:
             self._start_segment(t, rate, contiguous=False)
-        self._segment["inputs"] += len(mono)
-        self._write(self._segment["resampler"].feed(mono))
+        self._segment.inputs += len(mono)
+        self._write(self._segment.resampler.feed(mono))
 
     # ---------------------------------------------------------------- outputs
+
+    def snippets(self, items: Iterable[MediaItem], flush: bool = True) -> Iterator[Snippet]:
+        """Push every item, yielding each snippet as soon as it is complete; when `items` end,
+        `flush` emits the rest (False keeps a partial snippet pending for more input)."""
+        for item in items:
+            self.push(item)
+            yield from self.pop_ready()
+        if flush:
+            yield from self.flush()
 
     def pop_ready(self) -> list[Snippet]:
         """Snippets both modalities cover, or whose allowed lag has passed."""
@@ -333,7 +239,7 @@ class Chunker:
     def flush(self) -> list[Snippet]:
         """End of input: emit every pending snippet that holds any data, gaps filled."""
         if self._segment is not None:
-            self._write(self._segment["resampler"].finish())
+            self._write(self._segment.resampler.finish())
             self._segment = None
         return self._emit_ready(final=True)
 
@@ -345,14 +251,6 @@ class Chunker:
 
     def state_dict(self) -> dict:
         """Pending data and counters as plain python values and numpy arrays."""
-        segment = None
-        if self._segment is not None:
-            segment = {
-                "t": self._segment["t"],
-                "inputs": self._segment["inputs"],
-                "origin": self._segment["origin"],
-                "resampler": self._segment["resampler"].state_dict(),
-            }
         return {
             "version": _STATE_VERSION,
             "spec": [self.spec.height, self.spec.width, self.spec.fps, self.frames, self.spec.sample_rate],
@@ -366,7 +264,7 @@ class Chunker:
             "last_raw": None if self._last_raw is None else self._last_raw.copy(),
             "pieces": [[start, data.copy()] for start, data in self._pieces],
             "audio_end": self._audio_end,
-            "segment": segment,
+            "segment": None if self._segment is None else self._segment.state_dict(),
             "stats": asdict(self.stats),
         }
 
@@ -392,13 +290,7 @@ class Chunker:
         self._last_small = None
         self._pieces = [[int(start), np.array(data, dtype=np.float32)] for start, data in state["pieces"]]
         self._audio_end = state["audio_end"]
-        segment = state["segment"]
-        self._segment = None if segment is None else {
-            "t": float(segment["t"]),
-            "inputs": int(segment["inputs"]),
-            "origin": int(segment["origin"]),
-            "resampler": StreamingResampler.from_state_dict(segment["resampler"]),
-        }
+        self._segment = None if state["segment"] is None else _Segment.from_state_dict(state["segment"])
         self.stats = ChunkerStats(**state["stats"])
 
     # ---------------------------------------------------------------- internals
@@ -498,11 +390,11 @@ class Chunker:
     def _start_segment(self, t: float, rate: int, contiguous: bool) -> None:
         """Begin placing audio at t: after a gap (silence in between) or a rate change (seamless)."""
         if self._segment is not None:
-            self._write(self._segment["resampler"].finish())
+            self._write(self._segment.resampler.finish())
         origin = round((t - self._t0) * self.spec.sample_rate)
         if self._audio_end is not None:
             origin = self._audio_end if contiguous else max(origin, self._audio_end)
-        self._segment = {"t": t, "inputs": 0, "origin": origin, "resampler": StreamingResampler(rate, self.spec.sample_rate)}
+        self._segment = _Segment(t, 0, StreamingResampler(rate, self.spec.sample_rate))
         self._audio_end = origin
 
     def _write(self, samples: np.ndarray) -> None:

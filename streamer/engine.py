@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from model import StreamerModel
-from model.config import MediaSpec
+from model.checkpoint import CONFIG
+from model.media import MediaSpec
 from streamer.scheduler import Scheduler
 from streamer.session import Session
 from streamer.state_io import load_session_file
@@ -52,25 +53,38 @@ class Engine:
     ) -> Engine:
         """Load a checkpoint folder (default: the bundled `tiny` model) onto `device`."""
         folder = Path(path) if path is not None else BUNDLED_CHECKPOINT
-        if not (folder / "config.json").is_file():
+        if not (folder / CONFIG).is_file():
             if path is None:
                 raise CheckpointNotFound(
-                    f"the bundled checkpoint is missing ({folder} has no config.json); train one with "
+                    f"the bundled checkpoint is missing ({folder} has no {CONFIG}); train one with "
                     f"`streamer train --preset tiny --out RUN` (see `streamer train --help`) and copy its model "
                     f"folder to {folder}, or pass a checkpoint folder: Engine.load(path) / --checkpoint PATH"
                 )
-            raise CheckpointNotFound(f"{folder} is not a checkpoint folder (no config.json); pass the folder `streamer train` wrote")
+            raise CheckpointNotFound(f"{folder} is not a checkpoint folder (no {CONFIG}); pass the folder `streamer train` wrote")
         model = StreamerModel.load(folder, device=torch.device(device) if device is not None else _default_device())
         return cls(model, max_batch=max_batch, max_queued=max_queued)
 
     def session(self, *, max_queued: int | None = None) -> Session:
         """A new stream with an empty state. `max_queued`: snippets buffered before a live stream drops."""
-        return Session(self, max_queued=max_queued or self.max_queued)
+        return self._attach(Session(self, max_queued=max_queued or self.max_queued))
 
     def load_session(self, path: str | os.PathLike, *, max_queued: int | None = None) -> Session:
         """Resume a stream saved with `session.save(path)`; refuses state from another model (StateError)."""
         saved = load_session_file(path, fingerprint=self.fingerprint, spec=self._state_spec, media=self.media)
-        return Session(self, max_queued=max_queued or self.max_queued, saved=saved)
+        return self._attach(Session(self, max_queued=max_queued or self.max_queued, saved=saved))
+
+    def _attach(self, session: Session) -> Session:
+        self._scheduler.add(session)
+        return session
+
+    # the session's host: see streamer.session.Host
+    def wake(self) -> None:
+        """Tell the scheduler thread a session may have a snippet ready."""
+        self._scheduler.wake()
+
+    def detach(self, session: Session) -> None:
+        """Stop stepping `session` (called by `session.close()`)."""
+        self._scheduler.remove(session)
 
     @property
     def stats(self) -> dict[str, float]:

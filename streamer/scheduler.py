@@ -18,9 +18,9 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from streamer.media import Snippet
+from model.media import Snippet
+from model.state import State
 
-State = dict[str, torch.Tensor]
 StepFn = Callable[[State, torch.Tensor, torch.Tensor], State]
 
 

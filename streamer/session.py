@@ -6,6 +6,16 @@ the engine's scheduler thread steps queued snippets in batches with other sessio
 caller's thread receives updates and asks questions. One lock guards the chunker, the
 queue and the state together, so a question or a save always sees a consistent stream and
 waits at most for the step in flight.
+
+A session knows its engine only through `Host`: the model it answers with, the media it
+cuts, the device and fingerprint of its state, and a way to wake the stepping thread and to
+leave it. The engine attaches the session to its scheduler as a `Lane` (the other
+direction), so a session runs under a test's fake host, and whatever serves sessions (a
+server, standing queries) works with a Session, not with engine internals.
+
+Why one module of ~440 lines: the producer, stepping and caller halves of `Session` share
+one lock and one set of invariants (the queue, the snippet in flight, the outbox), so they
+are one class, read together.
 """
 
 from __future__ import annotations
@@ -18,17 +28,17 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
+from model import StreamerModel
+from model.media import MediaItem, MediaSpec, Snippet
+from model.state import State
 from streamer.chunker import Chunker
-from streamer.media import MediaItem, Snippet
-from streamer.scheduler import State, StepInfo
-from streamer.state_io import SavedSession, StateError, StreamClock, encode_session, write_state_file
-
-if TYPE_CHECKING:
-    from streamer.engine import Engine
+from streamer.scheduler import StepInfo
+from streamer.files import write_atomic
+from streamer.state_io import SavedSession, StateError, StreamClock, encode_session
 
 _JOIN_TIMEOUT_S = 5.0
 
@@ -84,16 +94,31 @@ class _Queued:
     ready_at: float  # perf_counter() when the chunker emitted it
 
 
+class Host(Protocol):
+    """What a Session needs from whatever steps it (the Engine is one)."""
+
+    model: StreamerModel  # builds the first state (`init_state`) and answers (`answer`)
+    media: MediaSpec  # what a snippet holds: the session's chunker cuts to it
+    device: torch.device  # where the state lives
+    fingerprint: str  # names the model in a saved state
+
+    def wake(self) -> None:
+        """The session may have a snippet ready to step (or room for its result)."""
+
+    def detach(self, session: Session) -> None:
+        """Stop stepping `session`: it is closing."""
+
+
 class Session:
     """A stream attached to an Engine. Create with `engine.session()` or `engine.load_session(path)`."""
 
-    def __init__(self, engine: Engine, *, max_queued: int = 4, saved: SavedSession | None = None) -> None:
+    def __init__(self, host: Host, *, max_queued: int = 4, saved: SavedSession | None = None) -> None:
         if max_queued < 1:
             raise ValueError(f"max_queued must be at least 1 snippet, got {max_queued}")
-        self.engine = engine
+        self.host = host
         self.max_queued = max_queued
         self._lock = threading.Condition()
-        self._chunker = Chunker(engine.media)
+        self._chunker = Chunker(host.media)
         self._queue: deque[_Queued] = deque()
         self._outbox: deque[Update] = deque()
         self._in_flight: _Queued | None = None
@@ -109,10 +134,10 @@ class Session:
         self._closed = False
         if saved is None:
             self.clock = StreamClock()
-            self._state = engine.model.init_state(1, device=engine.device)
+            self._state = host.model.init_state(1, device=host.device)
         else:
             self.clock = replace(saved.clock)
-            self._state = {k: v.to(engine.device) for k, v in saved.tensors.items()}
+            self._state = {k: v.to(host.device) for k, v in saved.tensors.items()}
             try:
                 self._chunker.load_state_dict(saved.chunker)
             except Exception as exc:
@@ -120,7 +145,6 @@ class Session:
             now = time.perf_counter()
             self._queue.extend(_Queued(s, now) for s in saved.pending)
             self._newest_t1 = max([self.clock.t] + [s.t1 for s in saved.pending])
-        engine._scheduler.add(self)
 
     # ----------------------------------------------------------------------------- info
     @property
@@ -189,7 +213,7 @@ class Session:
         ]
         for producer in producers:
             producer.start()
-        self.engine._scheduler.wake()
+        self.host.wake()
         try:
             while True:
                 with self._lock:
@@ -201,7 +225,7 @@ class Session:
                         raise self._error
                     else:
                         return
-                self.engine._scheduler.wake()  # an offline lane may wait for room in the outbox
+                self.host.wake()  # an offline lane may wait for room in the outbox
                 yield update
         finally:
             with self._lock:
@@ -250,7 +274,7 @@ class Session:
                     if self._stop:
                         finished = False
                         break
-                self.engine._scheduler.wake()
+                self.host.wake()
         except Exception as exc:  # a source or chunker error ends the stream; stream() re-raises it
             finished = False
             with self._lock:
@@ -269,7 +293,7 @@ class Session:
                     if self._producers_left == 0 and flush and not (self._stopped_early or self._stop):
                         self._enqueue(self._chunker.flush(), live)  # the last source ended: cut the tail
                 self._lock.notify_all()
-            self.engine._scheduler.wake()
+            self.host.wake()
 
     def _current(self, generation: int) -> bool:
         return self._generation == generation and not self._stop
@@ -375,7 +399,7 @@ class Session:
 
     def _generate(self, state: State, question: str, max_new_tokens: int | None) -> Iterator[str]:
         with torch.no_grad():
-            yield from self.engine.model.answer(state, question, max_new_tokens=max_new_tokens)
+            yield from self.host.model.answer(state, question, max_new_tokens=max_new_tokens)
 
     # ----------------------------------------------------------------------- save/close
     def snapshot(self) -> SavedSession:
@@ -387,7 +411,7 @@ class Session:
 
     def _snapshot_locked(self) -> SavedSession:
         return SavedSession(
-            fingerprint=self.engine.fingerprint,
+            fingerprint=self.host.fingerprint,
             tensors={k: v.detach().to("cpu", copy=True) for k, v in self._state.items()},
             clock=replace(self.clock),
             chunker=self._chunker.state_dict(),
@@ -400,7 +424,7 @@ class Session:
             while self._in_flight is not None:
                 self._lock.wait()
             data = encode_session(self._snapshot_locked())  # encode under the lock: the chunker may reuse buffers
-        return write_state_file(path, data)
+        return write_atomic(path, data)
 
     def close(self) -> None:
         """Stop stepping this session and leave the engine; a running stream ends."""
@@ -408,7 +432,7 @@ class Session:
             self._closed = True
             self._stop, self._attached = True, False
             self._lock.notify_all()
-        self.engine._scheduler.remove(self)
+        self.host.detach(self)
 
     def __enter__(self) -> Session:
         return self

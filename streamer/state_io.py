@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ import msgpack
 import numpy as np
 import torch
 
-from model.config import MediaSpec
-from streamer.media import Snippet
+from model.media import MediaSpec, Snippet
+from model.state import State, StateSpec
 
 FORMAT = "streamer-session"
 VERSION = 1
@@ -70,7 +69,7 @@ class SavedSession:
     """Everything needed to resume one stream: model state rows (batch 1) and stream bookkeeping."""
 
     fingerprint: str
-    tensors: dict[str, torch.Tensor]
+    tensors: State
     clock: StreamClock = field(default_factory=StreamClock)
     chunker: dict[str, Any] = field(default_factory=dict)
     pending: list[Snippet] = field(default_factory=list)
@@ -139,21 +138,6 @@ def encode_session(saved: SavedSession) -> bytes:
     return msgpack.packb(envelope, use_bin_type=True)
 
 
-def write_state_file(path: str | os.PathLike, data: bytes) -> Path:
-    """Write encoded state atomically (temp file + rename): a crash mid-write never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 # ---------------------------------------------------------------------------------------
 # reading and validation
 
@@ -201,7 +185,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in _as_tuple(kind))
 
 
-def _decode_tensors(records: dict, spec: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[str, torch.Tensor]:
+def _decode_tensors(records: dict, spec: StateSpec) -> State:
     names, expected = set(records), set(spec)
     if names != expected:
         missing, extra = sorted(expected - names, key=str), sorted(names - expected, key=str)
@@ -255,12 +239,12 @@ def _decode_snippet(raw: Any, media: MediaSpec) -> Snippet:
     index = _require(raw, "index", int)
     t0, t1 = _require(raw, "t0", (int, float)), _require(raw, "t1", (int, float))
     video, audio = _require(raw, "video", np.ndarray), _require(raw, "audio", np.ndarray)
-    want_video = (media.frames_per_chunk, media.height, media.width, 3)
+    want_video = (media.frames_per_snippet, media.height, media.width, 3)
     if video.shape != want_video or video.dtype != np.uint8:
         raise StateError(f"a pending snippet's video is {video.dtype}{list(video.shape)}, expected uint8{list(want_video)}")
-    if audio.shape != (media.samples_per_chunk,) or audio.dtype != np.float32:
+    if audio.shape != (media.samples_per_snippet,) or audio.dtype != np.float32:
         raise StateError(
-            f"a pending snippet's audio is {audio.dtype}{list(audio.shape)}, expected float32[{media.samples_per_chunk}]"
+            f"a pending snippet's audio is {audio.dtype}{list(audio.shape)}, expected float32[{media.samples_per_snippet}]"
         )
     if index < 0 or not (math.isfinite(t0) and math.isfinite(t1) and t0 < t1) or not np.isfinite(audio).all():
         raise StateError("a pending snippet in the saved state has impossible times or samples")
@@ -279,7 +263,7 @@ def decode_session(
     data: bytes,
     *,
     fingerprint: str,
-    spec: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    spec: StateSpec,
     media: MediaSpec,
 ) -> SavedSession:
     """Parse and validate saved bytes against the model that will resume them.
@@ -337,7 +321,7 @@ def load_session_file(
     path: str | os.PathLike,
     *,
     fingerprint: str,
-    spec: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    spec: StateSpec,
     media: MediaSpec,
 ) -> SavedSession:
     """Read and validate a saved session file (see `decode_session`)."""

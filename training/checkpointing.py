@@ -27,12 +27,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from model.checkpoint import CARD, WEIGHTS
+from streamer.files import write_atomic
+
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_FILE = "trainer.json"
-CARD_FILE = "card.json"
-MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json")
 
 
 def checkpoint_name(step: int) -> str:
@@ -56,14 +57,8 @@ def _fsync_tree(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """A card or other JSON, written whole (`write_atomic`): readers see old or new, never half."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # --- optimizer state without pickle ----------------------------------------------------
@@ -125,7 +120,7 @@ def save_checkpoint(
     save_file(tensors, str(tmp / OPTIMIZER_FILE))
     with open(tmp / TRAINER_FILE, "w", encoding="utf-8") as f:
         json.dump({**trainer_state, "step": step, "optimizer": meta}, f, indent=1)
-    with open(tmp / CARD_FILE, "w", encoding="utf-8") as f:
+    with open(tmp / CARD, "w", encoding="utf-8") as f:
         json.dump(card, f, indent=2)
     _fsync_tree(tmp)
 
@@ -139,12 +134,7 @@ def save_checkpoint(
         os.replace(tmp, final)
     _fsync_dir(root)
 
-    latest_tmp = run_dir / f".{LATEST}.tmp"
-    with open(latest_tmp, "w", encoding="utf-8") as f:
-        f.write(name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(latest_tmp, run_dir / LATEST)
+    write_atomic(run_dir / LATEST, name + "\n")
     _fsync_dir(run_dir)
 
     _prune(root, keep=max(1, keep_last), current=name)
@@ -186,12 +176,12 @@ def resolve_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"checkpoint folder {path} does not exist")
-    if (path / "model.safetensors").is_file():
+    if (path / WEIGHTS).is_file():
         return path
     latest = latest_checkpoint(path)
     if latest is None:
         raise ValueError(
-            f"{path} holds neither a model (model.safetensors) nor a training run with a "
+            f"{path} holds neither a model ({WEIGHTS}) nor a training run with a "
             f"`{LATEST}` checkpoint; pass a folder written by `streamer train --out`"
         )
     return latest
@@ -219,7 +209,7 @@ def load_optimizer_state(checkpoint: str | Path, optimizer: torch.optim.Optimize
 
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / CARD_FILE
+    path = Path(model_dir) / CARD
     if not path.is_file():
         return {}
     with open(path, encoding="utf-8") as f:

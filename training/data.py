@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from model.config import MEDIA_PRESETS, MediaSpec
+from model.media import MEDIA_PRESETS, MediaSpec, VideoFrame
 from streamer.chunker import Chunker
 from streamer.sources import File, SourceError
-from streamer.media import VideoFrame
 from training.world.clip import SPLITS, World, WorldConfig
 from training.world.media_files import ANNOTATIONS
 
@@ -89,11 +88,12 @@ class BadDataError(ValueError):
 # --------------------------------------------------------------------------- the world
 
 
-class WorldStream(IterableDataset):
-    """Endless world clips rendered on the fly, no disk. Each DataLoader worker draws its
-    own clips: worker w of W takes clip indices `seed·stride + w, + W, + 2W, ...` of the split."""
+CLIPS_PER_SEED = 10_000_000  # clips of a split in one seed's stream, so different seeds never share clips
 
-    STRIDE = 10_000_000  # clips per seed, so different seeds never share clips
+
+class WorldStream(IterableDataset):
+    """Endless world clips rendered on the fly, no disk. Each DataLoader worker draws its own
+    clips: worker w of W takes clip indices `seed·CLIPS_PER_SEED + w, + W, + 2W, ...` of the split."""
 
     def __init__(self, config: WorldConfig = SPLITS["train"], seed: int = 0) -> None:
         self.world = World(config)
@@ -102,7 +102,7 @@ class WorldStream(IterableDataset):
     def __iter__(self) -> Iterator[Sample]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        index = self.seed * self.STRIDE + worker
+        index = self.seed * CLIPS_PER_SEED + worker
         while True:
             yield world_sample(self.world.clip(index % len(self.world)), name=f"world:{self.world.config.split}#{index}")
             index += workers
@@ -116,17 +116,6 @@ def world_sample(clip, name: str = "") -> Sample:
         "questions": [SampleQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in clip.questions],
         "name": name or f"world:{clip.seed}",
     }
-
-
-def wild_sample(clip, name: str = "") -> Sample:
-    """A `Clip` whose media went through `training.world.wild`; questions asked after the
-    last snippet that came back (a codec may shorten the clip by a frame) are left out."""
-    from training.world.wild import wild_clip
-
-    video, audio, _ = wild_clip(clip)
-    questions = [SampleQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in clip.questions
-                 if q.ask_snippets <= len(video)]
-    return {"video": video, "audio": audio, "questions": questions, "name": name or f"world:{clip.seed}(wild)"}
 
 
 # --------------------------------------------------------------------------- a folder
@@ -249,9 +238,9 @@ class FolderDataset(Dataset):
                 t_ask = question[2]
                 if t_ask is not None and t_ask > end + 1 / self.spec.fps:
                     self._problem(question[4], f"ask time {t_ask:g} s is past the end of the clip ({end:.2f} s)")
-                elif t_ask is not None and t_ask < clip.start + self.spec.chunk_seconds - 1e-6:
+                elif t_ask is not None and t_ask < clip.start + self.spec.snippet_seconds - 1e-6:
                     self._problem(question[4], f"ask time {t_ask:g} s is before the first whole snippet ends "
-                                               f"({clip.start + self.spec.chunk_seconds:g} s)")
+                                               f"({clip.start + self.spec.snippet_seconds:g} s)")
                 else:
                     kept.append(question)
             if kept:
@@ -314,7 +303,7 @@ class FolderDataset(Dataset):
         count = len(snippets)
         questions = []
         for text, answer, t_ask, kind, where in clip.questions:
-            ask = count if t_ask is None else math.floor((t_ask - clip.start) / self.spec.chunk_seconds + 1e-6)
+            ask = count if t_ask is None else math.floor((t_ask - clip.start) / self.spec.snippet_seconds + 1e-6)
             if ask > count:
                 self._problem(where, f"ask time {t_ask:g} s is past the decoded end ({count} snippets)")
                 continue
@@ -334,20 +323,21 @@ def decode_snippets(path: Path, spec: MediaSpec, start: float = 0.0, end: float 
 
     A trailing part shorter than a snippet (less one frame of slack) is left out.
     """
-    chunker = Chunker(spec, t0=start)
-    snippets = []
     media_end = -math.inf
-    with File(path, start=start) as source:
-        for item in source:
+
+    def before_end(items):
+        nonlocal media_end
+        for item in items:
             if end is not None and item.t >= end:
                 continue
             if isinstance(item, VideoFrame):
                 media_end = max(media_end, item.t + 1 / spec.fps)
             else:
                 media_end = max(media_end, item.t + len(item.pcm) / item.rate)
-            chunker.push(item)
-            snippets += chunker.pop_ready()
-    snippets += chunker.flush()
+            yield item
+
+    with File(path, start=start) as source:
+        snippets = list(Chunker(spec, t0=start).snippets(before_end(source)))
     if end is not None:
         media_end = min(media_end, end)
     return [s for s in snippets if s.t1 <= media_end + 1 / spec.fps + 1e-6]

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from model import MediaSpec, StreamerModel
+from model.checkpoint import CARD
 from training import checkpointing
 
 WORLD_SPLITS = ("test", "compositional", "long", "wild")
@@ -177,9 +178,9 @@ def evaluate(model: StreamerModel, clips: list[EvalClip], batch: int = 8, data: 
                         bar.update(1)
                 if t == last:
                     break  # nothing is asked later: no need to step further
-                video = torch.zeros(len(group), media.frames_per_chunk, media.height, media.width, 3,
+                video = torch.zeros(len(group), media.frames_per_snippet, media.height, media.width, 3,
                                     dtype=torch.uint8)
-                audio = torch.zeros(len(group), media.samples_per_chunk, dtype=torch.float32)
+                audio = torch.zeros(len(group), media.samples_per_snippet, dtype=torch.float32)
                 for row, clip in enumerate(group):
                     if t < len(clip.video):  # a finished clip is fed silence; it has no questions left
                         video[row] = torch.from_numpy(clip.video[t])
@@ -243,5 +244,5 @@ def main(args: argparse.Namespace) -> int:
     if args.card:
         card = checkpointing.read_card(model_dir)
         card.setdefault("evaluation", {}).update(report["results"])
-        checkpointing.write_json_atomic(model_dir / checkpointing.CARD_FILE, card)
+        checkpointing.write_json_atomic(model_dir / CARD, card)
     return 0

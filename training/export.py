@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from model import StreamerModel
+from model.checkpoint import CARD, WEIGHTS
 from training import checkpointing
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def export(checkpoint: Path, out: Path, dtype: str) -> dict:
     """Write the exported checkpoint and its card; returns the card."""
-    if (out / checkpointing.MODEL_FILES[0]).exists():
+    if (out / WEIGHTS).exists():
         raise ValueError(f"{out} already holds a checkpoint; export into a new or empty folder")
     model_dir = checkpointing.resolve_model_dir(checkpoint)
     model = StreamerModel.load(model_dir, device="cpu")
@@ -42,7 +43,7 @@ def export(checkpoint: Path, out: Path, dtype: str) -> dict:
     card.pop("evaluation", None)
     card["fingerprint"] = exported_fingerprint
     card["exported"] = {"from_fingerprint": source_fingerprint, "weights_dtype": dtype}
-    checkpointing.write_json_atomic(out / checkpointing.CARD_FILE, card)
+    checkpointing.write_json_atomic(out / CARD, card)
     for name in CARRIED_FILES:
         if (checkpoint / name).is_file():
             shutil.copy2(checkpoint / name, out / name)
@@ -55,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"streamer export: {err}", file=sys.stderr)
         return 2
-    size = (args.out / checkpointing.MODEL_FILES[0]).stat().st_size
+    size = (args.out / WEIGHTS).stat().st_size
     print(f"wrote {args.out} ({size / 1e6:.1f} MB of {args.dtype} weights); its card has no evaluation yet: "
           f"run `streamer eval {args.out} --card` to measure these weights")
     return 0

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from streamer.files import write_atomic
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -78,16 +79,10 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 def truncate_after(run_dir: str | Path, step: int) -> None:
     """Drop records past `step`, so a resumed run's log has no steps from the lost future.
 
-    Rewritten through a temporary file and an atomic rename, like the checkpoints.
+    Rewritten whole (`write_atomic`), like the checkpoints.
     """
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return
     kept = [r for r in read_metrics(run_dir) if int(r.get("step", 0)) <= step]
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in kept:
-            f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(record) + "\n" for record in kept))

@@ -14,250 +14,28 @@ clips (up to float summation order), whatever the clip lengths and question coun
 from __future__ import annotations
 
 import math
-import os
-import platform
 import signal
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from model import ModelConfig, StreamerModel
+from model.checkpoint import read_config
 from training import checkpointing
+from training.config import TrainConfig, TrainingError
+from training.distributed import all_reduce, setup_distributed
+from training.machine import machine_description
 from training.metrics import MetricsLog, truncate_after
-
-
-class TrainingError(ValueError):
-    """A run cannot start or continue; the message says why and what to do."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. Saved with each checkpoint and checked on resume."""
-
-    preset: str = "tiny"
-    data: str = "world"
-    out: str = "runs/tiny"
-    steps: int | None = None  # optimizer steps; or derived from `epochs`
-    epochs: float | None = None  # passes over a folder dataset
-    batch: int = 8  # clips per optimizer step, over all ranks
-    micro_batch: int | None = None  # clips per forward on one rank (gradient accumulation)
-    lr: float = 3e-4  # 1e-3 and up keep the model on answer priors (no grounding in 400 steps); see README
-    min_lr_ratio: float = 0.05  # cosine decays to lr · min_lr_ratio
-    warmup: int = 100
-    weight_decay: float = 0.05
-    grad_clip: float = 1.0
-    text_weight: float | None = None  # None: the model config's loss weights
-    latent_weight: float | None = None
-    video_weight: float | None = None
-    init: str | None = None  # start from these weights (fine-tuning) instead of random
-    snippets: tuple[int, int] = (4, 16)  # clip length range for the on-the-fly world
-    curriculum: int = 0  # steps over which the longest clip grows from the shortest to the max
-    questions_per_clip: int = 8
-    wild: float = 0.0  # share of world clips whose media go through training.world.wild (codecs, rates)
-    strict: bool = False  # a bad sample in a folder dataset stops the run instead of being skipped
-    seed: int = 0
-    amp: str = "auto"  # auto (bf16 on CUDA), bf16, off
-    device: str = "auto"
-    threads: int | None = None
-    checkpoint_every: int = 200
-    keep_last: int = 2
-    eval_every: int = 0  # steps between evaluations on world:test (0: none)
-    eval_clips: int = 32
-    progress: bool = True
-
-    def validate(self) -> None:
-        if self.batch < 1:
-            raise TrainingError(f"--batch must be at least 1, got {self.batch}")
-        if self.steps is not None and self.steps < 1:
-            raise TrainingError(f"--steps must be at least 1, got {self.steps}")
-        if self.epochs is not None and self.epochs <= 0:
-            raise TrainingError(f"--epochs must be positive, got {self.epochs}")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            raise TrainingError(f"--lr must be a positive number, got {self.lr}")
-        if self.amp not in ("auto", "bf16", "off"):
-            raise TrainingError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
-        low, high = self.snippets
-        if not 2 <= low <= high:
-            raise TrainingError(
-                f"--snippets must be a range A-B with 2 <= A <= B (training needs a next snippet "
-                f"to reconstruct), got {low}-{high}"
-            )
-        if not 0.0 <= self.wild <= 1.0:
-            raise TrainingError(f"--wild is the share of clips made wild, between 0 and 1, got {self.wild}")
-        if self.micro_batch is not None and self.micro_batch < 1:
-            raise TrainingError(f"--micro-batch must be at least 1, got {self.micro_batch}")
-
-    def data_identity(self) -> dict[str, Any]:
-        """The settings that fix which clips each step sees: must not change on resume."""
-        return {"data": self.data, "batch": self.batch, "seed": self.seed, "snippets": list(self.snippets),
-                "curriculum": self.curriculum, "questions_per_clip": self.questions_per_clip, "wild": self.wild}
-
-
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to `lr`, then cosine decay to `lr · min_lr_ratio` at `total`."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def clip_lengths_at(step: int, cfg: TrainConfig) -> tuple[int, int]:
-    """Curriculum over clip length: the longest clip grows linearly over `curriculum` steps."""
-    low, high = cfg.snippets
-    if cfg.curriculum <= 0 or step >= cfg.curriculum:
-        return low, high
-    return low, low + round((high - low) * step / cfg.curriculum)
-
-
-# --- data: samples addressed by a global index ------------------------------------------
-
-Sample = dict[str, Any]  # training.data's sample: video, audio, questions (SampleQuestion), name
-
-WORLD_STREAM = 10_000_000  # clips per --seed in the train split: each seed has its own stream
-
-
-class TrainingData:
-    """Training samples by global index, so any step's clips can be rebuilt on resume.
-
-    `world`: the on-the-fly world (train split), clip i of seed s is train clip
-    s·WORLD_STREAM + i, rendered at the clip length the curriculum allows at that step.
-    A folder: `annotations.jsonl` + media (training.data), one seeded shuffle per epoch.
-    """
-
-    def __init__(self, source: str, media, seed: int, questions_per_clip: int, folder=None,
-                 wild: float = 0.0) -> None:
-        self.source = source
-        self.wild = wild
-        self.media = media
-        self.seed = seed
-        self.questions_per_clip = questions_per_clip
-        self.folder = folder
-        self._orders: dict[int, list[int]] = {}
-
-    @classmethod
-    def open(cls, spec: str, media, seed: int = 0, questions_per_clip: int = 8,
-             strict: bool = False, wild: float = 0.0) -> "TrainingData":
-        if spec in ("world", "world:train"):
-            return cls("world", media, seed, questions_per_clip, wild=wild)
-        if wild:
-            raise TrainingError("--wild re-makes the media of world clips; it does not apply to a folder dataset")
-        if spec.startswith("world:"):
-            raise TrainingError(f"train on --data world (the train split); {spec} is for `streamer eval`")
-        path = Path(spec)
-        if not path.is_dir():
-            raise TrainingError(
-                f"data folder {spec} does not exist; pass --data world for the on-the-fly world, or a "
-                "folder with annotations.jsonl and media files (make one with `streamer world --out DIR`)"
-            )
-        from training.data import FolderDataset
-
-        try:
-            folder = FolderDataset(path, media, strict=strict)
-        except (OSError, ValueError) as err:
-            raise TrainingError(f"cannot read the dataset in {spec}: {err}") from None
-        if len(folder) == 0:
-            raise TrainingError(f"the dataset in {spec} has no usable clips")
-        return cls(spec, media, seed, questions_per_clip, folder)
-
-    def problems(self) -> int:
-        """Samples of a folder dataset skipped for bad data so far (reported at the end)."""
-        return 0 if self.folder is None else len(self.folder.report)
-
-    @property
-    def size(self) -> int | None:
-        return None if self.folder is None else len(self.folder)
-
-    def sample(self, index: int, lengths: tuple[int, int]) -> Sample:
-        if self.folder is None:
-            from training.world.clip import World, WorldConfig
-
-            config = WorldConfig.preset("train", spec=self.media, snippets=lengths,
-                                        questions_per_clip=self.questions_per_clip)
-            from training.data import wild_sample, world_sample
-
-            world_index = (self.seed * WORLD_STREAM + index) % config.size
-            clip = World(config).clip(world_index)
-            if self.wild and np.random.default_rng([self.seed, index, 0x3A1]).random() < self.wild:
-                return wild_sample(clip, name=f"world:train#{world_index}(wild)")
-            return world_sample(clip, name=f"world:train#{world_index}")
-        epoch, position = divmod(index, len(self.folder))
-        if epoch not in self._orders:
-            generator = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-            self._orders = {epoch: torch.randperm(len(self.folder), generator=generator).tolist()}
-        return self.folder.sample(self._orders[epoch][position])
-
-
-def to_model_batch(model: StreamerModel, samples: list[Sample]) -> dict[str, torch.Tensor]:
-    """Pad clips to the longest (snippet_mask marks real snippets) and tokenise the questions."""
-    from training.data import collate
-
-    padded = collate(samples)
-    batch = {k: padded[k] for k in ("video", "audio", "snippet_mask")}
-    batch.update(model.encode_batch_questions(
-        [[(q.text, q.answer, q.ask_snippets) for q in qs] for qs in padded["questions"]]))
-    return batch
-
-
-# --- distributed setup -------------------------------------------------------------------
-
-
-@dataclass
-class Dist:
-    """Where this process sits: rank, world size, device. world == 1 without torchrun."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-
-def setup_distributed(cfg: TrainConfig) -> Dist:
-    """Join the torchrun process group when launched by torchrun (gloo on CPU, NCCL on GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if cfg.device == "auto":
-        device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    else:
-        device = torch.device(cfg.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise TrainingError("--device cuda was asked for, but PyTorch sees no CUDA device")
-        if device.type == "cuda" and device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    threads = cfg.threads
-    if threads is None and world > 1 and device.type == "cpu":
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-        threads = max(1, (os.cpu_count() or 1) // local_world)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank=rank, world=world, local_rank=local_rank, device=device)
-
-
-def _all_reduce(tensor: torch.Tensor, d: Dist) -> torch.Tensor:
-    if d.active:
-        dist.all_reduce(tensor)
-    return tensor
+from training.samples import TrainingData, to_model_batch
+from training.schedule import clip_lengths_at, lr_at
 
 
 # --- signals ---------------------------------------------------------------------------
@@ -295,22 +73,6 @@ class TrainResult:
     stopped_by_signal: int | None
     wall_seconds: float
     last_metrics: dict[str, float]
-
-
-def machine_description(device: torch.device, world: int) -> dict[str, Any]:
-    """What the run ran on, for the model card."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "processes": world, "device": str(device), "torch": torch.__version__,
-            "python": platform.python_version(), "os": platform.platform()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 class Trainer:
@@ -376,7 +138,7 @@ class Trainer:
             if latest is None:
                 raise TrainingError(f"--resume: {self.out} holds no checkpoint to continue; drop --resume to start")
             state = checkpointing.read_trainer_state(latest)
-            saved_cfg = ModelConfig.from_dict(_read_json(latest / "config.json"))
+            saved_cfg = read_config(latest)
             if saved_cfg.to_dict() != model_cfg.to_dict():
                 diff = _config_diff(saved_cfg.to_dict(), model_cfg.to_dict())
                 raise TrainingError(
@@ -446,7 +208,7 @@ class Trainer:
             pair = b["snippet_mask"][:, 1:] & b["snippet_mask"][:, :-1]
             counts[1] += pair.sum()
             counts[2] += b["snippet_mask"].sum()
-        counts = _all_reduce(counts.to(self.d.device), self.d).cpu()
+        counts = all_reduce(counts.to(self.d.device), self.d).cpu()
         tokens, pairs = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
 
         w_text, w_latent, w_video = self.weights
@@ -454,7 +216,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for i, b in enumerate(batches):
             last = i == len(batches) - 1
-            sync = self.ddp_model.no_sync() if self.d.active and not last else _nullcontext()
+            sync = self.ddp_model.no_sync() if self.d.active and not last else nullcontext()
             with sync:
                 with torch.autocast(self.d.device.type, dtype=self.autocast_dtype,
                                     enabled=self.autocast_dtype is not None):
@@ -470,7 +232,7 @@ class Trainer:
             hits = out.exact_match()
             sums += torch.tensor([loss.item(), text.item(), latent.item(), video.item(),
                                   float(hits.sum()), float(out.question_valid.sum())], dtype=torch.float64)
-        sums = _all_reduce(sums.to(self.d.device), self.d).cpu()
+        sums = all_reduce(sums.to(self.d.device), self.d).cpu()
         if self.cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         else:
@@ -608,7 +370,7 @@ class Trainer:
     def _stop_requested(self) -> bool:
         """All ranks agree to stop at the same step when any of them got a signal."""
         flag = torch.tensor([1.0 if self.stop.signum is not None else 0.0], device=self.d.device)
-        return bool(_all_reduce(flag, self.d).item() > 0)
+        return bool(all_reduce(flag, self.d).item() > 0)
 
     def _evaluate(self, step: int, log: MetricsLog | None) -> None:
         """Generated-answer accuracy on a few world:test clips, logged for the curves."""
@@ -628,21 +390,6 @@ class Trainer:
     def close(self) -> None:
         if self.d.active and dist.is_initialized():
             dist.destroy_process_group()
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:

@@ -5,17 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from training.config import snippet_range
 from training.world.clip import SPLITS, WorldConfig
 from training.world.media_files import FORMATS, write_dataset
 from training.world.vocab import QUESTION_KINDS
-
-
-def _snippet_range(text: str) -> tuple[int, int]:
-    low, _, high = text.partition("-")
-    try:
-        return int(low), int(high or low)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--snippets takes A-B or A (whole numbers), not {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=list(SPLITS), default="train",
                         help="train, test, compositional (held-out pairs) or long (4x longer); "
                              "splits never share seeds (default train)")
-    parser.add_argument("--snippets", type=_snippet_range, default=None,
+    parser.add_argument("--snippets", type=snippet_range, default=None,
                         help="clip length range in snippets, e.g. 4-16 (default: the split's)")
     parser.add_argument("--questions", type=int, default=None, help="questions per clip (default 8)")
     parser.add_argument("--kinds", default=None,

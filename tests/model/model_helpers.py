@@ -12,7 +12,7 @@ def micro_config(kind: str = "ttm") -> ModelConfig:
     """16x16 frames, 2 frames per snippet: every part of the model, a few thousand parameters."""
     return ModelConfig(
         name="micro",
-        media=MediaSpec(height=16, width=16, fps=12.5, frames_per_chunk=2),
+        media=MediaSpec(height=16, width=16, fps=12.5, frames_per_snippet=2),
         encoder=EncoderConfig(dim=32, layers=1, heads=2, tube_size=8, patch_size=8, n_mels=16,
                               audio_patch_frames=8, audio_patch_mels=16),
         combiner=CombinerConfig(kind=kind, dim=32, heads=2, out_tokens=4, memory_tokens=8, read_tokens=4,
@@ -26,9 +26,9 @@ def random_clip(cfg: ModelConfig, batch: int, snippets: int, seed: int = 0) -> t
     """video uint8 [B, T, F, H, W, 3] and audio float32 [B, T, S] of noise."""
     g = torch.Generator().manual_seed(seed)
     m = cfg.media
-    video = torch.randint(0, 256, (batch, snippets, m.frames_per_chunk, m.height, m.width, 3),
+    video = torch.randint(0, 256, (batch, snippets, m.frames_per_snippet, m.height, m.width, 3),
                           dtype=torch.uint8, generator=g)
-    audio = torch.randn(batch, snippets, m.samples_per_chunk, generator=g) * 0.1
+    audio = torch.randn(batch, snippets, m.samples_per_snippet, generator=g) * 0.1
     return video, audio
 
 

@@ -1,4 +1,4 @@
-"""Offline = streaming, causality, batch independence and constant state (DESIGN.md, Seams)."""
+"""Offline = streaming, causality, batch independence and constant state (ARCHITECTURE.md, "Seams")."""
 
 from __future__ import annotations
 

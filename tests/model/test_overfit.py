@@ -16,7 +16,7 @@ def overfit_config() -> ModelConfig:
     """Tiny's media (64x64, 8 frames) with narrower, shallower parts."""
     return ModelConfig(
         name="overfit",
-        media=MediaSpec(height=64, width=64, fps=12.5, frames_per_chunk=8),
+        media=MediaSpec(height=64, width=64, fps=12.5, frames_per_snippet=8),
         encoder=EncoderConfig(dim=64, layers=1, heads=2, tube_size=16, patch_size=32),
         combiner=CombinerConfig(dim=64, heads=2, out_tokens=4, memory_tokens=8, read_tokens=8, process_layers=1,
                                 token_learner_hidden=32),
@@ -33,7 +33,7 @@ def test_tiny_model_overfits_world_clips_to_exact_match():
     model = StreamerModel(cfg)
     snippets = max(c.n_snippets for c in clips)
     video = torch.zeros(len(clips), snippets, 8, 64, 64, 3, dtype=torch.uint8)
-    audio = torch.zeros(len(clips), snippets, cfg.media.samples_per_chunk)
+    audio = torch.zeros(len(clips), snippets, cfg.media.samples_per_snippet)
     mask = torch.zeros(len(clips), snippets, dtype=torch.bool)
     for i, clip in enumerate(clips):
         video[i, : clip.n_snippets] = torch.from_numpy(clip.video_snippets())

@@ -5,18 +5,19 @@ from __future__ import annotations
 import math
 import time
 
-import msgpack
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.config import MEDIA_PRESETS
-from streamer.chunker import Chunker, StreamingResampler
+from model.media import MEDIA_PRESETS
+from streamer.audio import StreamingResampler
+from streamer.chunker import Chunker
 from streamer.media import AudioBlock, VideoFrame
+from streamer.state_io import SavedSession, decode_session, encode_session
 
 SPEC = MEDIA_PRESETS["tiny"]  # 64x64 @ 12.5 fps, 8 frames = 0.64 s, 10240 samples
-F, S, D = SPEC.frames_per_chunk, SPEC.samples_per_chunk, SPEC.chunk_seconds
+F, S, D = SPEC.frames_per_snippet, SPEC.samples_per_snippet, SPEC.snippet_seconds
 
 
 def numbered_frame(i: int, size: tuple[int, int] = (48, 80)) -> np.ndarray:
@@ -47,7 +48,11 @@ def items(fps: float, seconds: float, rate: int, cuts: list[int], v_jitter=None,
 
 
 def run(stream, chunker: Chunker | None = None, pop_every: int = 1):
+    """Every snippet of the stream: through `Chunker.snippets`, or popped by hand only after
+    every `pop_every`-th item."""
     chunker = chunker or Chunker(SPEC)
+    if pop_every == 1:
+        return list(chunker.snippets(stream)), chunker
     out = []
     for n, item in enumerate(stream):
         chunker.push(item)
@@ -282,16 +287,10 @@ def test_sample_rate_change_mid_stream_is_seamless():
     assert error[15980:16020].max() < 0.1
 
 
-def _pack(state):
-    return msgpack.packb(state, default=lambda a: {"nd": a.tobytes(), "dtype": a.dtype.str, "shape": list(a.shape)})
-
-
-def _unpack(blob):
-    def hook(obj):
-        if "nd" in obj:
-            return np.frombuffer(obj["nd"], dtype=obj["dtype"]).reshape(obj["shape"])
-        return obj
-    return msgpack.unpackb(blob, object_hook=hook, strict_map_key=False)
+def _saved_and_read_back(state: dict) -> dict:
+    """A chunker state as a saved session file carries it (streamer.state_io, bytes and back)."""
+    saved = SavedSession(fingerprint="f" * 64, tensors={}, chunker=state)
+    return decode_session(encode_session(saved), fingerprint="f" * 64, spec={}, media=SPEC).chunker
 
 
 def test_state_dict_round_trip_continues_identically():
@@ -303,7 +302,7 @@ def test_state_dict_round_trip_continues_identically():
         original.push(item)
         first += original.pop_ready()
     restored = Chunker(SPEC)
-    restored.load_state_dict(_unpack(_pack(original.state_dict())))
+    restored.load_state_dict(_saved_and_read_back(original.state_dict()))
     rest_a, _ = run(stream[half:], original)
     rest_b, _ = run(stream[half:], restored)
     assert_same(rest_a, rest_b)

@@ -179,14 +179,14 @@ def test_ask_from_another_thread_while_streaming(engine, clips):
 
 def test_save_load_continue_equals_uninterrupted(engine, checkpoint, clips, tmp_path):
     clip = clips[2]
-    cut = 2.5 * clip.spec.chunk_seconds + 0.03  # mid-snippet: the chunker holds pending data
+    cut = 2.5 * clip.spec.snippet_seconds + 0.03  # mid-snippet: the chunker holds pending data
     first = engine.session()
     list(first.stream(ClipItems(clip, end=cut), flush=False))
     path = first.save(tmp_path / "state.msgpack")
     first.close()
     with Engine.load(checkpoint, device="cpu") as elsewhere:  # "resume a stream elsewhere"
         resumed = elsewhere.load_session(path)
-        assert resumed.steps == 2 and resumed.t == pytest.approx(2 * clip.spec.chunk_seconds)
+        assert resumed.steps == 2 and resumed.t == pytest.approx(2 * clip.spec.snippet_seconds)
         updates = list(resumed.stream(ClipItems(clip, start=cut)))
         assert [u.index for u in updates] == list(range(2, clip.n_snippets))
         state, text = _by_hand(elsewhere.model, clip)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer import Engine, sources
+from streamer import Engine
 from streamer.engine import BUNDLED_CHECKPOINT
 from training.world.clip import World, WorldConfig
 
@@ -24,9 +24,7 @@ def test_bundled_model_answers_easy_questions_like_the_world():
             clip = world.clip(index)
             questions = list(clip.questions)
             session = engine.session()
-            source = sources.Arrays(video=clip.frames, fps=clip.spec.fps, audio=clip.audio,
-                                    rate=clip.spec.sample_rate)
-            for update in session.stream(source):
+            for update in session.stream(clip.source()):
                 for question in [q for q in questions if q.ask_snippets == update.index + 1]:
                     right += session.ask(question.text, at=update).text == question.answer
                     total += 1

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
 from streamer.chunker import Chunker
 from streamer.media import AudioBlock, VideoFrame
 from streamer.sources import Arrays, Camera, File, Microphone, SourceError
@@ -65,12 +65,7 @@ def test_variable_frame_rate_keeps_each_frames_own_time(tmp_path, media):
 
 def test_file_through_chunker_matches_the_rendered_signal(tmp_path, media):
     path = media.encode(tmp_path / "clip.mp4", seconds=2.0)
-    chunker = Chunker(MEDIA_PRESETS["tiny"])
-    snippets = []
-    for item in File(path):
-        chunker.push(item)
-        snippets += chunker.pop_ready()
-    snippets += chunker.flush()
+    snippets = list(Chunker(MEDIA_PRESETS["tiny"]).snippets(File(path)))
     assert [s.index for s in snippets] == [0, 1, 2, 3]
     for s in snippets[:3]:
         assert not s.video_filled and not s.audio_filled

@@ -11,7 +11,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
+from streamer.chunker import Chunker
+from streamer.files import write_atomic
 from streamer.media import Snippet
 from streamer.state_io import (
     SavedSession,
@@ -20,7 +22,6 @@ from streamer.state_io import (
     decode_session,
     encode_session,
     load_session_file,
-    write_state_file,
 )
 
 MEDIA = MEDIA_PRESETS["tiny"]
@@ -44,15 +45,19 @@ def _saved() -> SavedSession:
     }
     snippet = Snippet(
         index=17,
-        t0=17 * MEDIA.chunk_seconds,
-        t1=18 * MEDIA.chunk_seconds,
-        video=rng.integers(0, 256, (MEDIA.frames_per_chunk, MEDIA.height, MEDIA.width, 3), dtype=np.uint8),
-        audio=rng.standard_normal(MEDIA.samples_per_chunk).astype(np.float32) * 0.1,
+        t0=17 * MEDIA.snippet_seconds,
+        t1=18 * MEDIA.snippet_seconds,
+        video=rng.integers(0, 256, (MEDIA.frames_per_snippet, MEDIA.height, MEDIA.width, 3), dtype=np.uint8),
+        audio=rng.standard_normal(MEDIA.samples_per_snippet).astype(np.float32) * 0.1,
         audio_filled=True,
     )
-    chunker = {"pending_audio": rng.standard_normal((300,)).astype(np.float32), "next_index": 18, "t_origin": 0.0}
-    clock = StreamClock(steps=17, dropped=2, last_index=16, t=17 * MEDIA.chunk_seconds)
-    return SavedSession(fingerprint=FINGERPRINT, tensors=tensors, clock=clock, chunker=chunker, pending=[snippet])
+    chunker = Chunker(MEDIA)  # mid-stream: frames to repeat, a 44.1 kHz resampler part-way, audio not yet emitted
+    for j in range(5):
+        chunker.push_video(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), j / 25)
+    chunker.push_audio((0.1 * rng.standard_normal((3000, 2))).astype(np.float32), 0.0, 44100, 2)
+    clock = StreamClock(steps=17, dropped=2, last_index=16, t=17 * MEDIA.snippet_seconds)
+    return SavedSession(fingerprint=FINGERPRINT, tensors=tensors, clock=clock, chunker=chunker.state_dict(),
+                        pending=[snippet])
 
 
 def _decode(data: bytes) -> SavedSession:
@@ -74,16 +79,35 @@ def _body() -> dict:
     return msgpack.unpackb(msgpack.unpackb(GOOD)["body"], strict_map_key=False)
 
 
+def _assert_same(a, b) -> None:
+    """Nested dicts, lists, numbers and arrays equal, arrays in dtype and shape too."""
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys()
+        for key in a:
+            _assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    else:
+        assert a == b and type(a) is type(b), (a, b)
+
+
 def test_round_trip_is_exact(tmp_path):
     saved = _saved()
-    path = write_state_file(tmp_path / "s" / "state.msgpack", GOOD)
+    path = write_atomic(tmp_path / "s" / "state.msgpack", GOOD)
     back = load_session_file(path, fingerprint=FINGERPRINT, spec=SPEC, media=MEDIA)
     for name, tensor in saved.tensors.items():
         assert back.tensors[name].dtype == tensor.dtype
         assert torch.equal(back.tensors[name], tensor)
     assert back.clock == saved.clock
-    assert back.chunker["next_index"] == 18
-    np.testing.assert_array_equal(back.chunker["pending_audio"], saved.chunker["pending_audio"])
+    _assert_same(back.chunker, saved.chunker)
+    restored = Chunker(MEDIA)
+    restored.load_state_dict(back.chunker)
+    _assert_same(restored.state_dict(), saved.chunker)
     (snippet,), original = back.pending, saved.pending[0]
     assert (snippet.index, snippet.t0, snippet.t1, snippet.audio_filled) == (17, original.t0, original.t1, True)
     np.testing.assert_array_equal(snippet.video, original.video)

@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
 from training.data import BadDataError, FolderDataset, SampleQuestion, WorldStream, collate, world_sample
 from training.world import World, WorldConfig
 from training.world.media_files import write_clip, write_dataset
 
 SPEC = MEDIA_PRESETS["tiny"]
-D = SPEC.chunk_seconds
+D = SPEC.snippet_seconds
 CONFIG = WorldConfig.preset("test", snippets=(4, 6), questions_per_clip=4)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -221,7 +222,9 @@ def test_card_and_metrics_describe_the_run(one_step_run):
     train = [r for r in read_metrics(one_step_run) if r["kind"] == "train"]
     assert len(train) == 1
     for key in ("loss", "text_loss", "latent_loss", "video_loss", "answer_acc", "clips_per_s", "snippets_per_s"):
-        assert isinstance(train[0][key], float)
+        assert isinstance(train[0][key], float) and math.isfinite(train[0][key]), (key, train[0][key])
+    assert all(train[0][key] > 0 for key in ("loss", "text_loss", "clips_per_s", "snippets_per_s"))
+    assert 0.0 <= train[0]["answer_acc"] <= 1.0 and train[0]["latent_loss"] >= 0 and train[0]["video_loss"] >= 0
     assert train[0]["questions"] > 0 and train[0]["snippets"] >= 4
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.config import MEDIA_PRESETS
-from training.data import wild_sample
+from model.media import MEDIA_PRESETS
 from training.evaluate import load_eval_clips
 from training.world.clip import World, WorldConfig
-from training.world.wild import WildMedia, wild_clip
+from training.world.wild import WildMedia, wild_clip, wild_sample
 
 
 def _clip(index: int = 0):
@@ -30,8 +29,8 @@ def test_a_wild_clip_keeps_the_picture_and_the_sound_snippet_by_snippet():
         clip = _clip(index)
         video, audio, media = wild_clip(clip)
         assert video.dtype == np.uint8 and audio.dtype == np.float32
-        assert video.shape[1:] == (spec.frames_per_chunk, spec.height, spec.width, 3)
-        assert audio.shape[1:] == (spec.samples_per_chunk,)
+        assert video.shape[1:] == (spec.frames_per_snippet, spec.height, spec.width, 3)
+        assert audio.shape[1:] == (spec.samples_per_snippet,)
         n = len(video)
         assert clip.n_snippets - 1 <= n <= clip.n_snippets, media
         clean_v = clip.video_snippets()[:n, -1].astype(np.float32)

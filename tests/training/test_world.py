@@ -9,19 +9,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model.config import MEDIA_PRESETS
+from model.media import MEDIA_PRESETS
 from streamer.chunker import Chunker
 from streamer.cli import main as cli_main
-from streamer.sources import File
-from streamer import sources
-from training.world import AnswerKey, Clip, ShapeEvent, SoundEvent, Timeline, World, WorldConfig, WorldSource
+from streamer.sources import Arrays, File
+from training.world import AnswerKey, Clip, ShapeEvent, SoundEvent, Timeline, World, WorldConfig
 from training.world.clip import SPLITS
 from training.world.media_files import write_clip
 from training.world.render import render_frames
 from training.world.vocab import COLORS, HELD_OUT_COLOR_SHAPE, HELD_OUT_SHAPE_SOUND, QUESTION_KINDS
 
 SPEC = MEDIA_PRESETS["tiny"]
-D = SPEC.chunk_seconds  # 0.64 s
+D = SPEC.snippet_seconds  # 0.64 s
 SMALL = WorldConfig.preset("train", snippets=(4, 8))
 
 
@@ -52,10 +51,10 @@ def test_clip_holds_exactly_T_snippets_of_media_on_the_snippet_grid():
     clip = Clip.generate(5, SMALL)
     t = clip.n_snippets
     assert 4 <= t <= 8
-    assert clip.frames.shape == (t * SPEC.frames_per_chunk, SPEC.height, SPEC.width, 3)
+    assert clip.frames.shape == (t * SPEC.frames_per_snippet, SPEC.height, SPEC.width, 3)
     assert clip.frames.dtype == np.uint8
-    assert clip.audio.shape == (t * SPEC.samples_per_chunk,) and clip.audio.dtype == np.float32
-    assert clip.video_snippets().shape == (t, SPEC.frames_per_chunk, SPEC.height, SPEC.width, 3)
+    assert clip.audio.shape == (t * SPEC.samples_per_snippet,) and clip.audio.dtype == np.float32
+    assert clip.video_snippets().shape == (t, SPEC.frames_per_snippet, SPEC.height, SPEC.width, 3)
     snippets = clip.snippets()
     assert [s.index for s in snippets] == list(range(t))
     assert snippets[2].t0 == pytest.approx(2 * D) and snippets[2].t1 == pytest.approx(3 * D)
@@ -279,19 +278,14 @@ def test_two_shapes_in_a_clip_never_share_shape_and_colour_and_at_most_two_are_o
 
 
 def test_world_source_streams_the_clip_in_time_order_and_the_chunker_rebuilds_it():
-    with sources.World(3, config=SMALL, block=1000) as source:
-        assert isinstance(source, WorldSource) and not source.is_live
-        clip = source.clip
+    clip = World(SMALL).clip(3)
+    with clip.source(block=1000) as source:
+        assert isinstance(source, Arrays) and not source.is_live
         items = list(source)
     assert clip.frames.tobytes() == World(SMALL).clip(3).frames.tobytes()
     times = [item.t for item in items]
     assert times == sorted(times)
-    chunker = Chunker(SPEC)
-    snippets = []
-    for item in items:
-        chunker.push(item)
-        snippets += chunker.pop_ready()
-    snippets += chunker.flush()
+    snippets = list(Chunker(SPEC).snippets(items))
     assert len(snippets) == clip.n_snippets
     for got, want in zip(snippets, clip.snippets()):
         np.testing.assert_array_equal(got.video, want.video)
@@ -299,7 +293,7 @@ def test_world_source_streams_the_clip_in_time_order_and_the_chunker_rebuilds_it
 
 
 def test_world_source_close_stops_the_stream():
-    source = WorldSource(3, config=SMALL, realtime=True)
+    source = World(SMALL).clip(3).source(realtime=True)
     assert source.is_live
     iterator = iter(source)
     next(iterator)
@@ -314,13 +308,8 @@ def test_world_source_close_stops_the_stream():
 def test_media_round_trip_through_file_and_chunker(tmp_path, suffix):
     clip = Clip.generate(11, WorldConfig.preset("test", snippets=(5, 5)))
     path = write_clip(clip, tmp_path / f"clip.{suffix}")
-    chunker = Chunker(SPEC, t0=0.0)
-    snippets = []
     with File(path) as source:
-        for item in source:
-            chunker.push(item)
-            snippets += chunker.pop_ready()
-    snippets += chunker.flush()
+        snippets = list(Chunker(SPEC, t0=0.0).snippets(source))
     assert len(snippets) == clip.n_snippets
     for k, snippet in enumerate(snippets):
         video_error = np.abs(snippet.video.astype(int) - clip.snippet_video(k).astype(int)).mean()

@@ -1,9 +1,10 @@
-"""The shapes-and-sounds world (WORLD.md): timelines, rendering, questions, media files."""
+"""The shapes-and-sounds world: timelines, rendering, questions, media files.
+
+Its rules are in training/world/README.md."""
 
 from training.world.answers import AnswerKey
 from training.world.clip import SPLITS, Clip, World, WorldConfig
 from training.world.questions import Question
-from training.world.source import WorldSource
 from training.world.timeline import ShapeEvent, SoundEvent, Timeline
 
 __all__ = [
@@ -16,5 +17,4 @@ __all__ = [
     "Timeline",
     "World",
     "WorldConfig",
-    "WorldSource",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from model.config import MediaSpec
+from model.media import MediaSpec
 from training.world.timeline import EPS, SoundEvent, Timeline, frames_before
 from training.world.vocab import NOTHING, QUESTION_KINDS, SILENCE, SOUNDS, number_word
 
@@ -91,7 +91,7 @@ class AnswerKey:
         return NOTHING if index is None else self.timeline.shapes[index].direction
 
     def sound_now(self) -> str:
-        window_start = max(0.0, self.t_ask - self.spec.chunk_seconds)
+        window_start = max(0.0, self.t_ask - self.spec.snippet_seconds)
         playing = [s for s in self.heard if s.overlap(window_start, self.t_ask) > 0]
         return playing[-1].sound if playing else SILENCE
 

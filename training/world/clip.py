@@ -6,8 +6,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from model.config import MEDIA_PRESETS, MediaSpec
-from streamer.media import Snippet
+from model.media import MEDIA_PRESETS, MediaSpec, Snippet
+from streamer.sources import Arrays
 from training.world.answers import AnswerKey
 from training.world.generate import HeldOut, generate_timeline
 from training.world.questions import Question, choose_questions
@@ -87,8 +87,8 @@ class Clip:
         low, high = config.snippets
         n_snippets = int(timeline_rng.integers(low, high + 1))
         timeline = generate_timeline(timeline_rng, spec, n_snippets, config.held_out)
-        frames = render_frames(timeline, spec, n_snippets * spec.frames_per_chunk, pixel_rng)
-        audio = render_audio(timeline, spec, n_snippets * spec.samples_per_chunk, audio_rng)
+        frames = render_frames(timeline, spec, n_snippets * spec.frames_per_snippet, pixel_rng)
+        audio = render_audio(timeline, spec, n_snippets * spec.samples_per_snippet, audio_rng)
         questions = choose_questions(
             timeline, spec, n_snippets, config.kinds, config.questions_per_clip, question_rng
         )
@@ -96,19 +96,19 @@ class Clip:
 
     @property
     def n_snippets(self) -> int:
-        return len(self.frames) // self.spec.frames_per_chunk
+        return len(self.frames) // self.spec.frames_per_snippet
 
     @property
     def duration(self) -> float:
-        return self.n_snippets * self.spec.chunk_seconds
+        return self.n_snippets * self.spec.snippet_seconds
 
     def video_snippets(self) -> np.ndarray:
         """uint8 [T, F, H, W, 3] (a view, no copy)."""
-        return self.frames.reshape(self.n_snippets, self.spec.frames_per_chunk, *self.frames.shape[1:])
+        return self.frames.reshape(self.n_snippets, self.spec.frames_per_snippet, *self.frames.shape[1:])
 
     def audio_snippets(self) -> np.ndarray:
         """float32 [T, S] (a view, no copy)."""
-        return self.audio.reshape(self.n_snippets, self.spec.samples_per_chunk)
+        return self.audio.reshape(self.n_snippets, self.spec.samples_per_snippet)
 
     def snippet_video(self, k: int) -> np.ndarray:
         return self.video_snippets()[k]
@@ -117,11 +117,17 @@ class Clip:
         return self.audio_snippets()[k]
 
     def snippets(self) -> list[Snippet]:
-        d = self.spec.chunk_seconds
+        d = self.spec.snippet_seconds
         return [
             Snippet(k, k * d, (k + 1) * d, self.snippet_video(k), self.snippet_audio(k))
             for k in range(self.n_snippets)
         ]
+
+    def source(self, realtime: bool = False, block: int = 1024) -> Arrays:
+        """The clip as a media source: frames and `block`-sample audio blocks in time order,
+        stamped from 0. `realtime` paces them to the wall clock, like a camera and a mic."""
+        return Arrays(video=self.frames, fps=self.spec.fps, audio=self.audio, rate=self.spec.sample_rate,
+                      block=block, realtime=realtime)
 
     def answer(self, kind: str, t_ask: float, **subject: str) -> str:
         """Answer any question about this clip at any time, e.g. for a live demo."""

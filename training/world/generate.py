@@ -1,6 +1,6 @@
-"""Draw a random timeline for one clip, following the rules in WORLD.md.
+"""Draw a random timeline for one clip, following the rules in training/world/README.md.
 
-Beyond WORLD.md, the generator keeps every question answerable by someone who watched
+Beyond those rules, the generator keeps every question answerable by someone who watched
 and listened: each shape appears at least 0.7 s after the previous one and nothing else
 sounds in the 0.6 s after an appearance except that shape's own first play (so a sound
 can be bound to its shape), a sound kind belongs to at most one shape per clip, and a
@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from model.config import MediaSpec
+from model.media import MediaSpec
 from training.world.timeline import ShapeEvent, SoundEvent, Timeline
 from training.world.vocab import (
     COLORS,
@@ -44,7 +44,7 @@ def generate_timeline(
     compositional pairs: never show them, make every clip show one, or ignore them."""
     if held_out not in ("exclude", "require", "allow"):
         raise ValueError(f"held_out must be 'exclude', 'require' or 'allow', not {held_out!r}")
-    duration = n_snippets * spec.chunk_seconds
+    duration = n_snippets * spec.snippet_seconds
     palette = {
         name: tuple(int(v) for v in np.clip(np.array(rgb) + rng.integers(-15, 16, 3), 0, 255))
         for name, rgb in COLORS.items()

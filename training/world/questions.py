@@ -14,7 +14,7 @@ from itertools import combinations
 
 import numpy as np
 
-from model.config import MediaSpec
+from model.media import MediaSpec
 from training.world.answers import AnswerKey
 from training.world.generate import BINDING_WINDOW
 from training.world.timeline import Timeline
@@ -73,7 +73,7 @@ def choose_questions(
     unknown = [k for k in kinds if k not in QUESTION_KINDS]
     if unknown:
         raise ValueError(f"unknown question kinds {unknown}; choose from {QUESTION_KINDS}")
-    keys = [AnswerKey(timeline, spec, k * spec.chunk_seconds) for k in range(1, n_snippets + 1)]
+    keys = [AnswerKey(timeline, spec, k * spec.snippet_seconds) for k in range(1, n_snippets + 1)]
     pool: dict[str, list[tuple[int, dict[str, str], str]]] = {}
     for kind in kinds:
         entries = [
@@ -97,7 +97,7 @@ def choose_questions(
             del pool[kind]
         templates = TEMPLATES[kind]
         text = templates[rng.integers(len(templates))].format(**subject)
-        questions.append(Question(text, kind, k * spec.chunk_seconds, k, answer))
+        questions.append(Question(text, kind, k * spec.snippet_seconds, k, answer))
     return sorted(questions, key=lambda q: (q.ask_snippets, q.kind, q.text))
 
 
@@ -175,7 +175,7 @@ def _direction(key: AnswerKey) -> list[dict[str, str]]:
 
 
 def _sound_now(key: AnswerKey) -> list[dict[str, str]]:
-    window_start = max(0.0, key.t_ask - key.spec.chunk_seconds)
+    window_start = max(0.0, key.t_ask - key.spec.snippet_seconds)
     playing = [s.overlap(window_start, key.t_ask) for s in key.heard if s.overlap(window_start, key.t_ask) > 0]
     return [{}] if not playing or (len(playing) == 1 and playing[0] >= MIN_OVERLAP_NOW) else []
 

@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from model.config import MediaSpec
+from model.media import MediaSpec
 from training.world.timeline import ShapeEvent, Timeline, frames_before
 from training.world.vocab import SOUND_SECONDS
 
@@ -87,7 +87,7 @@ def _frame_range(shape: ShapeEvent, fps: float, n_frames: int) -> tuple[int, int
 
 
 def synthesize(sound: str, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """One play of `sound`, float32 with peak 1 (WORLD.md gives the recipe of each)."""
+    """One play of `sound`, float32 with peak 1 (training/world/README.md, "Sound": each recipe)."""
     n = round(SOUND_SECONDS[sound] * sample_rate)
     t = np.arange(n, dtype=np.float64) / sample_rate
     if sound == "beep":

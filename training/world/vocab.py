@@ -1,4 +1,5 @@
-"""The fixed vocabulary of the shapes-and-sounds world (WORLD.md): names, colours, sounds.
+"""The fixed vocabulary of the shapes-and-sounds world (training/world/README.md): names,
+colours, sounds.
 
 Answers are built only from these words, so a model's output can be checked by exact match.
 """

@@ -26,7 +26,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from model.config import MediaSpec
+from model.media import MediaSpec
+from training.data import Sample, SampleQuestion, decode_snippets
 from training.world.clip import Clip
 from training.world.render import render_audio, render_frames
 
@@ -84,8 +85,6 @@ def wild_clip(clip: Clip, seed: int | None = None) -> tuple[np.ndarray, np.ndarr
         audio = audio[None]
     audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
 
-    from training.data import decode_snippets
-
     handle, name = tempfile.mkstemp(suffix=f".{media.container}", dir=_scratch_dir())
     os.close(handle)
     path = Path(name)
@@ -95,9 +94,18 @@ def wild_clip(clip: Clip, seed: int | None = None) -> tuple[np.ndarray, np.ndarr
     finally:
         path.unlink(missing_ok=True)
     snippets = snippets[: clip.n_snippets]
-    video = np.stack([s.video for s in snippets]) if snippets else np.zeros((0, spec.frames_per_chunk, spec.height, spec.width, 3), np.uint8)
-    pcm = np.stack([s.audio for s in snippets]) if snippets else np.zeros((0, spec.samples_per_chunk), np.float32)
+    video = np.stack([s.video for s in snippets]) if snippets else np.zeros((0, spec.frames_per_snippet, spec.height, spec.width, 3), np.uint8)
+    pcm = np.stack([s.audio for s in snippets]) if snippets else np.zeros((0, spec.samples_per_snippet), np.float32)
     return video, pcm, media
+
+
+def wild_sample(clip: Clip, name: str = "") -> Sample:
+    """A training sample of `clip` whose media went through the wild path; questions asked
+    after the last snippet that came back (a codec may shorten the clip by a frame) are left out."""
+    video, audio, _ = wild_clip(clip)
+    questions = [SampleQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in clip.questions
+                 if q.ask_snippets <= len(video)]
+    return {"video": video, "audio": audio, "questions": questions, "name": name or f"world:{clip.seed}(wild)"}
 
 
 def _camera_response(frames: np.ndarray, gain, offset) -> np.ndarray:

@@ -1,22 +1,10 @@
-"""Media sources: files, capture devices, the microphone, numpy arrays, the synthetic world.
-
-A source is an iterable of `VideoFrame | AudioBlock` in its own clock order, stamped in
-seconds on its own clock (PTS × time_base). Every source has `close()`, works as a
-context manager, and says `is_live`: a live source keeps running whether or not anyone
-reads it, so the engine may drop from it when it falls behind; a file waits for its reader.
-"""
+"""Sources decoded by PyAV (ffmpeg): media files, capture devices and lavfi test graphs."""
 
 from __future__ import annotations
 
 import collections
 import glob
-import math
-import queue
 import sys
-import threading
-import time
-import warnings
-from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,35 +12,10 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from streamer.media import AudioBlock, MediaItem, VideoFrame
+from model.media import AudioBlock, MediaItem, VideoFrame
+from streamer.sources.base import Source, SourceError, paced
 
 REORDER_WINDOW = 1.0  # seconds of one stream held back while waiting for the other, when merging
-
-
-class SourceError(ValueError):
-    """A source could not be opened or read; the message names it and what to try."""
-
-
-class Source(ABC):
-    """Common shape of all sources: iterate for items, close when done."""
-
-    is_live: bool = False
-
-    @abstractmethod
-    def __iter__(self) -> Iterator[MediaItem]:
-        """Items in the source's clock order."""
-
-    def close(self) -> None:
-        """Release the device or file; sources holding nothing open need not override this."""
-
-    def __enter__(self) -> Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# ---------------------------------------------------------------- decoding with PyAV
 
 
 def _audio_block(frame: av.AudioFrame, t: float) -> AudioBlock:
@@ -159,18 +122,8 @@ class File(Source):
                 raise SourceError(f"{self.path}: cannot seek to {self.start} s ({error})") from None
 
     def __iter__(self) -> Iterator[MediaItem]:
-        wall0 = clock0 = None
-        for item in self._decoded:
-            item = self._from_start(item)
-            if item is None:
-                continue
-            if self.realtime:
-                if wall0 is None:
-                    wall0, clock0 = time.monotonic(), item.t
-                delay = wall0 + (item.t - clock0) - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            yield item
+        items = (item for item in map(self._from_start, self._decoded) if item is not None)
+        yield from paced(items) if self.realtime else items
 
     def _from_start(self, item: MediaItem) -> MediaItem | None:
         """Drop what lies before `start`; cut an audio block that straddles it."""
@@ -267,186 +220,3 @@ class Camera(Source):
     def close(self) -> None:
         self._closed = True
         self._container.close()
-
-
-class Microphone(Source):
-    """Live PCM from a sound card through sounddevice (PortAudio).
-
-    PortAudio's callback only copies each block into a bounded queue with its ADC time
-    (seconds from the stream's first block); it never blocks. When the queue is full, or
-    PortAudio reports an input overflow, the loss is counted in `overflows` and warned about.
-    queue_seconds: how much audio may wait unread before blocks are dropped.
-    """
-
-    is_live = True
-
-    def __init__(
-        self,
-        device: int | str | None = None,
-        rate: int = 16000,
-        channels: int = 1,
-        block: int = 1024,
-        queue_seconds: float = 2.0,
-    ) -> None:
-        self._sd = _import_sounddevice()
-        self.device, self.rate, self.channels, self.block = device, int(rate), int(channels), int(block)
-        self.overflows = 0
-        self._warned = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, math.ceil(queue_seconds * rate / block)))
-        self._adc_origin: float | None = None
-        self._samples = 0
-        self._stream = None
-        self._lock = threading.Lock()
-
-    def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
-        """PortAudio's audio thread: copy, stamp, enqueue, never wait."""
-        if status.input_overflow:
-            self.overflows += 1
-        adc = float(time_info.inputBufferAdcTime)
-        if adc > 0 and self._adc_origin is None:
-            self._adc_origin = adc - self._samples / self.rate
-        # some host APIs report no ADC time (0): fall back to counting samples
-        t = adc - self._adc_origin if adc > 0 and self._adc_origin is not None else self._samples / self.rate
-        self._samples += frames
-        try:
-            self._queue.put_nowait(AudioBlock(t=t, pcm=indata[:frames].copy(), rate=self.rate, channels=self.channels))
-        except queue.Full:
-            self.overflows += 1
-
-    def start(self) -> None:
-        """Open the input stream (done by iterating, too)."""
-        with self._lock:
-            if self._stream is not None:
-                return
-            try:
-                self._sd.check_input_settings(device=self.device, channels=self.channels, samplerate=self.rate)
-                self._stream = self._sd.InputStream(
-                    device=self.device, channels=self.channels, samplerate=self.rate, blocksize=self.block,
-                    dtype="float32", callback=self._callback,
-                )
-                self._stream.start()
-            except (self._sd.PortAudioError, ValueError) as error:
-                self._stream = None
-                raise SourceError(
-                    f"microphone {self.device if self.device is not None else '(default)'}: cannot open it "
-                    f"({error}). Input devices: {self._input_devices()}. Pass device= (an index or name) "
-                    f"from `python -m sounddevice`, or check that a microphone is connected."
-                ) from None
-
-    def _input_devices(self) -> str:
-        try:
-            names = [f"{i}: {d['name']}" for i, d in enumerate(self._sd.query_devices()) if d["max_input_channels"] > 0]
-        except self._sd.PortAudioError:
-            names = []
-        return "; ".join(names) if names else "none found"
-
-    def drain(self) -> list[AudioBlock]:
-        """Every block captured so far, without waiting."""
-        blocks = []
-        while True:
-            try:
-                blocks.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        self._warn_overflows()
-        return blocks
-
-    def _warn_overflows(self) -> None:
-        if self.overflows > self._warned:
-            warnings.warn(
-                f"microphone: {self.overflows - self._warned} audio block(s) lost to overflow "
-                f"({self.overflows} in all); read faster or raise queue_seconds",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._warned = self.overflows
-
-    def __iter__(self) -> Iterator[MediaItem]:
-        self.start()
-        while self._stream is not None:
-            try:
-                block = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self._warn_overflows()
-            yield block
-
-    def close(self) -> None:
-        with self._lock:
-            stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.stop()
-            stream.close()
-
-
-def _import_sounddevice():
-    try:
-        import sounddevice
-    except ImportError:
-        raise SourceError(
-            "the microphone needs the sounddevice module: pip install 'streamer[mic]'"
-        ) from None
-    except OSError as error:  # the module is there but the PortAudio library is not
-        raise SourceError(
-            f"the microphone needs the PortAudio library ({error}): "
-            "apt-get install libportaudio2 (Debian/Ubuntu) or brew install portaudio (macOS)"
-        ) from None
-    return sounddevice
-
-
-class Arrays(Source):
-    """Frames and PCM from numpy arrays, stamped from t0.
-
-    video: uint8 [N, H, W, 3] at `fps`; audio: [S] mono or [S, C] (float in [-1, 1] or
-    int16) at `rate`, yielded in blocks of `block` samples, merged with the frames in time order.
-    """
-
-    def __init__(
-        self,
-        video: np.ndarray | None = None,
-        fps: float | None = None,
-        audio: np.ndarray | None = None,
-        rate: int | None = None,
-        t0: float = 0.0,
-        block: int = 1024,
-    ) -> None:
-        if video is None and audio is None:
-            raise ValueError("Arrays needs video, audio or both")
-        if video is not None:
-            video = np.asarray(video)
-            if video.dtype != np.uint8 or video.ndim != 4 or video.shape[3] != 3:
-                raise ValueError(f"video must be uint8 [N, H, W, 3], got {video.dtype} {video.shape}")
-            if not fps or fps <= 0:
-                raise ValueError("video needs fps > 0")
-        if audio is not None:
-            audio = np.asarray(audio)
-            if audio.ndim == 1:
-                audio = audio[:, None]
-            if audio.ndim != 2:
-                raise ValueError(f"audio must be [S] or [S, C], got shape {audio.shape}")
-            if not rate or rate <= 0:
-                raise ValueError("audio needs rate > 0")
-        if block < 1:
-            raise ValueError("block must be at least 1 sample")
-        self.video, self.fps, self.audio, self.rate, self.t0, self.block = video, fps, audio, rate, float(t0), block
-
-    def __iter__(self) -> Iterator[MediaItem]:
-        frames = [] if self.video is None else [
-            VideoFrame(t=self.t0 + i / self.fps, rgb=frame) for i, frame in enumerate(self.video)
-        ]
-        blocks = [] if self.audio is None else [
-            AudioBlock(t=self.t0 + s / self.rate, pcm=self.audio[s : s + self.block], rate=int(self.rate),
-                       channels=self.audio.shape[1])
-            for s in range(0, len(self.audio), self.block)
-        ]
-        yield from sorted([*frames, *blocks], key=lambda item: item.t)
-
-
-def World(*args, **kwargs):
-    """The synthetic shapes-and-sounds world (WORLD.md) as a source: `training.world.WorldSource`.
-
-    Imported only when asked for, so `streamer` does not load the training package otherwise.
-    """
-    from training.world import WorldSource
-
-    return WorldSource(*args, **kwargs)

@@ -1,20 +1,22 @@
 """The `streamer` command line: one subcommand per job, each in its own module.
 
-Subcommand modules are imported only when used, so `streamer --help` stays fast. Each
-module exposes `add_arguments(parser)` and `main(args) -> int`.
+This package is the top layer (ARCHITECTURE.md, "Layers"): it may import the runtime and
+the training package (the world for `demo` and `run world:SEED`, the training commands),
+which the runtime under `streamer/` never does. Each subcommand module exposes
+`add_arguments(parser)` and `main(args) -> int` and imports what it runs only inside
+`main`, so `streamer --help` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("streamer.demo", "stream a world clip through the engine and print a live timeline"),
-    "model-info": ("streamer.model_info", "parameters per component and state bytes per stream"),
-    "run": ("streamer.run_command", "stream a file, camera, mic, lavfi or world source and answer questions"),
+    "demo": ("streamer.cli.demo", "stream a world clip through the engine and print a live timeline"),
+    "model-info": ("streamer.cli.model_info", "parameters per component and state bytes per stream"),
+    "run": ("streamer.cli.run", "stream a file, camera, mic, lavfi or world source and answer questions"),
     "train": ("training.train", "train a model on the synthetic world or a dataset folder (also under torchrun)"),
     "eval": ("training.evaluate", "exact-match accuracy of a checkpoint per question kind, by streaming"),
     "export": ("training.export", "copy a checkpoint for shipping with float16 or bfloat16 weights"),
@@ -43,7 +45,3 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     return int(importlib.import_module(args._module).main(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -36,14 +36,11 @@ def _mark(ok: bool) -> str:
 
 def run_clip(engine, clip, tally: Counter) -> None:
     """Stream one clip, printing the timeline and answering its questions at their times."""
-    from streamer import sources
-
     questions = sorted(clip.questions, key=lambda q: q.ask_snippets)
     print(f"\nclip {clip.seed}: {clip.n_snippets} snippets, {clip.duration:.2f} s, {len(questions)} questions")
     print(f"{'#':>3}  {'time (s)':<11}  {'on screen (world)':<38} {'heard (world)':<14} model: {DESCRIBE}")
     session = engine.session()
-    source = sources.Arrays(video=clip.frames, fps=clip.spec.fps, audio=clip.audio, rate=clip.spec.sample_rate)
-    for update in session.stream(source):
+    for update in session.stream(clip.source()):
         truth = clip.answer("describe", update.t1)
         said = session.ask(DESCRIBE, at=update).text
         tally["describe_right"] += said == truth
@@ -63,41 +60,32 @@ def run_clip(engine, clip, tally: Counter) -> None:
     session.close()
 
 
-def _snippets_as_they_complete(source, chunker):
-    for item in source:
-        chunker.push(item)
-        yield chunker.pop_ready()
-    yield chunker.flush()
-
-
 def media_timeline(world, first: int, clips: int) -> None:
     """Without a model: stream world clips through the live source and the chunker, per snippet."""
     import time
 
     import numpy as np
 
-    from streamer import sources
     from streamer.chunker import Chunker
 
     for index in range(first, first + clips):
-        with sources.World(index, config=world.config) as source:
-            clip = source.clip
+        clip = world.clip(index)
+        with clip.source() as source:
             chunker = Chunker(clip.spec)
             print(f"\nclip {clip.seed}: {clip.n_snippets} snippets, {clip.duration:.2f} s")
             print(f"{'#':>3}  {'time (s)':<11}  {'frames':>6} {'samples':>7}  {'mean RGB':<13} {'RMS dBFS':>8}  "
                   f"{'ms':>5}  on screen (world)")
             started = time.perf_counter()
-            for snippets in _snippets_as_they_complete(source, chunker):
-                for snippet in snippets:
-                    took_ms = 1e3 * (time.perf_counter() - started)
-                    rgb = snippet.video.reshape(-1, 3).mean(axis=0)
-                    rms = float(np.sqrt(np.mean(snippet.audio.astype(np.float64) ** 2)))
-                    db = 20 * np.log10(max(rms, 1e-9))
-                    fills = ("V" if snippet.video_filled else "") + ("A" if snippet.audio_filled else "")
-                    print(f"{snippet.index:>3}  {snippet.t0:5.2f}-{snippet.t1:<5.2f}  {len(snippet.video):>6} "
-                          f"{len(snippet.audio):>7}  {'%3.0f %3.0f %3.0f' % tuple(rgb):<13} {db:8.1f}  "
-                          f"{took_ms:5.1f}  {clip.answer('describe', snippet.t1)} {fills}", flush=True)
-                    started = time.perf_counter()
+            for snippet in chunker.snippets(source):
+                took_ms = 1e3 * (time.perf_counter() - started)
+                rgb = snippet.video.reshape(-1, 3).mean(axis=0)
+                rms = float(np.sqrt(np.mean(snippet.audio.astype(np.float64) ** 2)))
+                db = 20 * np.log10(max(rms, 1e-9))
+                fills = ("V" if snippet.video_filled else "") + ("A" if snippet.audio_filled else "")
+                print(f"{snippet.index:>3}  {snippet.t0:5.2f}-{snippet.t1:<5.2f}  {len(snippet.video):>6} "
+                      f"{len(snippet.audio):>7}  {'%3.0f %3.0f %3.0f' % tuple(rgb):<13} {db:8.1f}  "
+                      f"{took_ms:5.1f}  {clip.answer('describe', snippet.t1)} {fills}", flush=True)
+                started = time.perf_counter()
             print(f"chunker: {chunker.stats}")
 
 
@@ -127,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
         media = engine.media
         print(f"streamer demo: {args.clips} clip(s) of the {args.split!r} world split; model fingerprint "
               f"{engine.fingerprint[:12]}, {media.width}x{media.height} @ {media.fps:g} fps, "
-              f"snippets of {media.chunk_seconds:g} s, state {engine.model.state_nbytes(1) / 1024:.0f} KiB per stream")
+              f"snippets of {media.snippet_seconds:g} s, state {engine.model.state_nbytes(1) / 1024:.0f} KiB per stream")
         for index in range(args.seed, args.seed + args.clips):
             run_clip(engine, world.clip(index), tally)
         stats = engine.stats

@@ -32,7 +32,7 @@ def describe(model: StreamerModel, batch_size: int = 1) -> str:
     cfg = model.cfg
     lines = [f"model {cfg.name!r}: combiner={cfg.combiner.kind}, "
              f"{cfg.media.width}x{cfg.media.height} @ {cfg.media.fps:g} fps, "
-             f"{cfg.media.frames_per_chunk} frames per snippet ({cfg.media.chunk_seconds:g} s), "
+             f"{cfg.media.frames_per_snippet} frames per snippet ({cfg.media.snippet_seconds:g} s), "
              f"n={cfg.snippet_tokens} tokens per snippet, m={cfg.combiner.out_tokens}, W={cfg.latent.window}",
              "", f"{'component':<12}{'parameters':>16}"]
     for name, count in component_parameters(model).items():

@@ -75,7 +75,7 @@ def open_source(text: str, *, realtime: bool = False):
         print(f"world clip {seed} of the test split: {clip.duration:.2f} s; its questions and answers:")
         for q in clip.questions:
             print(f"  at {q.t_ask:5.2f}s  {q.text!r} -> {q.answer!r}")
-        return sources.Arrays(video=clip.frames, fps=clip.spec.fps, audio=clip.audio, rate=clip.spec.sample_rate)
+        return clip.source()
     path = Path(text)
     if not path.exists():
         raise ValueError(f"{text!r} is not a file, nor camera[:DEVICE], mic, lavfi:GRAPH or world:SEED")

@@ -1,0 +1,143 @@
+"""PCM as the model hears it: any layout downmixed to mono, resampled to 16 kHz in a stream.
+
+Accepted PCM layouts (`to_mono_float`, and so `Chunker.push_audio(pcm, t, rate, channels)`):
+  - 1-D: interleaved samples (length a multiple of `channels`);
+  - 2-D [samples, channels]: packed (PyAV's packed formats, sounddevice);
+  - 2-D [channels, samples]: planar (PyAV's planar formats), told apart by `channels`;
+    a square block is read as packed.
+  dtypes: float32/float64 in [-1, 1], int16, int32 (full-scale integers).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class StreamingResampler:
+    """Mono resampler to a fixed output rate whose output ignores packetisation.
+
+    Output sample m sits at input position m·r_in/r_out; it is a windowed-sinc (Kaiser)
+    sum over the input samples around it, taken from a table of filter phases. Each
+    output depends only on absolute input indices, and every output is computed by the
+    same row-wise product and sum, so any split of the input gives bit-identical output.
+    """
+
+    ZERO_CROSSINGS = 32  # sharp enough to keep 7 kHz and reject 9 kHz at 48 -> 16 kHz
+    ROLLOFF = 0.945
+    KAISER_BETA = 8.6
+    MAX_PHASES = 1024  # beyond this many exact phases, positions round to 1/1024 sample
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self.rate_in, self.rate_out = int(rate_in), int(rate_out)
+        g = math.gcd(self.rate_in, self.rate_out)
+        self.up, self.down = self.rate_out // g, self.rate_in // g
+        self.passthrough = self.up == self.down
+        self.inputs = 0  # input samples fed so far
+        self.outputs = 0  # output samples produced so far
+        if self.passthrough:
+            return
+        cutoff = 0.5 * min(1.0, self.up / self.down) * self.ROLLOFF  # cycles per input sample
+        half_width = self.ZERO_CROSSINGS / (2.0 * cutoff)
+        self.half = int(math.ceil(half_width))
+        self.phases = min(self.up, self.MAX_PHASES)
+        offsets = np.arange(self.phases)[:, None] / self.phases + self.half - 1 - np.arange(2 * self.half)
+        inside = np.abs(offsets) < half_width
+        ratio = np.where(inside, offsets / half_width, 1.0)
+        taper = np.where(inside, np.i0(self.KAISER_BETA * np.sqrt(1.0 - ratio**2)) / np.i0(self.KAISER_BETA), 0.0)
+        self.bank = 2 * cutoff * np.sinc(2 * cutoff * offsets) * taper
+        # input history, starting at absolute input index `history_start` (negative = zeros before the start)
+        self.history = np.zeros(self.half, dtype=np.float64)
+        self.history_start = -self.half
+
+    def _positions(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Base input index and phase row of output samples m (integer arithmetic only)."""
+        numerator = m * self.down
+        base, remainder = numerator // self.up, numerator % self.up
+        if self.phases == self.up:
+            return base, remainder
+        phase = (remainder * self.phases * 2 + self.up) // (2 * self.up)
+        carry = phase == self.phases
+        return base + carry, np.where(carry, 0, phase)
+
+    def _produce(self, end: int) -> np.ndarray:
+        if end <= self.outputs:
+            return np.zeros(0, dtype=np.float64)
+        m = np.arange(self.outputs, end, dtype=np.int64)
+        base, phase = self._positions(m)
+        index = (base - self.half + 1 - self.history_start)[:, None] + np.arange(2 * self.half)
+        out = (self.history[index] * self.bank[phase]).sum(axis=1)
+        self.outputs = end
+        keep_from = int(self._positions(np.array([end], dtype=np.int64))[0][0]) - self.half + 1
+        drop = max(0, keep_from - self.history_start)
+        self.history = self.history[drop:]
+        self.history_start += drop
+        return out
+
+    def feed(self, x: np.ndarray) -> np.ndarray:
+        """Resample the next mono float64 block; returns the outputs it completes."""
+        self.inputs += len(x)
+        if self.passthrough:
+            self.outputs += len(x)
+            return x
+        self.history = np.concatenate([self.history, x])
+        # outputs need input up to base + half (base + 1 + half where a rounded phase carries)
+        available = self.inputs - self.half - (self.phases != self.up)
+        end = -(-(available * self.up) // self.down) if available > 0 else 0
+        return self._produce(end)
+
+    def finish(self) -> np.ndarray:
+        """The remaining outputs, as if the input ended with silence."""
+        if self.passthrough:
+            return np.zeros(0, dtype=np.float64)
+        total = -(-(self.inputs * self.up) // self.down)
+        self.history = np.concatenate([self.history, np.zeros(2 * self.half + 1)])
+        return self._produce(total)
+
+    def state_dict(self) -> dict:
+        state = {"rate_in": self.rate_in, "rate_out": self.rate_out, "inputs": self.inputs, "outputs": self.outputs}
+        if not self.passthrough:
+            state.update(history=self.history.copy(), history_start=self.history_start)
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> StreamingResampler:
+        resampler = cls(state["rate_in"], state["rate_out"])
+        resampler.inputs, resampler.outputs = int(state["inputs"]), int(state["outputs"])
+        if not resampler.passthrough:
+            resampler.history = np.asarray(state["history"], dtype=np.float64).copy()
+            resampler.history_start = int(state["history_start"])
+        return resampler
+
+
+def to_mono_float(pcm: np.ndarray, channels: int) -> np.ndarray:
+    """PCM in any accepted layout (module docstring) → mono float64 in [-1, 1]."""
+    pcm = np.asarray(pcm)
+    if pcm.dtype == np.int16:
+        data = pcm.astype(np.float64) / 32768.0
+    elif pcm.dtype == np.int32:
+        data = pcm.astype(np.float64) / 2147483648.0
+    elif pcm.dtype in (np.float32, np.float64):
+        data = pcm.astype(np.float64)
+    else:
+        raise ValueError(f"audio must be float32, float64, int16 or int32 PCM, got dtype {pcm.dtype}")
+    if data.ndim == 1:
+        if len(data) % channels:
+            raise ValueError(
+                f"interleaved audio of {len(data)} values does not divide into {channels} channels"
+            )
+        data = data.reshape(-1, channels)
+    elif data.ndim == 2:
+        if data.shape[1] == channels:
+            pass  # packed [samples, channels]
+        elif data.shape[0] == channels:
+            data = data.T  # planar [channels, samples]
+        else:
+            raise ValueError(
+                f"audio of shape {pcm.shape} has no axis of {channels} channels; pass [samples, channels] "
+                "or [channels, samples]"
+            )
+    else:
+        raise ValueError(f"audio must be 1-D (interleaved) or 2-D, got shape {pcm.shape}")
+    return data.mean(axis=1) if channels > 1 else data[:, 0]

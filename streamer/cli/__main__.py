@@ -1,0 +1,7 @@
+"""`python -m streamer.cli ...`: the `streamer` command without its installed script."""
+
+import sys
+
+from streamer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""A Session needs only its `Host` (model, media, device, fingerprint, wake, detach): driven
+here by a fake host that steps in whichever thread wakes it, with a model that counts."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from model.media import MediaSpec
+from streamer.scheduler import StepInfo
+from streamer.session import Session
+from streamer.sources import Arrays
+
+MEDIA = MediaSpec(height=8, width=8, fps=10.0, frames_per_snippet=2)  # 0.2 s snippets
+
+
+class CountingModel:
+    """The state is how many snippets were stepped; the answer says so."""
+
+    def init_state(self, batch_size: int, device=None) -> dict[str, torch.Tensor]:
+        return {"t": torch.zeros(batch_size, dtype=torch.int64, device=device)}
+
+    def answer(self, state, question: str, max_new_tokens: int | None = None):
+        yield f"{question} after {int(state['t'][0])}"
+
+
+class FakeHost:
+    """Steps a session's ready snippets as soon as it is woken; records what it was asked."""
+
+    media = MEDIA
+    device = torch.device("cpu")
+    fingerprint = "f" * 64
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.model = CountingModel()
+        self.sessions: list[Session] = []
+        self.stepped: list[int] = []
+        self.detached: list[Session] = []
+        self.fail_at = fail_at
+
+    def attach(self, session: Session) -> Session:
+        self.sessions.append(session)
+        return session
+
+    def wake(self) -> None:
+        for session in self.sessions:
+            while (taken := session.take_ready()) is not None:
+                snippet, state = taken
+                if snippet.index == self.fail_at:
+                    session.fail_step(RuntimeError("the model failed"))
+                    return
+                self.stepped.append(snippet.index)
+                session.finish_step({"t": state["t"] + 1}, StepInfo(1, 0.0, time.perf_counter()))
+
+    def detach(self, session: Session) -> None:
+        self.detached.append(session)
+        self.sessions.remove(session)
+
+
+def _source(seconds: float = 1.0) -> Arrays:
+    frames = np.zeros((int(seconds * MEDIA.fps), 8, 8, 3), dtype=np.uint8)
+    return Arrays(video=frames, fps=MEDIA.fps, audio=np.zeros(int(seconds * 16000), np.float32), rate=16000)
+
+
+def test_a_session_streams_answers_and_leaves_through_its_host():
+    host = FakeHost()
+    session = host.attach(Session(host, max_queued=2))
+    updates = list(session.stream(_source(1.0)))
+    assert [u.index for u in updates] == host.stepped == [0, 1, 2, 3, 4]
+    assert session.steps == 5 and session.t == pytest.approx(1.0)
+    assert session.ask("what?").text == "what? after 5"
+    assert session.ask("what?", at=updates[1]).text == "what? after 2"  # the state as of that update
+    assert session.snapshot().fingerprint == host.fingerprint
+    session.close()
+    assert host.detached == [session]
+    with pytest.raises(RuntimeError, match="closed"):
+        next(iter(session.stream(_source())))
+
+
+def test_a_failed_step_ends_the_stream_and_keeps_the_snippet():
+    host = FakeHost(fail_at=2)
+    session = host.attach(Session(host))
+    with pytest.raises(RuntimeError, match="the model failed"):
+        for _ in session.stream(_source(1.0)):
+            pass
+    assert host.stepped == [0, 1] and session.steps == 2
+    assert session.pending >= 1  # snippet 2 was not applied: it waits for the next stream

@@ -1,0 +1,144 @@
+"""`TrainConfig`: everything that defines a training run, and its command-line flags.
+
+Each field declares its flag where it is declared (`option(...)`), and `add_config_arguments`
+builds the parser from the fields, so adding an option is one edit here. A flag is
+`--field-name` unless `flag=` says otherwise; a bool field is a switch (`--strict`, or
+`--no-progress` for one that defaults to True); `group=` makes flags mutually exclusive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class TrainingError(ValueError):
+    """A run cannot start or continue; the message says why and what to do."""
+
+
+def snippet_range(text: str) -> tuple[int, int]:
+    """`A-B` or `A` on the command line (a clip length range in snippets) as (A, B)."""
+    low, _, high = text.partition("-")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--snippets takes A-B or A (whole numbers of snippets, e.g. 4-16), not {text!r}"
+        ) from None
+
+
+def option(default: Any, help: str | None = None, *, flag: str | None = None, **add_argument: Any) -> Any:
+    """A TrainConfig field and its flag: `help`, a `flag` other than --field-name, and any other
+    `add_argument` keyword (type, choices, required), plus `group` for mutually exclusive flags."""
+    return field(default=default, metadata={"help": help, "flag": flag, "add_argument": add_argument})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Saved with each checkpoint and checked on resume."""
+
+    preset: str = option("tiny", "model preset: tiny, base (default %(default)s)")
+    data: str = option("world", "'world' (generated on the fly) or a dataset folder")
+    out: str = option("runs/tiny", "run folder: checkpoints, metrics.jsonl, card", required=True)
+    steps: int | None = option(None, "optimizer steps to train", group="length")  # or derived from `epochs`
+    epochs: float | None = option(None, "passes over a dataset folder", group="length")
+    batch: int = option(8, "clips per step over all processes (default %(default)s)")  # over all ranks
+    micro_batch: int | None = option(None, "clips per forward pass (gradient accumulation)")  # on one rank
+    # 1e-3 and up keep the model on answer priors (no grounding in 400 steps); see README
+    lr: float = option(3e-4, "peak learning rate (default %(default)s)")
+    min_lr_ratio: float = option(0.05, "cosine floor as a fraction of --lr")  # cosine decays to lr · min_lr_ratio
+    warmup: int = option(100, "linear warm-up steps (default %(default)s)")
+    weight_decay: float = option(0.05)
+    grad_clip: float = option(1.0, "max gradient norm, 0 = off")
+    text_weight: float | None = option(None, "text loss weight (default: model config)")  # None: the model's
+    latent_weight: float | None = option(None, "latent reconstruction loss weight")
+    video_weight: float | None = option(None, "video reconstruction loss weight")
+    init: str | None = option(None, "start from this checkpoint's weights (fine-tuning)")  # instead of random
+    snippets: tuple[int, int] = option(  # clip length range for the on-the-fly world
+        (4, 16), "clip length range in snippets for --data world (default 4-16)", type=snippet_range)
+    curriculum: int = option(0, "steps over which the longest clip grows from the shortest to the max (0 = off)")
+    questions_per_clip: int = option(8, "questions per world clip", flag="--questions")
+    wild: float = option(  # share of world clips whose media go through training.world.wild (codecs, rates)
+        0.0, "share of world clips re-made as media from the wild: other frame and sample rates, stereo, "
+             "H.264/VP8 + AAC/Opus round trips, camera response (default %(default)s)")
+    # a bad sample in a folder dataset stops the run instead of being skipped
+    strict: bool = option(False, "stop at the first bad sample of a dataset folder")
+    seed: int = option(0)
+    amp: str = option("auto", "mixed precision (auto: bf16 on CUDA)", choices=("auto", "bf16", "off"))
+    device: str = option("auto", "auto, cpu or cuda")
+    threads: int | None = option(None, "torch CPU threads per process")
+    checkpoint_every: int = option(200, "steps between checkpoints")
+    keep_last: int = option(2, "checkpoints kept on disk")
+    eval_every: int = option(0, "steps between world:test evaluations (0 = off)")
+    eval_clips: int = option(32)
+    progress: bool = option(True, "no progress bar")  # the flag is --no-progress
+
+    def validate(self) -> None:
+        if self.batch < 1:
+            raise TrainingError(f"--batch must be at least 1, got {self.batch}")
+        if self.steps is not None and self.steps < 1:
+            raise TrainingError(f"--steps must be at least 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise TrainingError(f"--epochs must be positive, got {self.epochs}")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise TrainingError(f"--lr must be a positive number, got {self.lr}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise TrainingError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
+        low, high = self.snippets
+        if not 2 <= low <= high:
+            raise TrainingError(
+                f"--snippets must be a range A-B with 2 <= A <= B (training needs a next snippet "
+                f"to reconstruct), got {low}-{high}"
+            )
+        if not 0.0 <= self.wild <= 1.0:
+            raise TrainingError(f"--wild is the share of clips made wild, between 0 and 1, got {self.wild}")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise TrainingError(f"--micro-batch must be at least 1, got {self.micro_batch}")
+
+    def data_identity(self) -> dict[str, Any]:
+        """The settings that fix which clips each step sees: must not change on resume."""
+        return {"data": self.data, "batch": self.batch, "seed": self.seed, "snippets": list(self.snippets),
+                "curriculum": self.curriculum, "questions_per_clip": self.questions_per_clip, "wild": self.wild}
+
+
+def _value_type(annotation: Any) -> Any:
+    """`int` for `int` or `int | None`: what a flag's text is parsed as."""
+    if isinstance(annotation, types.UnionType):
+        (annotation,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    return annotation
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, as the field declares it (`option`)."""
+    hints = typing.get_type_hints(TrainConfig)
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for f in fields(TrainConfig):
+        kwargs = dict(f.metadata["add_argument"])
+        group = kwargs.pop("group", None)
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        if hints[f.name] is bool:
+            if f.default is True:
+                flag = "--no-" + flag.removeprefix("--")
+            kwargs["action"] = "store_false" if f.default else "store_true"
+        else:
+            if f.metadata["flag"]:
+                kwargs.setdefault("metavar", flag.removeprefix("--").replace("-", "_").upper())
+            if _value_type(hints[f.name]) is not str:  # argparse keeps text as it is
+                kwargs.setdefault("type", _value_type(hints[f.name]))
+            if not kwargs.get("required"):
+                kwargs["default"] = f.default
+        if group is not None and group not in groups:
+            groups[group] = parser.add_mutually_exclusive_group()
+        target = parser if group is None else groups[group]
+        target.add_argument(flag, dest=f.name, help=f.metadata["help"], **kwargs)
+
+
+def config_from_flags(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of flags parsed by a parser `add_config_arguments` built. A checkpoint
+    interval below one step means every step."""
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    return replace(cfg, snippets=tuple(cfg.snippets), checkpoint_every=max(1, cfg.checkpoint_every))
