@@ -1,0 +1,157 @@
+"""Scenarios run by the serve tests inside their private network namespace (see netns.py).
+
+    unshare -n -- python tests/serve/scenario.py NAME OPTIONS.json OUT.json
+
+Each starts a real `streamer serve` process, drives real peers against it and writes
+what it observed as JSON for the test to judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import netns  # noqa: E402
+from client import ClientPeer, ClipAudio, ClipVideo  # noqa: E402
+
+EASY_KINDS = ("color_now", "count_now", "sound_now")
+log = logging.getLogger("scenario")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`streamer serve` as a child process, logs to a file, stopped with SIGTERM."""
+
+    def __init__(self, out_dir: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = out_dir / f"server-{self.port}.log"
+        self._log = open(self.log_path, "w")
+        command = [sys.executable, "-m", "streamer.cli", "serve", "--port", str(self.port), "--device", "cpu", *args]
+        self.proc = subprocess.Popen(command, cwd=netns.ROOT, env=netns.env(), stdout=self._log, stderr=subprocess.STDOUT)
+
+    async def ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+                try:
+                    async with http.get(self.url + "/") as response:
+                        if response.status in (200, 401):
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise TimeoutError("server did not come up")
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        import os
+
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait: a clean shutdown exits 0 within the timeout."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                return -9
+        self._log.close()
+        return self.proc.returncode
+
+
+def world_clips(count: int, max_snippets: int) -> list:
+    """The first `count` world:test clips no longer than `max_snippets` with an easy question."""
+    from training.world.clip import World, WorldConfig
+
+    world, out, index = World(WorldConfig.preset("test")), [], 0
+    while len(out) < count and index < 200:
+        clip = world.clip(index)
+        if clip.n_snippets <= max_snippets and any(q.kind in EASY_KINDS for q in clip.questions):
+            out.append((index, clip))
+        index += 1
+    return out
+
+
+async def stream_and_ask(url: str, clip, codec: str, hold_s: float, token: str | None = None) -> dict:
+    """Stream one clip; ask each easy question once the state covers its ask time."""
+    peer = ClientPeer(url, token=token, codec=codec)
+    status = await peer.connect(ClipVideo(clip.frames, clip.spec.fps, hold_s), ClipAudio(clip.audio, hold_s))
+    assert status == 200, peer.refusal
+    asked = []
+    questions = sorted((q for q in clip.questions if q.kind in EASY_KINDS), key=lambda q: q.ask_snippets)
+    for n, q in enumerate(questions):
+        ok = await peer.wait_for(lambda: peer.status is not None and peer.status["index"] + 1 >= q.ask_snippets,
+                                 timeout=clip.duration + 10)
+        state_index = peer.status["index"] if peer.status else None
+        answer = await peer.ask(q.text, f"q{n}")
+        timing = peer.answers[f"q{n}"]
+        asked.append({"kind": q.kind, "question": q.text, "truth": q.answer, "ask_snippets": q.ask_snippets,
+                      "state_index": state_index, "reached": ok, "said": answer.get("text"),
+                      "error": answer.get("code"), "first_token_ms": 1e3 * (timing.get("first_token_at", timing["done_at"]) - timing["sent_at"]),
+                      "answer_ms": 1e3 * (timing["done_at"] - timing["sent_at"])})
+    await peer.wait_for(lambda: peer.status is not None and peer.status["t"] >= clip.duration, timeout=hold_s + 5)
+    final_status = peer.status
+    await peer.close()
+    return {"asked": asked, "status": final_status, "session_id": peer.session_id}
+
+
+async def clips(options: dict, out_dir: Path) -> dict:
+    """N peers at once, each streaming its own world clip and asking the easy questions."""
+    server = ServerProcess(out_dir, "--max-peers", str(options.get("max_peers", 8)))
+    try:
+        await server.ready()
+        chosen = world_clips(options["clips"], options.get("max_snippets", 8))
+        cpu0, wall0 = server.cpu_s(), time.perf_counter()
+        codecs = options.get("codecs", ["vp8"])
+        results = await asyncio.gather(*(stream_and_ask(server.url, clip, codecs[n % len(codecs)], 2.0)
+                                         for n, (_, clip) in enumerate(chosen)))
+        cpu, wall = server.cpu_s() - cpu0, time.perf_counter() - wall0
+    finally:
+        code = server.stop()
+    return {"clips": [index for index, _ in chosen], "results": results, "server_cpu_s": cpu, "wall_s": wall,
+            "exit_code": code, "server_log": server.log_path.read_text()[-4000:]}
+
+
+SCENARIOS = {"clips": clips}
+
+
+def main() -> int:
+    name, options_path, out_path = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    netns.setup_inside()
+    options = json.loads(options_path.read_text())
+    result = asyncio.run(asyncio.wait_for(SCENARIOS[name](options, out_path.parent), options.get("timeout", 240)))
+    out_path.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
