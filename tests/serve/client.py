@@ -189,3 +189,75 @@ class ClientPeer:
         if self._ping is not None:
             self._ping.cancel()
         await self.pc.close()
+
+
+@dataclass
+class WhipClient:
+    """A WHIP (RFC 9725) publisher built on aiortc: no data channel; answers come over SSE."""
+
+    base_url: str
+    token: str | None = None
+    codec: str = "vp8"
+
+    def __post_init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.location: str | None = None
+        self.session_id: str | None = None
+        self.events: list[dict] = []
+        self._sse: asyncio.Task | None = None
+
+    def headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return headers | ({"Content-Type": content_type} if content_type else {})
+
+    async def publish(self, http: aiohttp.ClientSession, video, audio, session_id: str | None = None):
+        """POST the offer; returns the response (status 201, Location, SDP answer)."""
+        if video is not None:
+            prefer(self.pc.addTransceiver(video, direction="sendonly"), self.codec)
+        if audio is not None:
+            self.pc.addTransceiver(audio, direction="sendonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        url = f"{self.base_url}/whip" + (f"?session={session_id}" if session_id else "")
+        async with http.post(url, data=self.pc.localDescription.sdp, headers=self.headers("application/sdp")) as r:
+            body = await r.text()
+            if r.status == 201:
+                self.location = r.headers["Location"]
+                self.session_id = r.headers["X-Session-Id"]
+                await self.pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+            return r
+
+    def listen(self, http: aiohttp.ClientSession) -> None:
+        """Collect the session's server-sent events in the background."""
+        self._sse = asyncio.ensure_future(self._read_events(http))
+
+    async def _read_events(self, http: aiohttp.ClientSession) -> None:
+        url = f"{self.base_url}/sessions/{self.session_id}/events"
+        async with http.get(url, headers=self.headers(), timeout=aiohttp.ClientTimeout(total=None)) as r:
+            event = None
+            async for raw in r.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event:
+                    message = json.loads(line[6:])
+                    message["received_at"] = time.perf_counter()
+                    self.events.append(message)
+
+    def latest(self, kind: str) -> dict | None:
+        return next((e for e in reversed(self.events) if e["type"] == kind), None)
+
+    async def ask(self, http: aiohttp.ClientSession, text: str, request_id: str):
+        async with http.post(f"{self.base_url}/sessions/{self.session_id}/ask", json={"id": request_id, "text": text},
+                             headers=self.headers()) as r:
+            return r.status, await r.json()
+
+    async def close(self, http: aiohttp.ClientSession) -> int:
+        """DELETE the resource (ends the stream); returns the status."""
+        async with http.delete(self.base_url + self.location, headers=self.headers()) as r:
+            status = r.status
+        await self.pc.close()
+        return status
+
+    def stop_events(self) -> None:
+        if self._sse is not None:
+            self._sse.cancel()

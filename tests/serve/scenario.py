@@ -22,7 +22,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netns  # noqa: E402
-from client import ClientPeer, ClipAudio, ClipVideo  # noqa: E402
+from client import ClientPeer, ClipAudio, ClipVideo, WhipClient  # noqa: E402
 
 EASY_KINDS = ("color_now", "count_now", "sound_now")
 log = logging.getLogger("scenario")
@@ -139,7 +139,60 @@ async def clips(options: dict, out_dir: Path) -> dict:
             "exit_code": code, "server_log": server.log_path.read_text()[-4000:]}
 
 
-SCENARIOS = {"clips": clips}
+async def whip(options: dict, out_dir: Path) -> dict:
+    """An aiortc WHIP publisher with answers over SSE; the odd requests of RFC 9725 get their codes."""
+    server = ServerProcess(out_dir)
+    out: dict = {}
+    try:
+        await server.ready()
+        (_, clip), = world_clips(1, 8)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(server.url + "/whip", data="v=0\r\nnonsense", headers={"Content-Type": "application/sdp"}) as r:
+                out["garbage_status"] = r.status
+            async with http.post(server.url + "/whip", data="v=0", headers={"Content-Type": "text/plain"}) as r:
+                out["wrong_type_status"] = r.status
+            publisher = WhipClient(server.url)
+            response = await publisher.publish(http, ClipVideo(clip.frames, clip.spec.fps, 2.0), ClipAudio(clip.audio, 2.0))
+            out["post"] = {"status": response.status, "location": response.headers.get("Location"),
+                           "content_type": response.headers.get("Content-Type")}
+            publisher.listen(http)
+            asked = []
+            for n, q in enumerate(q for q in clip.questions if q.kind in EASY_KINDS):
+                await wait(lambda: (publisher.latest("status") or {}).get("index", -1) + 1 >= q.ask_snippets, 20)
+                sent = time.perf_counter()
+                status, answer = await publisher.ask(http, q.text, f"w{n}")
+                tokens = [e for e in publisher.events if e["type"] == "token" and e["id"] == f"w{n}"]
+                await wait(lambda: any(e["type"] == "answer" and e["id"] == f"w{n}" for e in publisher.events), 5)
+                asked.append({"kind": q.kind, "truth": q.answer, "http_status": status, "said": answer.get("text"),
+                              "sse_tokens": "".join(e["text"] for e in publisher.events
+                                                     if e["type"] == "token" and e["id"] == f"w{n}").strip(),
+                              "sse_answer": any(e["type"] == "answer" and e["id"] == f"w{n}" for e in publisher.events),
+                              "answer_ms": 1e3 * (time.perf_counter() - sent), "early_tokens": len(tokens)})
+            out["asked"] = asked
+            await wait(lambda: (publisher.latest("status") or {}).get("t", 0) >= clip.duration, 10)
+            async with http.patch(server.url + publisher.location, headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+                out["patch_status"] = r.status
+            out["snippets_before_delete"] = publisher.latest("status")["snippets"]
+            out["delete_status"] = await publisher.close(http)
+            async with http.delete(server.url + publisher.location) as r:
+                out["second_delete_status"] = r.status
+            publisher.stop_events()
+    finally:
+        out["exit_code"] = server.stop()
+    out["server_log"] = server.log_path.read_text()[-4000:]
+    return out
+
+
+async def wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+SCENARIOS = {"clips": clips, "whip": whip}
 
 
 def main() -> int:
