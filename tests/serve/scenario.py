@@ -192,7 +192,69 @@ async def wait(predicate, timeout: float) -> bool:
     return False
 
 
-SCENARIOS = {"clips": clips, "whip": whip}
+def browser_clip(max_snippets: int = 12):
+    """A world:test clip with a colour question: its subject shape is asked about throughout."""
+    from training.world.clip import World, WorldConfig
+
+    world = World(WorldConfig.preset("test"))
+    for index in range(200):
+        clip = world.clip(index)
+        colour = next((q for q in clip.questions if q.kind == "color_now"), None)
+        if clip.n_snippets <= max_snippets and colour is not None:
+            return index, clip, colour.text
+    raise LookupError("no suitable clip")
+
+
+async def browser(options: dict, out_dir: Path) -> dict:
+    """Headless Chromium loads the page from 127.0.0.1 (a secure context) while ICE runs over
+    the veth pair; the page's own JavaScript asks; the answers are read from the page."""
+    from browser import Browser, write_wav, write_y4m
+
+    index, clip, colour_question = browser_clip()
+    video = write_y4m(out_dir / "clip.y4m", clip.frames, 25, 2, scale=4)
+    audio = write_wav(out_dir / "clip.wav", clip.audio)
+    questions = [("color_now", colour_question), ("count_now", "how many shapes are on the screen?"),
+                 ("sound_now", "what sound is playing?")]
+    server = ServerProcess(out_dir)
+    out: dict = {"clip": index, "duration": clip.duration, "snippet_s": clip.spec.chunk_seconds, "runs": []}
+    try:
+        await server.ready()
+        for codec in options["codecs"]:
+            chrome = Browser(out_dir / f"profile-{codec}", video, audio, out_dir / f"chromium-{codec}.log")
+            try:
+                page = await chrome.page(f"{server.url}/?codec={codec}")
+                run: dict = {"codec": codec, "asked": []}
+                run["snippets_seen"] = await page.wait("window.streamer && window.streamer.status && "
+                                                       "window.streamer.status.snippets >= 2", 40)
+                run["state"] = await page.eval("window.streamer.state")
+                run["sent_codec"] = await page.eval("window.streamerCodec()")
+                for n in range(options["rounds"] * len(questions)):
+                    kind, text = questions[n % len(questions)]
+                    request = await page.eval(f"window.streamerAsk({json.dumps(text)})")
+                    await page.wait(f"window.streamer.answers[{json.dumps(request)}].doneAt !== null", 10)
+                    record = await page.eval(
+                        f"(() => {{ const a = window.streamer.answers[{json.dumps(request)}], s = window.streamer;"
+                        f" return {{final: a.final, error: a.error || null, t: a.t, sentAt: a.sentAt,"
+                        f" firstTokenAt: a.firstTokenAt, doneAt: a.doneAt, status: s.status,"
+                        f" mediaAt: s.mediaAt, connectedAt: s.connectedAt}}; }})()")
+                    record.update(kind=kind, question=text)
+                    run["asked"].append(record)
+                    await asyncio.sleep(options.get("gap_s", 0.5))
+                run["first_snippet_ms"] = await page.eval("window.streamer.firstSnippetAt")
+                run["answer_text_on_page"] = await page.eval(
+                    "document.querySelector('#answers li .a') && document.querySelector('#answers li .a').textContent")
+                run["status"] = await page.eval("window.streamer.status")
+                await page.screenshot(out_dir / f"page-{codec}.png")
+                out["runs"].append(run)
+            finally:
+                await chrome.close()
+    finally:
+        out["exit_code"] = server.stop()
+    out["server_log"] = server.log_path.read_text()[-3000:]
+    return out
+
+
+SCENARIOS = {"clips": clips, "whip": whip, "browser": browser}
 
 
 def main() -> int:
