@@ -261,3 +261,30 @@ class WhipClient:
     def stop_events(self) -> None:
         if self._sse is not None:
             self._sse.cancel()
+
+
+class Silent(MediaStreamTrack):
+    """A track that never produces a frame: a peer whose camera never starts."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self):
+        await asyncio.sleep(3600)
+
+
+async def _stream_forever(url: str, token: str | None) -> None:
+    """Used as a separate process that the fault tests kill mid-stream."""
+    frames = np.zeros((25, 64, 64, 3), np.uint8)
+    frames[:, 16:48, 16:48] = (200, 40, 40)
+    peer = ClientPeer(url, token=token)
+    assert await peer.connect(ClipVideo(frames, 12.5, 3600), ClipAudio(np.zeros(32000, np.float32), 3600)) == 200
+    print(json.dumps({"session_id": peer.session_id}), flush=True)
+    await asyncio.sleep(3600)
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(_stream_forever(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))

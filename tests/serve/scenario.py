@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netns  # noqa: E402
-from client import ClientPeer, ClipAudio, ClipVideo, WhipClient  # noqa: E402
+from client import ClientPeer, ClipAudio, ClipVideo, Silent, WhipClient  # noqa: E402
 
 EASY_KINDS = ("color_now", "count_now", "sound_now")
 log = logging.getLogger("scenario")
@@ -254,7 +255,96 @@ async def browser(options: dict, out_dir: Path) -> dict:
     return out
 
 
-SCENARIOS = {"clips": clips, "whip": whip, "browser": browser}
+TOKEN = "test-token-123"
+
+
+async def faults(options: dict, out_dir: Path) -> dict:
+    """Everything that should not take the server down, with one good peer watching throughout."""
+    server = ServerProcess(out_dir, "--max-peers", "3", "--token", TOKEN)
+    out: dict = {}
+    (_, clip), = world_clips(1, 16)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        await server.ready()
+        async with aiohttp.ClientSession() as http:
+            for name, headers, url in (("no_token", {}, "/"), ("wrong_token", {"Authorization": "Bearer nope-nope"}, "/"),
+                                       ("page_with_token", {}, f"/?token={TOKEN}"), ("offer_no_token", {}, "/offer")):
+                method = http.post if url == "/offer" else http.get
+                async with method(server.url + url, headers=headers) as r:
+                    out[name] = r.status
+            for name, body in (("garbage_json", b"{not json"), ("garbage_sdp", json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 RTP/AVP 0\r\nnonsense"}).encode()),
+                               ("not_sdp", json.dumps({"type": "offer", "sdp": "hello"}).encode()),
+                               ("oversized", json.dumps({"type": "offer", "sdp": "v=0" + "x" * 200_000}).encode())):
+                async with http.post(server.url + "/offer", data=body, headers=auth | {"Content-Type": "application/json"}) as r:
+                    out[name] = r.status
+
+            good = ClientPeer(server.url, token=TOKEN)
+            assert await good.connect(ClipVideo(np.concatenate([clip.frames] * 20), clip.spec.fps, 0), ClipAudio(np.concatenate([clip.audio] * 20), 0)) == 200
+            await good.wait_for(lambda: good.status is not None and good.status["snippets"] >= 2, 15)
+            # malformed and hostile data-channel messages: each gets an error, the session lives on
+            before = len(good.messages)
+            for raw in ("{not json", json.dumps({"type": "launch"}), "x" * 10_000, json.dumps([1, 2]),
+                        json.dumps({"type": "ask", "id": "long", "text": "what " * 60}),
+                        json.dumps({"type": "ask", "id": "budget", "text": "what color is the " + "big " * 30 + "circle?"}),
+                        json.dumps({"type": "ask", "id": {"x": 1}, "text": "hi"})):
+                good.send(raw)
+            good.channel.send(b"\x00binary")
+            await asyncio.sleep(1.0)
+            out["error_codes"] = sorted(m["code"] for m in good.messages[before:] if m["type"] == "error")
+            answer = await good.ask("how many shapes are on the screen?", "after-garbage")
+            out["answer_after_garbage"] = answer["type"]
+            results = await asyncio.gather(*(good.ask("what sound is playing?", f"burst{i}") for i in range(10)))
+            out["burst_types"] = [r.get("code") or r["type"] for r in results]
+
+            silent = ClientPeer(server.url, token=TOKEN)  # no media, but pings: it stays, harmlessly
+            assert await silent.connect(Silent("video"), Silent("audio")) == 200
+            killed = subprocess.Popen([sys.executable, str(Path(__file__).with_name("client.py")), server.url, TOKEN],
+                                      stdout=subprocess.PIPE, env=netns.env(), cwd=netns.ROOT)
+            line = await asyncio.wait_for(asyncio.to_thread(killed.stdout.readline), 30)
+            out["killed_session"] = json.loads(line)["session_id"]
+            await good.wait_for(lambda: good.status["peers"] == 3, 5)
+            over = ClientPeer(server.url, token=TOKEN)
+            out["over_cap"] = await over.connect(ClipVideo(clip.frames, clip.spec.fps, 0), None)
+            out["over_cap_message"] = getattr(over, "refusal", None)
+            killed.kill()
+            killed.wait(5)
+            t_kill = time.monotonic()
+            out["freed"] = await good.wait_for(lambda: good.status["peers"] == 2, 10)
+            out["freed_after_s"] = time.monotonic() - t_kill
+            retry = ClientPeer(server.url, token=TOKEN, heartbeat=False)  # no pings, no media: freed too
+            out["after_free"] = await retry.connect(Silent("video"), None)
+            t_connect = time.monotonic()
+            await good.wait_for(lambda: good.status["peers"] == 3, 3)
+            out["no_heartbeat_freed"] = await good.wait_for(lambda: good.status["peers"] == 2, 10)
+            out["no_heartbeat_freed_after_s"] = time.monotonic() - t_connect
+            await retry.close()
+            await silent.close()
+
+            snippets = good.status["snippets"]
+            out["good_snippets"] = snippets
+            out["good_dropped"] = good.status["dropped"]
+            # a reload: a new connection with the same session id resumes the state
+            reload = ClientPeer(server.url, token=TOKEN)
+            assert await reload.connect(ClipVideo(clip.frames, clip.spec.fps, 2), ClipAudio(clip.audio, 2),
+                                        session_id=good.session_id) == 200
+            hello = next(m for m in reload.messages if m["type"] == "hello")
+            out["resumed"] = hello["resumed"] and hello["session_id"] == good.session_id
+            await reload.wait_for(lambda: reload.status is not None and reload.status["snippets"] > snippets + 1, 10)
+            out["resumed_snippets"] = (snippets, reload.status["snippets"])
+            out["old_channel"] = good.channel.readyState
+            await good.close()
+            await reload.close()
+            async with http.post(server.url + "/offer", json={"type": "offer", "sdp": "v=0", "session_id": "nope"},
+                                 headers=auth) as r:
+                out["unknown_session"] = r.status
+            out["server_alive"] = server.proc.poll() is None
+    finally:
+        out["exit_code"] = server.stop()
+    out["server_log"] = server.log_path.read_text()[-3000:]
+    return out
+
+
+SCENARIOS = {"clips": clips, "whip": whip, "browser": browser, "faults": faults}
 
 
 def main() -> int:
