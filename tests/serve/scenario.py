@@ -327,6 +327,7 @@ async def faults(options: dict, out_dir: Path) -> dict:
             reload = ClientPeer(server.url, token=TOKEN)
             assert await reload.connect(ClipVideo(clip.frames, clip.spec.fps, 2), ClipAudio(clip.audio, 2),
                                         session_id=good.session_id) == 200
+            await reload.wait_for(lambda: any(m["type"] == "hello" for m in reload.messages), 5)
             hello = next(m for m in reload.messages if m["type"] == "hello")
             out["resumed"] = hello["resumed"] and hello["session_id"] == good.session_id
             await reload.wait_for(lambda: reload.status is not None and reload.status["snippets"] > snippets + 1, 10)
