@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ice-server", action="append", default=[], metavar="URL",
                         help="STUN/TURN server for peers behind NAT, e.g. stun:stun.example.org:3478 "
                              "(repeatable; default none: host candidates only)")
+    parser.add_argument("--resume-ttl", type=float, default=120.0, metavar="SECONDS",
+                        help="how long a disconnected session waits for a reconnect carrying its id (default 120)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
 
@@ -32,7 +34,8 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)  # one line per ICE check pair at INFO
     config = ServeConfig(host=args.host, port=args.port, checkpoint=args.checkpoint, device=args.device,
-                         token=args.token, max_peers=args.max_peers, ice_servers=tuple(args.ice_server))
+                         token=args.token, max_peers=args.max_peers, ice_servers=tuple(args.ice_server),
+                         resume_ttl_s=args.resume_ttl)
     try:
         config.check()
     except ValueError as exc:

@@ -345,7 +345,47 @@ async def faults(options: dict, out_dir: Path) -> dict:
     return out
 
 
-SCENARIOS = {"clips": clips, "whip": whip, "browser": browser, "faults": faults}
+async def soak(options: dict, out_dir: Path) -> dict:
+    """Connect, stream until a snippet is stepped, disconnect: `cycles` times, `parallel` at once."""
+    # closed peers are freed within the heartbeat timeout, so the cap leaves room for two batches
+    server = ServerProcess(out_dir, "--resume-ttl", str(options["resume_ttl_s"]), "--max-peers", "16")
+    (_, clip), = world_clips(1, 16)
+
+    async def cycle() -> int:
+        peer = ClientPeer(server.url)
+        if await peer.connect(ClipVideo(clip.frames, clip.spec.fps, 0), ClipAudio(clip.audio, 0)) != 200:
+            return -peer.http_status
+        await peer.wait_for(lambda: peer.status is not None and peer.status["snippets"] >= 1, 10)
+        snippets = peer.status["snippets"] if peer.status else 0
+        await peer.close()
+        return snippets
+
+    async def run(count: int) -> list[int]:
+        done = []
+        for start in range(0, count, options["parallel"]):
+            done += await asyncio.gather(*(cycle() for _ in range(min(options["parallel"], count - start))))
+        await asyncio.sleep(options["settle_s"])  # let the server notice the closes and free the peers
+        return done
+
+    try:
+        await server.ready()
+        await run(options["warmup"])
+        baseline = server.rss_kib()
+        stepped, samples = [], []
+        for _ in range(0, options["cycles"], 10):
+            stepped += await run(10)
+            samples.append(server.rss_kib())
+        after = samples[-1]
+        sessions_expired = "expired" in server.log_path.read_text()
+        alive = server.proc.poll() is None
+    finally:
+        code = server.stop()
+    return {"baseline_kib": baseline, "after_kib": after, "stepped": stepped, "alive": alive, "exit_code": code,
+            "sessions_expired": sessions_expired, "rss_samples_kib": samples,
+            "server_log": server.log_path.read_text()[-2000:]}
+
+
+SCENARIOS = {"clips": clips, "whip": whip, "browser": browser, "faults": faults, "soak": soak}
 
 
 def main() -> int:
