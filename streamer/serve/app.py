@@ -41,8 +41,7 @@ class Server:
         self.peers: dict[str, Peer] = {}
         self.sessions: dict[str, LiveSession] = {}
         self.answers = ThreadPoolExecutor(config.answer_workers, thread_name_prefix="serve-answer")
-        media = engine.media
-        self.media = media
+        self.media = engine.media
         self.page = resources.files("streamer.serve").joinpath("page/index.html").read_text(encoding="utf-8")
         self._sweeper: asyncio.Task | None = None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -26,7 +27,6 @@ import netns  # noqa: E402
 from client import ClientPeer, ClipAudio, ClipVideo, Silent, WhipClient  # noqa: E402
 
 EASY_KINDS = ("color_now", "count_now", "sound_now")
-log = logging.getLogger("scenario")
 
 
 def free_port() -> int:
@@ -69,8 +69,6 @@ class ServerProcess:
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        import os
-
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self, timeout: float = 15.0) -> int:
