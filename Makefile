@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONSTRAINTS ?= constraints-cpu.txt
-SYSTEM_PACKAGES := libportaudio2
+SYSTEM_PACKAGES := libportaudio2 chromium iproute2
 
 .PHONY: demo test test-fast system-deps clean
 
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,mic,webrtc,bench]'
 	@touch $(STAMP)
 
-# Debian packages: PortAudio for the microphone source (PyAV wheels bundle ffmpeg). Installed
+# Debian packages: PortAudio for the microphone source (PyAV wheels bundle ffmpeg); Chromium and
+# iproute2 for the serve tests (a headless browser in a private network namespace). Installed
 # only when missing; needs root (as on the CI machines) or sudo.
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \

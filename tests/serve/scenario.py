@@ -1,0 +1,401 @@
+"""Scenarios run by the serve tests inside their private network namespace (see netns.py).
+
+    unshare -n -- python tests/serve/scenario.py NAME OPTIONS.json OUT.json
+
+Each starts a real `streamer serve` process, drives real peers against it and writes
+what it observed as JSON for the test to judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import netns  # noqa: E402
+from client import ClientPeer, ClipAudio, ClipVideo, Silent, WhipClient  # noqa: E402
+
+EASY_KINDS = ("color_now", "count_now", "sound_now")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`streamer serve` as a child process, logs to a file, stopped with SIGTERM."""
+
+    def __init__(self, out_dir: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = out_dir / f"server-{self.port}.log"
+        self._log = open(self.log_path, "w")
+        command = [sys.executable, "-m", "streamer.cli", "serve", "--port", str(self.port), "--device", "cpu", *args]
+        self.proc = subprocess.Popen(command, cwd=netns.ROOT, env=netns.env(), stdout=self._log, stderr=subprocess.STDOUT)
+
+    async def ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+                try:
+                    async with http.get(self.url + "/") as response:
+                        if response.status in (200, 401):
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise TimeoutError("server did not come up")
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait: a clean shutdown exits 0 within the timeout."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                return -9
+        self._log.close()
+        return self.proc.returncode
+
+
+def world_clips(count: int, max_snippets: int) -> list:
+    """The first `count` world:test clips no longer than `max_snippets` with an easy question."""
+    from training.world.clip import World, WorldConfig
+
+    world, out, index = World(WorldConfig.preset("test")), [], 0
+    while len(out) < count and index < 200:
+        clip = world.clip(index)
+        if clip.n_snippets <= max_snippets and any(q.kind in EASY_KINDS for q in clip.questions):
+            out.append((index, clip))
+        index += 1
+    return out
+
+
+async def stream_and_ask(url: str, clip, codec: str, hold_s: float, token: str | None = None) -> dict:
+    """Stream one clip; ask each easy question once the state covers its ask time."""
+    peer = ClientPeer(url, token=token, codec=codec)
+    status = await peer.connect(ClipVideo(clip.frames, clip.spec.fps, hold_s), ClipAudio(clip.audio, hold_s))
+    assert status == 200, peer.refusal
+    asked = []
+    questions = sorted((q for q in clip.questions if q.kind in EASY_KINDS), key=lambda q: q.ask_snippets)
+    for n, q in enumerate(questions):
+        ok = await peer.wait_for(lambda: peer.status is not None and peer.status["index"] + 1 >= q.ask_snippets,
+                                 timeout=clip.duration + 10)
+        state_index = peer.status["index"] if peer.status else None
+        answer = await peer.ask(q.text, f"q{n}")
+        timing = peer.answers[f"q{n}"]
+        asked.append({"kind": q.kind, "question": q.text, "truth": q.answer, "ask_snippets": q.ask_snippets,
+                      "state_index": state_index, "reached": ok, "said": answer.get("text"),
+                      "error": answer.get("code"), "first_token_ms": 1e3 * (timing.get("first_token_at", timing["done_at"]) - timing["sent_at"]),
+                      "answer_ms": 1e3 * (timing["done_at"] - timing["sent_at"])})
+    await peer.wait_for(lambda: peer.status is not None and peer.status["t"] >= clip.duration, timeout=hold_s + 5)
+    final_status = peer.status
+    await peer.close()
+    return {"asked": asked, "status": final_status, "session_id": peer.session_id}
+
+
+async def clips(options: dict, out_dir: Path) -> dict:
+    """N peers at once, each streaming its own world clip and asking the easy questions."""
+    server = ServerProcess(out_dir, "--max-peers", str(options.get("max_peers", 8)))
+    try:
+        await server.ready()
+        chosen = world_clips(options["clips"], options.get("max_snippets", 8))
+        cpu0, wall0 = server.cpu_s(), time.perf_counter()
+        codecs = options.get("codecs", ["vp8"])
+        results = await asyncio.gather(*(stream_and_ask(server.url, clip, codecs[n % len(codecs)], 2.0)
+                                         for n, (_, clip) in enumerate(chosen)))
+        cpu, wall = server.cpu_s() - cpu0, time.perf_counter() - wall0
+    finally:
+        code = server.stop()
+    return {"clips": [index for index, _ in chosen], "results": results, "server_cpu_s": cpu, "wall_s": wall,
+            "exit_code": code, "server_log": server.log_path.read_text()[-4000:]}
+
+
+async def whip(options: dict, out_dir: Path) -> dict:
+    """An aiortc WHIP publisher with answers over SSE; the odd requests of RFC 9725 get their codes."""
+    server = ServerProcess(out_dir)
+    out: dict = {}
+    try:
+        await server.ready()
+        (_, clip), = world_clips(1, 8)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(server.url + "/whip", data="v=0\r\nnonsense", headers={"Content-Type": "application/sdp"}) as r:
+                out["garbage_status"] = r.status
+            async with http.post(server.url + "/whip", data="v=0", headers={"Content-Type": "text/plain"}) as r:
+                out["wrong_type_status"] = r.status
+            publisher = WhipClient(server.url)
+            response = await publisher.publish(http, ClipVideo(clip.frames, clip.spec.fps, 2.0), ClipAudio(clip.audio, 2.0))
+            out["post"] = {"status": response.status, "location": response.headers.get("Location"),
+                           "content_type": response.headers.get("Content-Type")}
+            publisher.listen(http)
+            asked = []
+            for n, q in enumerate(q for q in clip.questions if q.kind in EASY_KINDS):
+                await wait(lambda: (publisher.latest("status") or {}).get("index", -1) + 1 >= q.ask_snippets, 20)
+                sent = time.perf_counter()
+                status, answer = await publisher.ask(http, q.text, f"w{n}")
+                tokens = [e for e in publisher.events if e["type"] == "token" and e["id"] == f"w{n}"]
+                await wait(lambda: any(e["type"] == "answer" and e["id"] == f"w{n}" for e in publisher.events), 5)
+                asked.append({"kind": q.kind, "truth": q.answer, "http_status": status, "said": answer.get("text"),
+                              "sse_tokens": "".join(e["text"] for e in publisher.events
+                                                     if e["type"] == "token" and e["id"] == f"w{n}").strip(),
+                              "sse_answer": any(e["type"] == "answer" and e["id"] == f"w{n}" for e in publisher.events),
+                              "answer_ms": 1e3 * (time.perf_counter() - sent), "early_tokens": len(tokens)})
+            out["asked"] = asked
+            await wait(lambda: (publisher.latest("status") or {}).get("t", 0) >= clip.duration, 10)
+            async with http.patch(server.url + publisher.location, headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+                out["patch_status"] = r.status
+            out["snippets_before_delete"] = publisher.latest("status")["snippets"]
+            out["delete_status"] = await publisher.close(http)
+            async with http.delete(server.url + publisher.location) as r:
+                out["second_delete_status"] = r.status
+            publisher.stop_events()
+    finally:
+        out["exit_code"] = server.stop()
+    out["server_log"] = server.log_path.read_text()[-4000:]
+    return out
+
+
+async def wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def browser_clip(max_snippets: int = 12):
+    """A world:test clip with a colour question: its subject shape is asked about throughout."""
+    from training.world.clip import World, WorldConfig
+
+    world = World(WorldConfig.preset("test"))
+    for index in range(200):
+        clip = world.clip(index)
+        colour = next((q for q in clip.questions if q.kind == "color_now"), None)
+        if clip.n_snippets <= max_snippets and colour is not None:
+            return index, clip, colour.text
+    raise LookupError("no suitable clip")
+
+
+async def browser(options: dict, out_dir: Path) -> dict:
+    """Headless Chromium loads the page from 127.0.0.1 (a secure context) while ICE runs over
+    the veth pair; the page's own JavaScript asks; the answers are read from the page."""
+    from browser import Browser, write_wav, write_y4m
+
+    index, clip, colour_question = browser_clip()
+    video = write_y4m(out_dir / "clip.y4m", clip.frames, 25, 2, scale=4)
+    audio = write_wav(out_dir / "clip.wav", clip.audio)
+    questions = [("color_now", colour_question), ("count_now", "how many shapes are on the screen?"),
+                 ("sound_now", "what sound is playing?")]
+    server = ServerProcess(out_dir)
+    out: dict = {"clip": index, "duration": clip.duration, "snippet_s": clip.spec.chunk_seconds, "runs": []}
+    try:
+        await server.ready()
+        for codec in options["codecs"]:
+            chrome = Browser(out_dir / f"profile-{codec}", video, audio, out_dir / f"chromium-{codec}.log")
+            try:
+                page = await chrome.page(f"{server.url}/?codec={codec}")
+                run: dict = {"codec": codec, "asked": []}
+                run["snippets_seen"] = await page.wait("window.streamer && window.streamer.status && "
+                                                       "window.streamer.status.snippets >= 2", 40)
+                run["state"] = await page.eval("window.streamer.state")
+                run["sent_codec"] = await page.eval("window.streamerCodec()")
+                for n in range(options["rounds"] * len(questions)):
+                    kind, text = questions[n % len(questions)]
+                    request = await page.eval(f"window.streamerAsk({json.dumps(text)})")
+                    await page.wait(f"window.streamer.answers[{json.dumps(request)}].doneAt !== null", 10)
+                    record = await page.eval(
+                        f"(() => {{ const a = window.streamer.answers[{json.dumps(request)}], s = window.streamer;"
+                        f" return {{final: a.final, error: a.error || null, t: a.t, sentAt: a.sentAt,"
+                        f" firstTokenAt: a.firstTokenAt, doneAt: a.doneAt, status: s.status,"
+                        f" mediaAt: s.mediaAt, connectedAt: s.connectedAt}}; }})()")
+                    record.update(kind=kind, question=text)
+                    run["asked"].append(record)
+                    await asyncio.sleep(options.get("gap_s", 0.5))
+                run["first_snippet_ms"] = await page.eval("window.streamer.firstSnippetAt")
+                run["answer_text_on_page"] = await page.eval(
+                    "document.querySelector('#answers li .a') && document.querySelector('#answers li .a').textContent")
+                run["status"] = await page.eval("window.streamer.status")
+                await page.screenshot(out_dir / f"page-{codec}.png")
+                out["runs"].append(run)
+            finally:
+                await chrome.close()
+    finally:
+        out["exit_code"] = server.stop()
+    out["server_log"] = server.log_path.read_text()[-3000:]
+    return out
+
+
+TOKEN = "test-token-123"
+
+
+async def faults(options: dict, out_dir: Path) -> dict:
+    """Everything that should not take the server down, with one good peer watching throughout."""
+    server = ServerProcess(out_dir, "--max-peers", "3", "--token", TOKEN)
+    out: dict = {}
+    (_, clip), = world_clips(1, 16)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        await server.ready()
+        async with aiohttp.ClientSession() as http:
+            for name, headers, url in (("no_token", {}, "/"), ("wrong_token", {"Authorization": "Bearer nope-nope"}, "/"),
+                                       ("page_with_token", {}, f"/?token={TOKEN}"), ("offer_no_token", {}, "/offer")):
+                method = http.post if url == "/offer" else http.get
+                async with method(server.url + url, headers=headers) as r:
+                    out[name] = r.status
+            for name, body in (("garbage_json", b"{not json"), ("garbage_sdp", json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 RTP/AVP 0\r\nnonsense"}).encode()),
+                               ("not_sdp", json.dumps({"type": "offer", "sdp": "hello"}).encode()),
+                               ("oversized", json.dumps({"type": "offer", "sdp": "v=0" + "x" * 200_000}).encode())):
+                async with http.post(server.url + "/offer", data=body, headers=auth | {"Content-Type": "application/json"}) as r:
+                    out[name] = r.status
+
+            good = ClientPeer(server.url, token=TOKEN)
+            assert await good.connect(ClipVideo(np.concatenate([clip.frames] * 20), clip.spec.fps, 0), ClipAudio(np.concatenate([clip.audio] * 20), 0)) == 200
+            await good.wait_for(lambda: good.status is not None and good.status["snippets"] >= 2, 15)
+            # malformed and hostile data-channel messages: each gets an error, the session lives on
+            before = len(good.messages)
+            for raw in ("{not json", json.dumps({"type": "launch"}), "x" * 10_000, json.dumps([1, 2]),
+                        json.dumps({"type": "ask", "id": "long", "text": "what " * 60}),
+                        json.dumps({"type": "ask", "id": "budget", "text": "what color is the " + "big " * 30 + "circle?"}),
+                        json.dumps({"type": "ask", "id": {"x": 1}, "text": "hi"})):
+                good.send(raw)
+            good.channel.send(b"\x00binary")
+            await asyncio.sleep(1.0)
+            out["error_codes"] = sorted(m["code"] for m in good.messages[before:] if m["type"] == "error")
+            answer = await good.ask("how many shapes are on the screen?", "after-garbage")
+            out["answer_after_garbage"] = answer["type"]
+            results = await asyncio.gather(*(good.ask("what sound is playing?", f"burst{i}") for i in range(10)))
+            out["burst_types"] = [r.get("code") or r["type"] for r in results]
+
+            silent = ClientPeer(server.url, token=TOKEN)  # no media, but pings: it stays, harmlessly
+            assert await silent.connect(Silent("video"), Silent("audio")) == 200
+            killed = subprocess.Popen([sys.executable, str(Path(__file__).with_name("client.py")), server.url, TOKEN],
+                                      stdout=subprocess.PIPE, env=netns.env(), cwd=netns.ROOT)
+            line = await asyncio.wait_for(asyncio.to_thread(killed.stdout.readline), 30)
+            out["killed_session"] = json.loads(line)["session_id"]
+            await good.wait_for(lambda: good.status["peers"] == 3, 5)
+            over = ClientPeer(server.url, token=TOKEN)
+            out["over_cap"] = await over.connect(ClipVideo(clip.frames, clip.spec.fps, 0), None)
+            out["over_cap_message"] = getattr(over, "refusal", None)
+            killed.kill()
+            killed.wait(5)
+            t_kill = time.monotonic()
+            out["freed"] = await good.wait_for(lambda: good.status["peers"] == 2, 10)
+            out["freed_after_s"] = time.monotonic() - t_kill
+            retry = ClientPeer(server.url, token=TOKEN, heartbeat=False)  # no pings, no media: freed too
+            out["after_free"] = await retry.connect(Silent("video"), None)
+            t_connect = time.monotonic()
+            await good.wait_for(lambda: good.status["peers"] == 3, 3)
+            out["no_heartbeat_freed"] = await good.wait_for(lambda: good.status["peers"] == 2, 10)
+            out["no_heartbeat_freed_after_s"] = time.monotonic() - t_connect
+            await retry.close()
+            await silent.close()
+
+            snippets = good.status["snippets"]
+            out["good_snippets"] = snippets
+            out["good_dropped"] = good.status["dropped"]
+            # a reload: a new connection with the same session id resumes the state
+            reload = ClientPeer(server.url, token=TOKEN)
+            assert await reload.connect(ClipVideo(clip.frames, clip.spec.fps, 2), ClipAudio(clip.audio, 2),
+                                        session_id=good.session_id) == 200
+            await reload.wait_for(lambda: any(m["type"] == "hello" for m in reload.messages), 5)
+            hello = next(m for m in reload.messages if m["type"] == "hello")
+            out["resumed"] = hello["resumed"] and hello["session_id"] == good.session_id
+            await reload.wait_for(lambda: reload.status is not None and reload.status["snippets"] > snippets + 1, 10)
+            out["resumed_snippets"] = (snippets, reload.status["snippets"])
+            out["old_channel"] = good.channel.readyState
+            await good.close()
+            await reload.close()
+            async with http.post(server.url + "/offer", json={"type": "offer", "sdp": "v=0", "session_id": "nope"},
+                                 headers=auth) as r:
+                out["unknown_session"] = r.status
+            out["server_alive"] = server.proc.poll() is None
+    finally:
+        out["exit_code"] = server.stop()
+    out["server_log"] = server.log_path.read_text()[-3000:]
+    return out
+
+
+async def soak(options: dict, out_dir: Path) -> dict:
+    """Connect, stream until a snippet is stepped, disconnect: `cycles` times, `parallel` at once."""
+    # closed peers are freed within the heartbeat timeout, so the cap leaves room for two batches
+    server = ServerProcess(out_dir, "--resume-ttl", str(options["resume_ttl_s"]), "--max-peers", "16")
+    (_, clip), = world_clips(1, 16)
+
+    async def cycle() -> int:
+        peer = ClientPeer(server.url)
+        if await peer.connect(ClipVideo(clip.frames, clip.spec.fps, 0), ClipAudio(clip.audio, 0)) != 200:
+            return -peer.http_status
+        await peer.wait_for(lambda: peer.status is not None and peer.status["snippets"] >= 1, 10)
+        snippets = peer.status["snippets"] if peer.status else 0
+        await peer.close()
+        return snippets
+
+    async def run(count: int) -> list[int]:
+        done = []
+        for start in range(0, count, options["parallel"]):
+            done += await asyncio.gather(*(cycle() for _ in range(min(options["parallel"], count - start))))
+        await asyncio.sleep(options["settle_s"])  # let the server notice the closes and free the peers
+        return done
+
+    try:
+        await server.ready()
+        await run(options["warmup"])
+        baseline = server.rss_kib()
+        stepped, samples = [], []
+        for _ in range(0, options["cycles"], 10):
+            stepped += await run(10)
+            samples.append(server.rss_kib())
+        after = samples[-1]
+        sessions_expired = "expired" in server.log_path.read_text()
+        alive = server.proc.poll() is None
+    finally:
+        code = server.stop()
+    return {"baseline_kib": baseline, "after_kib": after, "stepped": stepped, "alive": alive, "exit_code": code,
+            "sessions_expired": sessions_expired, "rss_samples_kib": samples,
+            "server_log": server.log_path.read_text()[-2000:]}
+
+
+SCENARIOS = {"clips": clips, "whip": whip, "browser": browser, "faults": faults, "soak": soak}
+
+
+def main() -> int:
+    name, options_path, out_path = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    netns.setup_inside()
+    options = json.loads(options_path.read_text())
+    result = asyncio.run(asyncio.wait_for(SCENARIOS[name](options, out_path.parent), options.get("timeout", 240)))
+    out_path.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
