@@ -141,8 +141,15 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     def fingerprint_dict(self) -> dict[str, Any]:
-        """`to_dict()` under the field names the fingerprint was first defined with (LEGACY_NAMES)."""
+        """`to_dict()` as the fingerprint was first defined: under the old field names
+        (LEGACY_NAMES) and without the fields added since while they hold the value that
+        reproduces the older model (LEGACY_DEFAULTS), so neither a rename nor a new option
+        changes which checkpoint an existing card or saved state names."""
         data = self.to_dict()
+        for section, legacy in LEGACY_DEFAULTS.items():
+            for key, value in legacy.items():
+                if data[section].get(key) == value:
+                    del data[section][key]
         for section, renames in LEGACY_NAMES.items():
             old_name = {new: old for old, new in renames.items()}
             data[section] = {old_name.get(key, key): value for key, value in data[section].items()}

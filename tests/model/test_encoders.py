@@ -56,3 +56,6 @@ def test_configs_written_before_motion_and_positions_load_as_trained():
     assert old.encoder.motion is False and old.encoder.positions == "learned"
     model = StreamerModel(old)
     assert model.encoder.patches.in_channels == 3 and not model.encoder.fixed_pos.any()
+    # and they keep the fingerprint they were written with: cards and saved states still match
+    assert old.fingerprint_dict()["encoder"] == data["encoder"]
+    assert ModelConfig.from_name("tiny").fingerprint_dict()["encoder"]["motion"] is True
