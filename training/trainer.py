@@ -9,6 +9,11 @@ run therefore replays exactly what the uninterrupted run would have done.
 The loss is normalised by *global* counts (answer tokens, snippet pairs) rather than
 per-rank means, so N ranks × B/N clips produce the same gradient as one process with B
 clips (up to float summation order), whatever the clip lengths and question counts.
+
+One module past ~400 lines on purpose: setup, one step, checkpoints and the loop share the
+run's state (model, optimizer, distributed group, stop flag) and read top to bottom as one
+story; the separable parts already live beside it (config, schedule, distributed, samples,
+machine).
 """
 
 from __future__ import annotations

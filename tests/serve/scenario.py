@@ -215,7 +215,7 @@ async def browser(options: dict, out_dir: Path) -> dict:
     questions = [("color_now", colour_question), ("count_now", "how many shapes are on the screen?"),
                  ("sound_now", "what sound is playing?")]
     server = ServerProcess(out_dir)
-    out: dict = {"clip": index, "duration": clip.duration, "snippet_s": clip.spec.chunk_seconds, "runs": []}
+    out: dict = {"clip": index, "duration": clip.duration, "snippet_s": clip.spec.snippet_seconds, "runs": []}
     try:
         await server.ready()
         for codec in options["codecs"]:

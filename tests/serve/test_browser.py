@@ -30,7 +30,7 @@ def _offline_rate(clip, questions: list[tuple[str, str]], shape: str) -> float:
         for update in session.stream(sources.Arrays(video=frames, fps=clip.spec.fps, audio=audio,
                                                     rate=clip.spec.sample_rate)):
             for kind, text in questions:
-                truths = _truths(clip, kind, shape, update.t1 % clip.duration, clip.spec.chunk_seconds, 0.3)
+                truths = _truths(clip, kind, shape, update.t1 % clip.duration, clip.spec.snippet_seconds, 0.3)
                 right += session.ask(text, at=update).text in truths
                 total += 1
     return right / total

@@ -1,7 +1,8 @@
 """Files written before "chunk" was renamed "snippet" in the media spec still load and resume.
 
-`data/before-snippet-rename/` was written by the code of commit bfad2eb (the last one that
-called the snippet's frames `frames_per_chunk`): a small checkpoint (float16 weights, its
+`data/before-snippet-rename/` was written by the code of commit 567a4cf (which called the
+snippet's frames `frames_per_chunk`, and whose encoder had neither `motion` nor `positions`,
+so the files also stand for configs older than those fields): a small checkpoint (float16 weights, its
 fingerprint in the safetensors metadata) and `session.msgpack`, a session saved after
 `items()` up to 0.5 s was streamed with `flush=False`, so its chunker holds a resampler
 mid-segment (whose state then carried an `origin` that nothing read).
