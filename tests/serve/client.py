@@ -22,6 +22,16 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 VIDEO_CLOCK, AUDIO_RATE, AUDIO_FRAME = 90000, 48000, 960
 
 
+
+async def wait(predicate, timeout: float) -> bool:
+    """Poll `predicate` every 50 ms until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
 class _Paced(MediaStreamTrack):
     """Frames released at their own time, from when the first one is asked for."""
 
@@ -178,12 +188,7 @@ class ClientPeer:
         return await asyncio.wait_for(future, timeout)
 
     async def wait_for(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            await asyncio.sleep(0.05)
-        return False
+        return await wait(predicate, timeout)
 
     async def close(self) -> None:
         if self._ping is not None:

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netns  # noqa: E402
-from client import ClientPeer, ClipAudio, ClipVideo, Silent, WhipClient  # noqa: E402
+from client import ClientPeer, ClipAudio, ClipVideo, Silent, WhipClient, wait  # noqa: E402
 
 EASY_KINDS = ("color_now", "count_now", "sound_now")
 
@@ -180,15 +180,6 @@ async def whip(options: dict, out_dir: Path) -> dict:
         out["exit_code"] = server.stop()
     out["server_log"] = server.log_path.read_text()[-4000:]
     return out
-
-
-async def wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 def browser_clip(max_snippets: int = 12):
