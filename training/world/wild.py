@@ -64,11 +64,11 @@ class WildMedia:
         )
 
 
-def wild_clip(clip: Clip, seed: int | None = None) -> tuple[np.ndarray, np.ndarray, WildMedia]:
+def wild_clip(clip: Clip) -> tuple[np.ndarray, np.ndarray, WildMedia]:
     """The clip as the engine receives it after the wild path: video uint8 [T', F, H, W, 3],
     audio float32 [T', S] at `clip.spec`, and how it was made. T' is the number of whole
     snippets that came back (never more than the clip's); questions asked later are unusable."""
-    rng = np.random.default_rng(np.random.SeedSequence([clip.seed if seed is None else seed, 0x57A1D]))
+    rng = np.random.default_rng(np.random.SeedSequence([clip.seed, 0x57A1D]))
     media = WildMedia.draw(rng)
     spec, timeline = clip.spec, clip.timeline
     source = MediaSpec(spec.height, spec.width, media.fps, 1, media.sample_rate)
