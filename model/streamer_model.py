@@ -181,6 +181,17 @@ class StreamerModel(nn.Module):
                              f"{limit - 1} bytes (UTF-8). Ask it in fewer words")
         return ids + [self.tokenizer.answer_id]
 
+    def answer_targets(self, answer: str) -> list[int]:
+        """`answer </a>` as token ids; an answer past the trained budget is refused rather
+        than cut, since training on a cut answer teaches the model to stop mid-word."""
+        ids = self.tokenizer.answer_ids(answer)
+        limit = self.cfg.decoder.max_answer_tokens
+        if len(ids) > limit:
+            raise ValueError(f"the answer {answer!r} is {len(ids) - 1} bytes; this model is trained on answers of "
+                             f"at most {limit - 1} bytes (decoder.max_answer_tokens). Shorten the answer or raise "
+                             "the budget in the model config")
+        return ids
+
     def _generate(self, state, prompt, max_new_tokens, temperature, seed) -> Iterator[int]:
         device = state["t"].device
         tok = self.tokenizer
@@ -308,17 +319,10 @@ class StreamerModel(nn.Module):
         """Per clip, a list of (question, answer, ask_snippets) -> padded tensors for `forward`:
         question_ids/question_mask [B, Q, Lq] (left-padded, start with <q>), answer_ids/answer_mask
         [B, Q, La] (right-padded, end with </a>), ask_snippets int64 [B, Q], question_valid bool [B, Q]."""
-        tok, dc = self.tokenizer, self.cfg.decoder
+        tok = self.tokenizer
         b = len(questions)
         nq = max((len(qs) for qs in questions), default=0)
-        encoded = [[(self.question_prompt(q)[:-1], tok.answer_ids(a), int(s)) for q, a, s in qs] for qs in questions]
-        for qs, enc in zip(questions, encoded):
-            for (_, answer, _), (_, ids, _) in zip(qs, enc):
-                if len(ids) > dc.max_answer_tokens:
-                    raise ValueError(
-                        f"the answer {answer!r} is {len(ids) - 1} bytes; this model is trained on answers of at "
-                        f"most {dc.max_answer_tokens - 1} bytes (decoder.max_answer_tokens). Shorten the "
-                        "answer or raise the budget in the model config")
+        encoded = [[(self.question_prompt(q)[:-1], self.answer_targets(a), int(s)) for q, a, s in qs] for qs in questions]
         lq = max((len(e[0]) for qs in encoded for e in qs), default=1)
         la = max((len(e[1]) for qs in encoded for e in qs), default=1)
         out = {

@@ -107,25 +107,21 @@ def load_eval_clips(data: str, media: MediaSpec, clips: int = DEFAULT_CLIPS, sta
         split = data.split(":", 1)[1]
         if split not in WORLD_SPLITS:
             raise ValueError(f"unknown world split {split!r} for evaluation; choose world:{', world:'.join(WORLD_SPLITS)}")
+        from training.data import world_sample
         from training.world.clip import World, WorldConfig
+        from training.world.wild import wild_sample
 
         world = World(WorldConfig.preset(split, spec=media))
         out = []
         for i in range(start, start + clips):
-            clip = world.clip(i)
-            video, audio = clip.video_snippets(), clip.audio_snippets()
-            if split == "wild":
-                from training.world.wild import wild_clip
-
-                video, audio, _ = wild_clip(clip)
-            qs = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in clip.questions
-                  if q.ask_snippets <= len(video)]
-            out.append(EvalClip(video, audio, qs, name=f"{data}#{i}"))
+            sample = wild_sample(world.clip(i)) if split == "wild" else world_sample(world.clip(i))
+            qs = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in sample["questions"]]
+            out.append(EvalClip(sample["video"], sample["audio"], qs, name=f"{data}#{i}"))
         return out
     path = Path(data)
     if not path.is_dir():
         raise ValueError(
-            f"data folder {data} does not exist; pass world:test, world:compositional, world:long or a "
+            f"data folder {data} does not exist; pass world:test, world:compositional, world:long, world:wild or a "
             "folder with annotations.jsonl (make one with `streamer world --out DIR`)"
         )
     from training.data import FolderDataset
@@ -198,7 +194,7 @@ def evaluate(model: StreamerModel, clips: list[EvalClip], batch: int = 8, data: 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a model folder, or the --out folder of a training run (its latest checkpoint)")
     parser.add_argument("--data", action="append", default=None,
-                        help="world:test (default), world:compositional, world:long, or a dataset folder; repeat for several")
+                        help="world:test (default), world:compositional, world:long, world:wild, or a dataset folder; repeat for several")
     parser.add_argument("--clips", type=int, default=DEFAULT_CLIPS, help="clips per data set (default %(default)s)")
     parser.add_argument("--batch", type=int, default=8, help="clips streamed together (default %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
