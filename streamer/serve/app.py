@@ -164,8 +164,9 @@ class Server:
         return web.Response(status=200)
 
     async def whip_patch(self, request: web.Request) -> web.Response:
-        return _error(405, "no_trickle", "trickle ICE and ICE restarts are not supported: the offer must carry "
-                      "all candidates; end with DELETE and POST a new offer", Allow="DELETE")
+        return _error(405, "no_trickle", "trickle ICE and ICE restarts are not supported: send the candidates in "
+                      "the offer, or none (ICE then finds the client from its checks against the answer's "
+                      "candidates); to restart, DELETE and POST a new offer", Allow="DELETE")
 
     def _live(self, request: web.Request) -> LiveSession:
         live = self.sessions.get(request.match_info["session_id"])

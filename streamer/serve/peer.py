@@ -97,7 +97,7 @@ class Peer:
             if pc.connectionState == "connected" and self.connected_at is None:
                 self.connected_at = self.last_seen = time.monotonic()
             elif pc.connectionState in ("failed", "closed"):
-                await self.close(f"connection {pc.connectionState}")
+                await self.close(self._why_failed() if pc.connectionState == "failed" else "connection closed")
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -107,6 +107,15 @@ class Peer:
         self._spawn(self._watch())
         self.answer_sdp = pc.localDescription.sdp
         return self.answer_sdp
+
+    def _why_failed(self) -> str:
+        """ICE through but never connected means DTLS failed; FFmpeg's whip muxer (the GnuTLS build in
+        PyAV's wheels) signs with a P-224 key that OpenSSL 4 no longer accepts in TLS, and its own
+        error ("A TLS fatal alert has been received") does not say so."""
+        if self.connected_at is None and self.pc.iceConnectionState in ("connected", "completed"):
+            hint = "; an FFmpeg whip publisher needs a P-256 certificate: -cert_file/-key_file (README)"
+            return "connection failed: DTLS handshake failed after ICE connected" + (hint if self.kind == "whip" else "")
+        return "connection failed"
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -197,39 +197,20 @@ class ClientPeer:
 
 
 @dataclass
-class WhipClient:
-    """A WHIP (RFC 9725) publisher built on aiortc: no data channel; answers come over SSE."""
+class SessionEvents:
+    """A session seen from outside any data channel, as a WHIP publisher's user sees it:
+    server-sent events in, questions by POST."""
 
     base_url: str
+    session_id: str
     token: str | None = None
-    codec: str = "vp8"
+    events: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.location: str | None = None
-        self.session_id: str | None = None
-        self.events: list[dict] = []
         self._sse: asyncio.Task | None = None
 
-    def headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return headers | ({"Content-Type": content_type} if content_type else {})
-
-    async def publish(self, http: aiohttp.ClientSession, video, audio, session_id: str | None = None):
-        """POST the offer; returns the response (status 201, Location, SDP answer)."""
-        if video is not None:
-            prefer(self.pc.addTransceiver(video, direction="sendonly"), self.codec)
-        if audio is not None:
-            self.pc.addTransceiver(audio, direction="sendonly")
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        url = f"{self.base_url}/whip" + (f"?session={session_id}" if session_id else "")
-        async with http.post(url, data=self.pc.localDescription.sdp, headers=self.headers("application/sdp")) as r:
-            body = await r.text()
-            if r.status == 201:
-                self.location = r.headers["Location"]
-                self.session_id = r.headers["X-Session-Id"]
-                await self.pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
-            return r
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def listen(self, http: aiohttp.ClientSession) -> None:
         """Collect the session's server-sent events in the background."""
@@ -256,16 +237,50 @@ class WhipClient:
                              headers=self.headers()) as r:
             return r.status, await r.json()
 
+    def stop(self) -> None:
+        if self._sse is not None:
+            self._sse.cancel()
+
+
+@dataclass
+class WhipClient:
+    """A WHIP (RFC 9725) publisher built on aiortc: no data channel; answers come over SSE."""
+
+    base_url: str
+    token: str | None = None
+    codec: str = "vp8"
+
+    def __post_init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.location: str | None = None
+        self.session: SessionEvents | None = None
+
+    def headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return headers | ({"Content-Type": content_type} if content_type else {})
+
+    async def publish(self, http: aiohttp.ClientSession, video, audio, session_id: str | None = None):
+        """POST the offer; returns the response (status 201, Location, SDP answer)."""
+        if video is not None:
+            prefer(self.pc.addTransceiver(video, direction="sendonly"), self.codec)
+        if audio is not None:
+            self.pc.addTransceiver(audio, direction="sendonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        url = f"{self.base_url}/whip" + (f"?session={session_id}" if session_id else "")
+        async with http.post(url, data=self.pc.localDescription.sdp, headers=self.headers("application/sdp")) as r:
+            body = await r.text()
+            if r.status == 201:
+                self.location = r.headers["Location"]
+                self.session = SessionEvents(self.base_url, r.headers["X-Session-Id"], self.token)
+                await self.pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+            return r
+
     async def close(self, http: aiohttp.ClientSession) -> int:
         """DELETE the resource (ends the stream); returns the status."""
         async with http.delete(self.base_url + self.location, headers=self.headers()) as r:
             status = r.status
         await self.pc.close()
         return status
-
-    def stop_events(self) -> None:
-        if self._sse is not None:
-            self._sse.cancel()
 
 
 class Silent(MediaStreamTrack):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -61,10 +62,17 @@ def run_scenario(name: str, tmp_path: Path, timeout: float, **options: object) -
     spec.write_text(json.dumps(options))
     environment = env() | {"STREAMER_TEST_NETNS": "1"}
     command = ["unshare", "-n", "--", sys.executable, str(SCENARIO), name, str(spec), str(out)]
-    done = subprocess.run(command, cwd=ROOT, env=environment, timeout=timeout, capture_output=True, text=True)
     log = tmp_path / f"{name}.log"
-    log.write_text(done.stdout + done.stderr)
-    if done.returncode != 0 or not out.exists():
-        tail = (done.stdout + done.stderr)[-6000:]
-        raise AssertionError(f"scenario {name} failed (exit {done.returncode}); log {log}:\n{tail}")
+    # a session of its own, so that a timeout also ends the server and peers it started
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise AssertionError(f"scenario {name} ran past {timeout} s; log {log}:\n{log.read_text()[-6000:]}") from None
+    if returncode != 0 or not out.exists():
+        raise AssertionError(f"scenario {name} failed (exit {returncode}); log {log}:\n{log.read_text()[-6000:]}")
     return json.loads(out.read_text())

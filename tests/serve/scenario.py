@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netns  # noqa: E402
-from client import ClientPeer, ClipAudio, ClipVideo, Silent, WhipClient, wait  # noqa: E402
+from client import ClientPeer, ClipAudio, ClipVideo, SessionEvents, Silent, WhipClient, wait  # noqa: E402
 
 EASY_KINDS = ("color_now", "count_now", "sound_now")
 
@@ -138,6 +139,26 @@ async def clips(options: dict, out_dir: Path) -> dict:
             "exit_code": code, "server_log": server.log_path.read_text()[-4000:]}
 
 
+async def ask_easy_over_sse(http: aiohttp.ClientSession, session: SessionEvents, clip, prefix: str) -> list[dict]:
+    """Ask each easy question by POST once the state covers its ask time; the answer's tokens
+    and end arrive as server-sent events too."""
+    asked = []
+    for n, q in enumerate(q for q in clip.questions if q.kind in EASY_KINDS):
+        request = f"{prefix}{n}"
+        await wait(lambda: (session.latest("status") or {}).get("index", -1) + 1 >= q.ask_snippets, 20)
+        sent = time.perf_counter()
+        status, answer = await session.ask(http, q.text, request)
+        early = sum(e["type"] == "token" and e["id"] == request for e in session.events)
+        await wait(lambda: any(e["type"] == "answer" and e["id"] == request for e in session.events), 5)
+        asked.append({"kind": q.kind, "truth": q.answer, "ask_snippets": q.ask_snippets, "http_status": status,
+                      "said": answer.get("text"),
+                      "sse_tokens": "".join(e["text"] for e in session.events
+                                             if e["type"] == "token" and e["id"] == request).strip(),
+                      "sse_answer": any(e["type"] == "answer" and e["id"] == request for e in session.events),
+                      "answer_ms": 1e3 * (time.perf_counter() - sent), "early_tokens": early})
+    return asked
+
+
 async def whip(options: dict, out_dir: Path) -> dict:
     """An aiortc WHIP publisher with answers over SSE; the odd requests of RFC 9725 get their codes."""
     server = ServerProcess(out_dir)
@@ -154,28 +175,86 @@ async def whip(options: dict, out_dir: Path) -> dict:
             response = await publisher.publish(http, ClipVideo(clip.frames, clip.spec.fps, 2.0), ClipAudio(clip.audio, 2.0))
             out["post"] = {"status": response.status, "location": response.headers.get("Location"),
                            "content_type": response.headers.get("Content-Type")}
-            publisher.listen(http)
-            asked = []
-            for n, q in enumerate(q for q in clip.questions if q.kind in EASY_KINDS):
-                await wait(lambda: (publisher.latest("status") or {}).get("index", -1) + 1 >= q.ask_snippets, 20)
-                sent = time.perf_counter()
-                status, answer = await publisher.ask(http, q.text, f"w{n}")
-                tokens = [e for e in publisher.events if e["type"] == "token" and e["id"] == f"w{n}"]
-                await wait(lambda: any(e["type"] == "answer" and e["id"] == f"w{n}" for e in publisher.events), 5)
-                asked.append({"kind": q.kind, "truth": q.answer, "http_status": status, "said": answer.get("text"),
-                              "sse_tokens": "".join(e["text"] for e in publisher.events
-                                                     if e["type"] == "token" and e["id"] == f"w{n}").strip(),
-                              "sse_answer": any(e["type"] == "answer" and e["id"] == f"w{n}" for e in publisher.events),
-                              "answer_ms": 1e3 * (time.perf_counter() - sent), "early_tokens": len(tokens)})
-            out["asked"] = asked
-            await wait(lambda: (publisher.latest("status") or {}).get("t", 0) >= clip.duration, 10)
+            session = publisher.session
+            session.listen(http)
+            out["asked"] = await ask_easy_over_sse(http, session, clip, "w")
+            await wait(lambda: (session.latest("status") or {}).get("t", 0) >= clip.duration, 10)
             async with http.patch(server.url + publisher.location, headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
                 out["patch_status"] = r.status
-            out["snippets_before_delete"] = publisher.latest("status")["snippets"]
+            out["snippets_before_delete"] = session.latest("status")["snippets"]
             out["delete_status"] = await publisher.close(http)
             async with http.delete(server.url + publisher.location) as r:
                 out["second_delete_status"] = r.status
-            publisher.stop_events()
+            session.stop()
+    finally:
+        out["exit_code"] = server.stop()
+    out["server_log"] = server.log_path.read_text()[-4000:]
+    return out
+
+
+def audio_visual_clip(max_snippets: int):
+    """The first world:test clip with a sound-now question and a colour- or count-now one."""
+    from training.world.clip import World, WorldConfig
+
+    world = World(WorldConfig.preset("test"))
+    for index in range(200):
+        clip = world.clip(index)
+        kinds = {q.kind for q in clip.questions}
+        if clip.n_snippets <= max_snippets and "sound_now" in kinds and kinds & {"color_now", "count_now"}:
+            return index, clip
+    raise LookupError("no suitable clip")
+
+
+async def ffmpeg_publisher(server: ServerProcess, clip_path: Path, hold_s: float, *certificate: Path):
+    """`ffmpeg_whip.py` as a child process (in this namespace), stderr kept for the report."""
+    script = Path(__file__).resolve().parent / "ffmpeg_whip.py"
+    return await asyncio.create_subprocess_exec(
+        sys.executable, str(script), server.url + "/whip", str(clip_path), str(hold_s), *map(str, certificate),
+        cwd=netns.ROOT, env=netns.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def whip_ffmpeg(options: dict, out_dir: Path) -> dict:
+    """FFmpeg's WHIP muxer publishes a world clip (an offer without candidates, H.264 and Opus);
+    questions by POST, answers over SSE; the muxer's own DELETE ends it. First, once, with the
+    muxer's default certificate, which the server cannot accept (see ffmpeg_whip.py)."""
+    from ffmpeg_whip import p256_certificate
+
+    index, clip = audio_visual_clip(options["max_snippets"])
+    clip_path = out_dir / "clip.npz"
+    np.savez(clip_path, frames=clip.frames, fps=clip.spec.fps, audio=clip.audio, rate=clip.spec.sample_rate)
+    server = ServerProcess(out_dir)
+    out: dict = {"clip": index, "duration": clip.duration}
+    connected = re.compile(r"peer (\S+) \(whip\) connected to session (\S+);")
+    try:
+        await server.ready()
+        refused = await ffmpeg_publisher(server, clip_path, 0.0)
+        _, stderr = await asyncio.wait_for(refused.communicate(), 20)
+        out["default_certificate"] = {"exit": refused.returncode, "stderr": stderr.decode()[-1000:]}
+        await wait(lambda: "DTLS handshake failed" in server.log_path.read_text(), 5)
+        out["default_certificate"]["server_said"] = [line for line in server.log_path.read_text().splitlines()
+                                                     if "DTLS handshake failed" in line]
+
+        log_from = len(server.log_path.read_text())
+        publisher = await ffmpeg_publisher(server, clip_path, options["hold_s"], *p256_certificate(out_dir))
+        await wait(lambda: connected.search(server.log_path.read_text()[log_from:]) is not None, 20)
+        peer_id, session_id = connected.search(server.log_path.read_text()[log_from:]).groups()
+        out["location"] = location = f"/whip/{peer_id}"
+        async with aiohttp.ClientSession() as http:
+            session = SessionEvents(server.url, session_id)
+            session.listen(http)
+            out["asked"] = await ask_easy_over_sse(http, session, clip, "f")
+            async with http.patch(server.url + location, data="a=ice-ufrag:x\r\n",
+                                  headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+                out["patch"] = {"status": r.status, "allow": r.headers.get("Allow"), "body": await r.json()}
+            _, stderr = await asyncio.wait_for(publisher.communicate(), clip.duration + options["hold_s"] + 20)
+            out["publisher"] = {"exit": publisher.returncode, "stderr": stderr.decode()[-1000:]}
+            out["last_status"] = session.latest("status")
+            await wait(lambda: f"{peer_id} (whip, session {session_id}) closed" in server.log_path.read_text(), 5)
+            out["closed_by"] = re.findall(rf"{re.escape(peer_id)} \(whip, session \S+\) closed: (.+)",
+                                          server.log_path.read_text())
+            async with http.delete(server.url + location) as r:
+                out["second_delete_status"] = r.status
+            session.stop()
     finally:
         out["exit_code"] = server.stop()
     out["server_log"] = server.log_path.read_text()[-4000:]
@@ -374,7 +453,7 @@ async def soak(options: dict, out_dir: Path) -> dict:
             "server_log": server.log_path.read_text()[-2000:]}
 
 
-SCENARIOS = {"clips": clips, "whip": whip, "browser": browser, "faults": faults, "soak": soak}
+SCENARIOS = {"clips": clips, "whip": whip, "whip_ffmpeg": whip_ffmpeg, "browser": browser, "faults": faults, "soak": soak}
 
 
 def main() -> int:
