@@ -1,7 +1,7 @@
 """FFmpeg's own WHIP muxer (the `whip` format of the FFmpeg 8 inside PyAV's wheel) publishing a
 world clip in real time: a WHIP client nobody on this project wrote.
 
-    python ffmpeg_whip.py URL CLIP.npz HOLD_S [CERT.pem KEY.pem]
+    python ffmpeg_whip.py URL CLIP.npz HOLD_S [CERT.pem KEY.pem]    (CLIP.npz: frames, fps, audio, rate)
 
 H.264 (baseline, no B-frames) and Opus, what the muxer accepts. Its offer carries no ICE
 candidates: the server finds it through the answer's candidates (peer-reflexive). When the
@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 
 AUDIO_RATE = 48000  # Opus in WebRTC
@@ -52,8 +53,6 @@ def p256_certificate(folder: Path) -> tuple[Path, Path]:
 def publish(url: str, frames: np.ndarray, fps: float, audio: np.ndarray, rate: int, hold_s: float,
             cert: Path | None, key: Path | None) -> None:
     """Stream the clip, then its last frame and silence for `hold_s`, paced like a camera."""
-    import av
-
     options = {"cert_file": str(cert), "key_file": str(key)} if cert and key else {}
     out = av.open(url, "w", format="whip", options=options)
     video_out = out.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1000))
@@ -90,8 +89,6 @@ def publish(url: str, frames: np.ndarray, fps: float, audio: np.ndarray, rate: i
 
 
 def main() -> int:
-    import av
-
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     av.logging.set_level(av.logging.WARNING)  # FFmpeg's own words on stderr
     url, clip_path, hold_s = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])

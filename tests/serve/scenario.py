@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netns  # noqa: E402
 from client import ClientPeer, ClipAudio, ClipVideo, SessionEvents, Silent, WhipClient, wait  # noqa: E402
+from ffmpeg_whip import p256_certificate  # noqa: E402
 
 EASY_KINDS = ("color_now", "count_now", "sound_now")
 
@@ -192,19 +193,6 @@ async def whip(options: dict, out_dir: Path) -> dict:
     return out
 
 
-def audio_visual_clip(max_snippets: int):
-    """The first world:test clip with a sound-now question and a colour- or count-now one."""
-    from training.world.clip import World, WorldConfig
-
-    world = World(WorldConfig.preset("test"))
-    for index in range(200):
-        clip = world.clip(index)
-        kinds = {q.kind for q in clip.questions}
-        if clip.n_snippets <= max_snippets and "sound_now" in kinds and kinds & {"color_now", "count_now"}:
-            return index, clip
-    raise LookupError("no suitable clip")
-
-
 async def ffmpeg_publisher(server: ServerProcess, clip_path: Path, hold_s: float, *certificate: Path):
     """`ffmpeg_whip.py` as a child process (in this namespace), stderr kept for the report."""
     script = Path(__file__).resolve().parent / "ffmpeg_whip.py"
@@ -217,14 +205,16 @@ async def whip_ffmpeg(options: dict, out_dir: Path) -> dict:
     """FFmpeg's WHIP muxer publishes a world clip (an offer without candidates, H.264 and Opus);
     questions by POST, answers over SSE; the muxer's own DELETE ends it. First, once, with the
     muxer's default certificate, which the server cannot accept (see ffmpeg_whip.py)."""
-    from ffmpeg_whip import p256_certificate
+    from training.world.clip import World, WorldConfig
 
-    index, clip = audio_visual_clip(options["max_snippets"])
+    index = options["clip"]
+    clip = World(WorldConfig.preset("test")).clip(index)
     clip_path = out_dir / "clip.npz"
     np.savez(clip_path, frames=clip.frames, fps=clip.spec.fps, audio=clip.audio, rate=clip.spec.sample_rate)
     server = ServerProcess(out_dir)
-    out: dict = {"clip": index, "duration": clip.duration}
+    out: dict = {"clip": index, "n_snippets": clip.n_snippets}
     connected = re.compile(r"peer (\S+) \(whip\) connected to session (\S+);")
+    publisher = None
     try:
         await server.ready()
         refused = await ffmpeg_publisher(server, clip_path, 0.0)
@@ -237,15 +227,18 @@ async def whip_ffmpeg(options: dict, out_dir: Path) -> dict:
         log_from = len(server.log_path.read_text())
         publisher = await ffmpeg_publisher(server, clip_path, options["hold_s"], *p256_certificate(out_dir))
         await wait(lambda: connected.search(server.log_path.read_text()[log_from:]) is not None, 20)
-        peer_id, session_id = connected.search(server.log_path.read_text()[log_from:]).groups()
+        match = connected.search(server.log_path.read_text()[log_from:])
+        if match is None:
+            raise RuntimeError("FFmpeg's WHIP publisher did not get its offer answered within 20 s")
+        peer_id, session_id = match.groups()
         out["location"] = location = f"/whip/{peer_id}"
         async with aiohttp.ClientSession() as http:
-            session = SessionEvents(server.url, session_id)
-            session.listen(http)
-            out["asked"] = await ask_easy_over_sse(http, session, clip, "f")
             async with http.patch(server.url + location, data="a=ice-ufrag:x\r\n",
                                   headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
                 out["patch"] = {"status": r.status, "allow": r.headers.get("Allow"), "body": await r.json()}
+            session = SessionEvents(server.url, session_id)
+            session.listen(http)
+            out["asked"] = await ask_easy_over_sse(http, session, clip, "f")
             _, stderr = await asyncio.wait_for(publisher.communicate(), clip.duration + options["hold_s"] + 20)
             out["publisher"] = {"exit": publisher.returncode, "stderr": stderr.decode()[-1000:]}
             out["last_status"] = session.latest("status")
@@ -256,6 +249,8 @@ async def whip_ffmpeg(options: dict, out_dir: Path) -> dict:
                 out["second_delete_status"] = r.status
             session.stop()
     finally:
+        if publisher is not None and publisher.returncode is None:
+            publisher.kill()
         out["exit_code"] = server.stop()
     out["server_log"] = server.log_path.read_text()[-4000:]
     return out
