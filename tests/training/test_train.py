@@ -264,3 +264,26 @@ def test_folder_dataset_trains_by_epochs_and_evaluates(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["results"][str(data)]["clips"] == 2
     assert report["results"][str(data)]["questions"] >= 2
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncate", "optimizer.safetensors is corrupt or truncated"),
+    ("flip", "optimizer.safetensors fails its checksum"),
+    ("trainer.json", "trainer.json cannot be read"),
+])
+def test_a_damaged_training_checkpoint_is_refused_naming_the_file(one_step_run, tmp_path, capsys, damage, message):
+    run = tmp_path / "run"
+    shutil.copytree(one_step_run, run)
+    latest = checkpointing.latest_checkpoint(run)
+    optimizer = latest / checkpointing.OPTIMIZER_FILE
+    data = bytearray(optimizer.read_bytes())
+    if damage == "truncate":
+        optimizer.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0x10
+        optimizer.write_bytes(bytes(data))
+    else:
+        (latest / checkpointing.TRAINER_FILE).write_text("{torn")
+    assert train_cli(["--out", str(run), "--steps", "2", *FAST, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "cannot be resumed" in err and str(run / "latest") in err
