@@ -13,7 +13,7 @@ leave it. The engine attaches the session to its scheduler as a `Lane` (the othe
 direction), so a session runs under a test's fake host, and whatever serves sessions (a
 server, standing queries) works with a Session, not with engine internals.
 
-Why one module of ~440 lines: the producer, stepping and caller halves of `Session` share
+Why one module of ~480 lines: the producer, stepping and caller halves of `Session` share
 one lock and one set of invariants (the queue, the snippet in flight, the outbox), so they
 are one class, read together.
 """
