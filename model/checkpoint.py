@@ -3,8 +3,15 @@
 This module reads and writes a checkpoint as (config, tensors); `StreamerModel.load/save`
 build a model from that, so the file format never needs the model class. Loading checks
 everything before building anything a user would run: files present, JSON readable,
-safetensors header intact, exactly the expected tensor names, shapes and dtypes. Every
-failure is a ValueError that names the file and what to do.
+safetensors header intact, the weights' checksum, finite values, exactly the expected
+tensor names, shapes and dtypes. Every failure is a ValueError that names the file and
+what to do.
+
+The checksum (`weights_sha256` in the safetensors metadata) covers every stored tensor's
+name, dtype, shape and bytes, so a flipped bit anywhere in the weights is caught before it
+answers; it costs one sha256 pass over the file, small next to building the model.
+Checkpoints written before it existed carry none and load unchecked (re-export one to add
+it). Non-finite weights are refused both ways: a NaN weight makes every answer garbage.
 
 Weights may be stored in a narrower float type than the model computes in (`save(dir,
 dtype=torch.float16)` halves a shipped checkpoint); loading widens them back, and the
@@ -18,8 +25,8 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from model.config import ModelConfig
 from model.tokenizer import Tokenizer
@@ -33,6 +40,7 @@ CARD = "card.json"
 MODEL_FILES = (WEIGHTS, CONFIG, TOKENIZER)
 
 STORAGE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+CHECKSUM = "weights_sha256"  # safetensors metadata key: `weights_checksum` of the stored tensors
 
 
 def write_checkpoint(directory: str | Path, cfg: ModelConfig, weights: dict[str, torch.Tensor],
@@ -42,12 +50,20 @@ def write_checkpoint(directory: str | Path, cfg: ModelConfig, weights: dict[str,
     if dtype is not None and dtype not in STORAGE_DTYPES:
         raise ValueError(f"weights can be stored as {', '.join(map(str, STORAGE_DTYPES))}, not {dtype}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     computed = {name: t.detach().contiguous().cpu() for name, t in weights.items()}
+    if bad := _non_finite(computed):
+        raise ValueError(f"{_named(bad)} NaN or infinite values; not writing {directory}, a checkpoint that cannot "
+                         "answer (the model diverged: go back to an earlier checkpoint or lower the learning rate)")
     stored = {name: t.to(dtype) if dtype is not None and t.is_floating_point() else t for name, t in computed.items()}
+    if bad := _non_finite(stored):
+        largest = float(computed[bad[0]].abs().max())
+        raise ValueError(f"{_named(bad)} values too large for {dtype} (up to {largest:g}); store the weights "
+                         "as bfloat16 or float32")
+    directory.mkdir(parents=True, exist_ok=True)
     as_loaded = {name: stored[name].to(t.dtype) for name, t in computed.items()}
     saved_fingerprint = fingerprint(cfg, as_loaded)
-    save_file(stored, str(directory / WEIGHTS), metadata={"fingerprint": saved_fingerprint})
+    metadata = {"fingerprint": saved_fingerprint, CHECKSUM: weights_checksum(stored)}
+    save_file(stored, str(directory / WEIGHTS), metadata=metadata)
     (directory / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     tokenizer.save(directory / TOKENIZER)
     return saved_fingerprint
@@ -77,10 +93,19 @@ def read_checkpoint(directory: str | Path) -> tuple[ModelConfig, dict[str, torch
             raise ValueError(f"checkpoint {directory} has no {name}; a checkpoint holds {WEIGHTS}, {CONFIG}, {TOKENIZER}")
     cfg = read_config(directory)
     Tokenizer.load(directory / TOKENIZER)
+    path = directory / WEIGHTS
     try:
-        tensors = load_file(str(directory / WEIGHTS))
+        with safe_open(str(path), "pt") as weights:
+            metadata = weights.metadata() or {}
+            tensors = {name: weights.get_tensor(name) for name in weights.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{directory / WEIGHTS} is corrupt or truncated ({err}); re-copy or re-train the checkpoint") from None
+        raise ValueError(f"{path} is corrupt or truncated ({err}); re-copy or re-train the checkpoint") from None
+    if CHECKSUM in metadata and metadata[CHECKSUM] != weights_checksum(tensors):
+        raise ValueError(f"{path} fails its checksum: its weights changed after they were written (a damaged "
+                         "copy or disk); copy the checkpoint again from where it came from")
+    if bad := _non_finite(tensors):
+        raise ValueError(f"{path}: {_named(bad)} NaN or infinite values; these weights cannot answer. "
+                         "Use an earlier checkpoint of the run or re-train")
     return cfg, tensors
 
 
@@ -113,8 +138,33 @@ def fingerprint(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> str:
     """sha256 over the canonical config JSON and every tensor's name, dtype, shape and bytes."""
     digest = hashlib.sha256()
     digest.update(json.dumps(cfg.fingerprint_dict(), sort_keys=True).encode())
-    for name, tensor in sorted(state.items()):
+    _hash_tensors(digest, state)
+    return digest.hexdigest()
+
+
+def weights_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes as stored: what the file holds,
+    independent of the config and of how safetensors lays the tensors out."""
+    digest = hashlib.sha256()
+    _hash_tensors(digest, tensors)
+    return digest.hexdigest()
+
+
+def _hash_tensors(digest, tensors: dict[str, torch.Tensor]) -> None:
+    for name, tensor in sorted(tensors.items()):
         t = tensor.detach().contiguous().cpu()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating tensors holding a NaN or an infinity, sorted. A float64 sum is
+    non-finite exactly when an element is (finite float32 values cannot overflow it), and
+    costs about half of a per-element test."""
+    return [name for name, t in sorted(tensors.items())
+            if t.is_floating_point() and not bool(t.sum(dtype=torch.float64).isfinite())]
+
+
+def _named(names: list[str]) -> str:
+    """'tensor a holds' or 'tensor a (and 2 more) hold' for an error message."""
+    return f"tensor {names[0]} holds" if len(names) == 1 else f"tensor {names[0]} (and {len(names) - 1} more) hold"

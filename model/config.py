@@ -8,6 +8,9 @@ the network and a state's shapes. Presets follow ARCHITECTURE.md ("Presets"): `t
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +46,8 @@ class EncoderConfig:
 
 
 # Fields added after checkpoints were first shipped, with the values that reproduce the model
-# those older checkpoints were trained as. `from_dict` fills them in when a file lacks them.
+# those older checkpoints were trained as. `from_dict` fills them in when a file lacks them;
+# any other missing field is an error, since a silent default would build another model.
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
 }
@@ -159,30 +163,31 @@ class ModelConfig:
     def from_dict(data: dict[str, Any]) -> "ModelConfig":
         """Rebuild from `to_dict` output; unknown or missing keys are reported by name."""
         if not isinstance(data, dict):
-            raise ValueError("a model config must be a JSON object")
-        sections = {
-            "media": MediaSpec,
-            "encoder": EncoderConfig,
-            "combiner": CombinerConfig,
-            "latent": LatentConfig,
-            "decoder": DecoderConfig,
-            "loss": LossWeights,
-        }
+            raise ValueError(f"a model config must be a JSON object, got {type(data).__name__}")
         _check_keys("model config", data, ModelConfig)
+        _check_present("", data, ModelConfig, {})
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            if key in sections:
+            if key in SECTIONS:
                 if not isinstance(value, dict):
-                    raise ValueError(f"model config section {key!r} must be a JSON object")
+                    raise ValueError(f"model config section {key!r} must be a JSON object, got {value!r}")
                 value = _renamed(f"model config section {key!r}", value, LEGACY_NAMES.get(key, {}))
-                _check_keys(f"model config section {key!r}", value, sections[key])
-                kwargs[key] = sections[key](**{**LEGACY_DEFAULTS.get(key, {}), **value})
+                _check_keys(f"model config section {key!r}", value, SECTIONS[key])
+                _check_present(f"{key}.", value, SECTIONS[key], LEGACY_DEFAULTS.get(key, {}))
+                kwargs[key] = SECTIONS[key](**{**LEGACY_DEFAULTS.get(key, {}), **value})
             else:
                 kwargs[key] = value
         return ModelConfig(**kwargs)
 
     def validate(self) -> None:
-        """Fail early, with the field to change, on sizes that cannot work together."""
+        """Fail early, with the field to change, on values of the wrong type or range and on
+        sizes that cannot work together."""
+        _check_values("", self, ModelConfig)
+        for name, cls in SECTIONS.items():
+            section = getattr(self, name)
+            if not isinstance(section, cls):
+                raise ValueError(f"{name} must be a {cls.__name__}, got {type(section).__name__}")
+            _check_values(f"{name}.", section, cls)
         m, e, c = self.media, self.encoder, self.combiner
         if e.positions not in ("sincos", "learned"):
             raise ValueError(f"encoder.positions must be 'sincos' or 'learned', got {e.positions!r}")
@@ -192,6 +197,12 @@ class ModelConfig:
                                  ("patch_size", m.height, e.patch_size), ("patch_size", m.width, e.patch_size)):
             if side % size:
                 raise ValueError(f"encoder.{what}={size} must divide the frame size {m.height}x{m.width}")
+        if e.n_fft < e.hop:
+            raise ValueError(f"encoder.n_fft={e.n_fft} must be at least encoder.hop={e.hop}: each window "
+                             "carries the audio before it")
+        if self.decoder.max_question_tokens < 2:
+            raise ValueError(f"decoder.max_question_tokens={self.decoder.max_question_tokens} leaves no room for "
+                             "a question: it counts <q> and the question's bytes")
         if self.audio_frames % e.audio_patch_frames or e.n_mels % e.audio_patch_mels:
             raise ValueError(
                 f"audio patches ({e.audio_patch_frames} frames x {e.audio_patch_mels} mels) must tile the "
@@ -202,8 +213,6 @@ class ModelConfig:
                                  ("decoder", self.decoder.dim, self.decoder.heads)):
             if dim % heads or (dim // heads) % 2:
                 raise ValueError(f"{name}.dim={dim} must split into {heads} heads of even size")
-        if c.window is not None and c.window < 1 or self.latent.window < 1:
-            raise ValueError("attention windows must be at least one chunk")
         if m.frames_per_snippet % self.latent.recon_frames:
             raise ValueError("latent.recon_frames must divide media.frames_per_snippet")
 
@@ -231,6 +240,54 @@ class ModelConfig:
     def snippet_tokens(self) -> int:
         """n: encoder tokens per snippet (video + audio)."""
         return self.video_tokens + self.audio_tokens
+
+
+SECTIONS: dict[str, type] = {
+    "media": MediaSpec,
+    "encoder": EncoderConfig,
+    "combiner": CombinerConfig,
+    "latent": LatentConfig,
+    "decoder": DecoderConfig,
+    "loss": LossWeights,
+}
+
+# Numeric fields that may be zero (a loss left out, no reconstruction layers, weights
+# initialised to zero); every other count, size, rate and ratio must be positive.
+MAY_BE_ZERO = {"loss.text", "loss.latent", "loss.video", "latent.recon_layers", "init_std"}
+
+
+def _check_values(prefix: str, section: Any, cls: type) -> None:
+    """Each field of `section` has its annotated type (an int is no float, a bool no int)
+    and, when numeric, a finite value in range; the error names the field."""
+    for name, kind in typing.get_type_hints(cls).items():
+        if name in SECTIONS:
+            continue
+        where, value = f"{prefix}{name}", getattr(section, name)
+        options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+        if value is None and type(None) in options:
+            continue
+        kind = next(k for k in options if k is not type(None))
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            wanted = "a finite number"
+        elif kind is int:
+            ok, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        else:
+            ok, wanted = isinstance(value, kind), {bool: "true or false", str: "a string"}[kind]
+        if ok and kind in (int, float) and not (value > 0 or (value == 0 and where in MAY_BE_ZERO)):
+            ok, wanted = False, "zero or more" if where in MAY_BE_ZERO else "more than zero"
+        if not ok:
+            if type(None) in options:
+                wanted += " or null"
+            raise ValueError(f"{where} must be {wanted}, got {value!r}")
+
+
+def _check_present(prefix: str, data: dict[str, Any], cls: type, legacy: dict[str, Any]) -> None:
+    """Every field is in `data` unless older files legitimately lack it (LEGACY_DEFAULTS)."""
+    missing = [f"{prefix}{f.name}" for f in dataclasses.fields(cls) if f.name not in data and f.name not in legacy]
+    if missing:
+        raise ValueError(f"the model config lacks {', '.join(missing)}; the file is incomplete — restore "
+                         "it from where the checkpoint came from (a default would build a different model)")
 
 
 def _renamed(what: str, data: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ leave it. The engine attaches the session to its scheduler as a `Lane` (the othe
 direction), so a session runs under a test's fake host, and whatever serves sessions (a
 server, standing queries) works with a Session, not with engine internals.
 
-Why one module of ~440 lines: the producer, stepping and caller halves of `Session` share
+Why one module of ~480 lines: the producer, stepping and caller halves of `Session` share
 one lock and one set of invariants (the queue, the snippet in flight, the outbox), so they
 are one class, read together.
 """
@@ -24,6 +24,7 @@ import asyncio
 import heapq
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -38,9 +39,17 @@ from model.state import State
 from streamer.chunker import Chunker
 from streamer.scheduler import StepInfo
 from streamer.files import write_atomic
+from streamer.sources.base import TRACKS, MissingTrackWarning
 from streamer.state_io import SavedSession, StateError, StreamClock, encode_session
 
 _JOIN_TIMEOUT_S = 5.0
+
+# The answer to any question while the state holds no snippet: the model would answer from
+# its untouched initial state, which is letter soup, not "I don't know".
+NOTHING_SEEN = "nothing seen yet: no snippet of the stream has been stepped"
+
+# What the chunker puts in place of a missing track, for the warning that says so.
+_FILLED_WITH = {"video": "black frames, so answers about what is seen", "audio": "silence, so answers about what is heard"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class Update:
     # as of this moment even when the engine has already moved on (kept out of repr/eq).
     _state: State | None = field(default=None, repr=False, compare=False)
     _owner: object = field(default=None, repr=False, compare=False)
+    _steps: int = field(default=0, repr=False, compare=False)  # snippets in `_state`
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,9 @@ class Answer:
     """A question answered from the state as it was when the question was asked.
 
     `t` is the stream time the state covered (end of the last stepped snippet) and `index`
-    that snippet's index (-1 before any); `tokens` counts generated text pieces.
+    that snippet's index (-1 before any); `tokens` counts generated text pieces. `snippets`
+    counts the snippets the state was built from: 0 means nothing was seen yet, and then
+    `text` says so (`NOTHING_SEEN`) instead of asking the model.
     """
 
     question: str
@@ -86,6 +98,12 @@ class Answer:
     latency_ms: float
     first_token_ms: float
     tokens: int
+    snippets: int
+
+    @property
+    def seen(self) -> bool:
+        """Whether the answer comes from any media at all."""
+        return self.snippets > 0
 
 
 @dataclass
@@ -184,6 +202,7 @@ class Session:
         """
         if not sources:
             raise ValueError("stream() needs a source, e.g. session.stream(sources.File('clip.mp4'))")
+        _warn_missing_tracks(sources)
         live_sources = [source for source in sources if getattr(source, "is_live", False)]
         offline = [source for source in sources if not getattr(source, "is_live", False)]
         live, align = bool(live_sources), len(live_sources) > 1
@@ -345,6 +364,7 @@ class Session:
                         audio_filled=snippet.audio_filled,
                         _state=state,
                         _owner=self,
+                        _steps=self.clock.steps,
                     )
                 )
                 self._dropped_since_update = 0
@@ -359,22 +379,25 @@ class Session:
             self._lock.notify_all()
 
     # ------------------------------------------------------------------------ questions
-    def _answer_state(self, question: str, at: Update | None) -> tuple[State, float, int]:
+    def _answer_state(self, question: str, at: Update | None) -> tuple[State, float, int, int]:
+        """The state to answer from, the stream time and snippet index it covers, and how many
+        snippets it was built from."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError("ask needs a non-empty question string")
         if at is not None:
             if not isinstance(at, Update) or at._owner is not self:
                 raise ValueError("ask(at=...) takes an Update yielded by this session's stream")
-            return at._state, at.t1, at.index
-        with self._lock:
-            return self._state, self.clock.t, self.clock.last_index  # states are never modified in place
+            return at._state, at.t1, at.index, at._steps
+        with self._lock:  # states are never modified in place
+            return self._state, self.clock.t, self.clock.last_index, self.clock.steps
 
     def ask(self, question: str, *, at: Update | None = None, max_new_tokens: int | None = None) -> Answer:
-        """Answer from the state as of now (or as of update `at`); safe from any thread mid-stream."""
+        """Answer from the state as of now (or as of update `at`); safe from any thread mid-stream.
+        Before any snippet was stepped the answer is `NOTHING_SEEN` (`answer.seen` is False)."""
         started = time.perf_counter()
-        state, t, index = self._answer_state(question, at)
+        state, t, index, steps = self._answer_state(question, at)
         first_token, pieces = None, []
-        for piece in self._generate(state, question, max_new_tokens):
+        for piece in self._generate(state, steps, question, max_new_tokens):
             first_token = first_token or time.perf_counter()
             pieces.append(piece)
         finished = time.perf_counter()
@@ -385,19 +408,24 @@ class Session:
             index=index,
             latency_ms=(finished - started) * 1e3,
             first_token_ms=((first_token or finished) - started) * 1e3,
-            tokens=len(pieces),
+            tokens=len(pieces) if steps else 0,
+            snippets=steps,
         )
 
     def ask_stream(self, question: str, *, at: Update | None = None, max_new_tokens: int | None = None) -> Iterator[str]:
-        """Text pieces as they are generated; the state is captured now, not at the first `next()`."""
-        state, _, _ = self._answer_state(question, at)
-        return self._generate(state, question, max_new_tokens)
+        """Text pieces as they are generated; the state is captured now, not at the first `next()`.
+        Before any snippet was stepped the one piece is `NOTHING_SEEN`."""
+        state, _, _, steps = self._answer_state(question, at)
+        return self._generate(state, steps, question, max_new_tokens)
 
     async def aask(self, question: str, *, at: Update | None = None, max_new_tokens: int | None = None) -> Answer:
         """`ask` for asyncio (decodes on a worker thread)."""
         return await asyncio.to_thread(self.ask, question, at=at, max_new_tokens=max_new_tokens)
 
-    def _generate(self, state: State, question: str, max_new_tokens: int | None) -> Iterator[str]:
+    def _generate(self, state: State, steps: int, question: str, max_new_tokens: int | None) -> Iterator[str]:
+        if steps == 0:
+            yield NOTHING_SEEN
+            return
         with torch.no_grad():
             yield from self.host.model.answer(state, question, max_new_tokens=max_new_tokens)
 
@@ -439,3 +467,15 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _warn_missing_tracks(sources: tuple[Iterable[MediaItem], ...]) -> None:
+    """Warn (MissingTrackWarning) when the sources together lack video or audio; sources
+    that cannot tell what they carry (no `tracks`) leave the question open, and say nothing."""
+    declared = [getattr(source, "tracks", None) for source in sources]
+    if any(tracks is None for tracks in declared):
+        return
+    for kind in sorted(TRACKS - frozenset().union(*declared)):
+        what = f"the source has no {kind} track" if len(sources) == 1 else f"none of the sources has a {kind} track"
+        warnings.warn(f"{what}: every snippet's {kind} is {_FILLED_WITH[kind]} mean nothing",
+                      MissingTrackWarning, stacklevel=3)

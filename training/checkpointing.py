@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
-from model.checkpoint import CARD, WEIGHTS
+from model.checkpoint import CARD, CHECKSUM, WEIGHTS, weights_checksum
 from streamer.files import write_atomic
 
 CHECKPOINTS = "checkpoints"
@@ -117,7 +118,7 @@ def save_checkpoint(
 
     model.save(tmp)
     tensors, meta = optimizer_to_files(optimizer)
-    save_file(tensors, str(tmp / OPTIMIZER_FILE))
+    save_file(tensors, str(tmp / OPTIMIZER_FILE), metadata={CHECKSUM: weights_checksum(tensors)})
     with open(tmp / TRAINER_FILE, "w", encoding="utf-8") as f:
         json.dump({**trainer_state, "step": step, "optimizer": meta}, f, indent=1)
     with open(tmp / CARD, "w", encoding="utf-8") as f:
@@ -187,16 +188,34 @@ def resolve_model_dir(path: str | Path) -> Path:
     return latest
 
 
+def _unresumable(path: Path, why: str) -> ValueError:
+    return ValueError(f"{path} {why}; this checkpoint cannot be resumed: write the name of an earlier one "
+                      f"into {path.parent.parent.parent / LATEST}, or start a new run from its weights with --init")
+
+
 def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
-    with open(Path(checkpoint) / TRAINER_FILE, encoding="utf-8") as f:
-        return json.load(f)
+    path = Path(checkpoint) / TRAINER_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise _unresumable(path, f"cannot be read ({err})") from None
 
 
 def load_optimizer_state(checkpoint: str | Path, optimizer: torch.optim.Optimizer) -> None:
-    """Restore the optimizer saved with a checkpoint into `optimizer` (same parameters)."""
+    """Restore the optimizer saved with a checkpoint into `optimizer` (same parameters); its
+    file's checksum is checked like the weights' (files written before it have none)."""
     checkpoint = Path(checkpoint)
     meta = read_trainer_state(checkpoint)["optimizer"]
-    tensors = load_file(str(checkpoint / OPTIMIZER_FILE))
+    path = checkpoint / OPTIMIZER_FILE
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise _unresumable(path, f"is corrupt or truncated ({err})") from None
+    if CHECKSUM in metadata and metadata[CHECKSUM] != weights_checksum(tensors):
+        raise _unresumable(path, "fails its checksum: it changed after it was written")
     state_dict = optimizer_from_files(tensors, meta)
     expected = sum(len(g["params"]) for g in optimizer.param_groups)
     saved = sum(len(g["params"]) for g in state_dict["param_groups"])

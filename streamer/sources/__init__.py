@@ -9,8 +9,8 @@ The synthetic world is not a source of its own: a world clip streams as `Arrays`
 """
 
 from streamer.sources.arrays import Arrays
-from streamer.sources.base import Source, SourceError
+from streamer.sources.base import MissingTrackWarning, Source, SourceError
 from streamer.sources.decoded import Camera, File
 from streamer.sources.microphone import Microphone
 
-__all__ = ["Arrays", "Camera", "File", "Microphone", "Source", "SourceError"]
+__all__ = ["Arrays", "Camera", "File", "Microphone", "MissingTrackWarning", "Source", "SourceError"]

@@ -48,6 +48,7 @@ class Arrays(Source):
         if block < 1:
             raise ValueError("block must be at least 1 sample")
         self.video, self.fps, self.audio, self.rate, self.t0, self.block = video, fps, audio, rate, float(t0), block
+        self.tracks = frozenset(kind for kind, data in (("video", video), ("audio", audio)) if data is not None)
         self.realtime = self.is_live = realtime
         self._closed = False
 

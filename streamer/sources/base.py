@@ -15,10 +15,23 @@ class SourceError(ValueError):
     """A source could not be opened or read; the message names it and what to try."""
 
 
+class MissingTrackWarning(UserWarning):
+    """A stream lacks video or audio: the chunker fills it in (black frames, silence), so
+    answers about that modality mean nothing. Its own category, so a program can show it,
+    turn it into an error or silence it on purpose."""
+
+
+TRACKS = frozenset({"video", "audio"})
+
+
 class Source(ABC):
-    """Common shape of all sources: iterate for items, close when done."""
+    """Common shape of all sources: iterate for items, close when done.
+
+    `tracks` says which of "video" and "audio" the source carries (None: it cannot tell), so
+    a session can warn at the start of a stream that lacks one."""
 
     is_live: bool = False
+    tracks: frozenset[str] | None = None
 
     @abstractmethod
     def __iter__(self) -> Iterator[MediaItem]:

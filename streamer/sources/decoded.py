@@ -43,6 +43,8 @@ class _Decoded:
         self.audio = container.streams.audio[0] if container.streams.audio else None
         if self.video is None and self.audio is None:
             raise SourceError(f"{name}: has neither a video nor an audio stream")
+        self.tracks = frozenset(kind for kind, stream in (("video", self.video), ("audio", self.audio))
+                                if stream is not None)
         if self.video is not None:
             self.video.thread_type = "AUTO"
         self._next_t = {"video": None, "audio": None}  # for frames that carry no timestamp
@@ -114,6 +116,7 @@ class File(Source):
         except SourceError:
             self._container.close()
             raise
+        self.tracks = self._decoded.tracks
         if self.start > 0:
             try:
                 self._container.seek(int(self.start * av.time_base), backward=True)
@@ -205,6 +208,7 @@ class Camera(Source):
         except SourceError:
             self._container.close()
             raise
+        self.tracks = self._decoded.tracks
         self._closed = False
 
     def __iter__(self) -> Iterator[MediaItem]:

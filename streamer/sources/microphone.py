@@ -24,6 +24,7 @@ class Microphone(Source):
     """
 
     is_live = True
+    tracks = frozenset({"audio"})
 
     def __init__(
         self,

@@ -95,6 +95,118 @@ def test_corrupted_header_gives_a_clear_error(saved):
         StreamerModel.load(path)
 
 
+def _stored(path: pathlib.Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
+def _rewrite(path: pathlib.Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> None:
+    """Write the weights file as another tool (or older code) would: metadata as given."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path / "model.safetensors"), metadata=metadata)
+
+
+def test_checkpoints_carry_a_checksum_of_their_weights(saved):
+    from model.checkpoint import CHECKSUM, weights_checksum
+
+    _, path = saved
+    tensors, metadata = _stored(path)
+    assert metadata[CHECKSUM] == weights_checksum(tensors)
+
+
+def test_flipped_bits_in_the_weights_fail_the_checksum(saved):
+    _, path = saved
+    data = bytearray((path / "model.safetensors").read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # tensor data follows the JSON header
+    for offset in (start + (len(data) - start) // 3, start + 2 * (len(data) - start) // 3):
+        data[offset] ^= 0x10  # a mantissa bit: the weight stays finite and plausible
+    (path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model\.safetensors fails its checksum.*copy the checkpoint again"):
+        StreamerModel.load(path)
+
+
+def test_a_checksum_that_no_longer_matches_is_refused_even_when_shapes_fit(saved):
+    from model.checkpoint import CHECKSUM
+
+    _, path = saved
+    tensors, metadata = _stored(path)
+    name = next(n for n, t in tensors.items() if t.is_floating_point() and t.dim() == 2)
+    tensors[name] = tensors[name] * 1.001  # re-saved by a tool that kept the old metadata
+    _rewrite(path, tensors, metadata)
+    assert _stored(path)[1][CHECKSUM] == metadata[CHECKSUM]
+    with pytest.raises(ValueError, match="fails its checksum"):
+        StreamerModel.load(path)
+
+
+def test_checkpoints_written_before_checksums_still_load(saved):
+    from model.checkpoint import CHECKSUM
+
+    model, path = saved
+    tensors, metadata = _stored(path)
+    del metadata[CHECKSUM]
+    _rewrite(path, tensors, metadata)
+    assert StreamerModel.load(path).fingerprint() == model.fingerprint()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("with_checksum", [False, True])
+def test_non_finite_weights_are_refused_naming_the_tensor(saved, value, with_checksum):
+    from model.checkpoint import CHECKSUM, weights_checksum
+
+    _, path = saved
+    tensors, metadata = _stored(path)
+    name = next(n for n, t in sorted(tensors.items()) if t.is_floating_point() and t.dim() == 2)
+    tensors[name][0, 0] = value
+    metadata = {CHECKSUM: weights_checksum(tensors)} if with_checksum else None
+    _rewrite(path, tensors, metadata)
+    with pytest.raises(ValueError, match=rf"model\.safetensors: tensor {name} holds NaN or infinite values"):
+        StreamerModel.load(path)
+
+
+def test_non_finite_weights_are_not_saved(tmp_path):
+    model = make_model(micro_config("ttm"))
+    with torch.no_grad():
+        model.decoder.head.weight[1, 2] = float("nan")
+        model.latent.recon_out.bias.fill_(float("inf"))
+    with pytest.raises(ValueError, match=r"tensor decoder\.head\.weight \(and 1 more\) hold NaN or infinite values; "
+                                         r"not writing"):
+        model.save(tmp_path / "diverged")
+    assert not (tmp_path / "diverged").exists()
+
+
+def test_weights_too_large_for_float16_are_not_exported_as_float16(saved, tmp_path):
+    model, _ = saved
+    with torch.no_grad():
+        model.decoder.head.weight[0, 0] = 7e4  # float16 tops out at 65504
+    with pytest.raises(ValueError, match=r"tensor decoder\.head\.weight holds values too large for torch\.float16 "
+                                         r"\(up to 70000\); store the weights as bfloat16"):
+        model.save(tmp_path / "half", dtype=torch.float16)
+    model.save(tmp_path / "bf16", dtype=torch.bfloat16)
+    assert StreamerModel.load(tmp_path / "bf16").decoder.head.weight[0, 0] == 70144  # bfloat16's nearest
+
+
+def test_missing_and_extra_tensors_are_named(saved):
+    _, path = saved
+    tensors, _ = _stored(path)
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]
+    tensors["decoder.extra"] = torch.zeros(2)
+    _rewrite(path, tensors, None)
+    with pytest.raises(ValueError, match=rf"missing \['{dropped}'\], unexpected \['decoder.extra'\]"):
+        StreamerModel.load(path)
+
+
+def test_the_bundled_checkpoint_carries_its_checksum():
+    from model.checkpoint import CHECKSUM, weights_checksum
+    from streamer.engine import BUNDLED_CHECKPOINT
+
+    tensors, metadata = _stored(BUNDLED_CHECKPOINT)
+    assert metadata[CHECKSUM] == weights_checksum(tensors)
+
+
 def test_mismatched_config_gives_a_clear_error(saved):
     _, path = saved
     config = json.loads((path / "config.json").read_text())

@@ -1,11 +1,13 @@
 """Real media files for the source tests, encoded with PyAV from a known signal (fixture `media`).
 
 Frame i is a flat colour `frame_colour(i)`; the audio is a 440 Hz sine at half scale, so a
-decoded snippet can be compared with what was rendered.
+decoded snippet can be compared with what was rendered. Two edge cases come with them: a
+WAV without a single sample (`silent_wav`) and one picture (`one_png`).
 """
 
 from __future__ import annotations
 
+import wave
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -74,6 +76,27 @@ def encode(
     return path
 
 
+def silent_wav(path: Path) -> Path:
+    """A WAV header and no samples at all."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+    return path
+
+
+def one_png(path: Path) -> Path:
+    """A single 64x64 picture."""
+    with av.open(str(path), "w", format="image2") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "rgb24"
+        picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")
+        out.mux(stream.encode(picture))
+        out.mux(stream.encode())
+    return path
+
+
 @pytest.fixture
 def media() -> SimpleNamespace:
-    return SimpleNamespace(encode=encode, frame_colour=frame_colour, tone=tone, TONE_HZ=TONE_HZ)
+    return SimpleNamespace(encode=encode, silent_wav=silent_wav, one_png=one_png, frame_colour=frame_colour, tone=tone,
+                           TONE_HZ=TONE_HZ)

@@ -18,6 +18,8 @@ import torch
 from model import ModelConfig, StreamerModel
 from streamer import Engine
 from streamer.engine import CheckpointNotFound
+from streamer.session import NOTHING_SEEN
+from streamer.sources import File, MissingTrackWarning
 from streamer.media import AudioBlock, VideoFrame
 from streamer.state_io import StateError
 from training.world.clip import Clip, WorldConfig
@@ -295,3 +297,18 @@ def test_clear_errors(engine, tmp_path, clips):
     with pytest.raises(ValueError, match="uint8"):
         list(session.stream(bad))
     session.close()
+
+
+def test_a_file_without_media_or_with_one_picture_is_warned_about_and_answered_honestly(engine, tmp_path, media):
+    session = engine.session()
+    with pytest.warns(MissingTrackWarning, match="no video track"):
+        assert list(session.stream(File(media.silent_wav(tmp_path / "silent.wav")))) == []
+    answer = session.ask(QUESTION)
+    assert (answer.text, answer.snippets, answer.seen) == (NOTHING_SEEN, 0, False)
+    resumed = engine.load_session(session.save(tmp_path / "fresh.msgpack"))
+    assert resumed.ask(QUESTION).text == NOTHING_SEEN
+    picture = engine.session()
+    with pytest.warns(MissingTrackWarning, match="no audio track: every snippet's audio is silence"):
+        assert len(list(picture.stream(File(media.one_png(tmp_path / "one.png"))))) == 1
+    answer = picture.ask(QUESTION)
+    assert answer.snippets == 1 and answer.seen and answer.text != NOTHING_SEEN

@@ -4,6 +4,7 @@ here by a fake host that steps in whichever thread wakes it, with a model that c
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ import torch
 
 from model.media import MediaSpec
 from streamer.scheduler import StepInfo
-from streamer.session import Session
-from streamer.sources import Arrays
+from streamer.session import NOTHING_SEEN, Session
+from streamer.sources import Arrays, MissingTrackWarning
 
 MEDIA = MediaSpec(height=8, width=8, fps=10.0, frames_per_snippet=2)  # 0.2 s snippets
 
@@ -88,3 +89,55 @@ def test_a_failed_step_ends_the_stream_and_keeps_the_snippet():
             pass
     assert host.stepped == [0, 1] and session.steps == 2
     assert session.pending >= 1  # snippet 2 was not applied: it waits for the next stream
+
+
+def test_asking_before_any_snippet_says_nothing_was_seen_without_asking_the_model():
+    host = FakeHost()
+    session = host.attach(Session(host))
+    answer = session.ask("what?")
+    assert answer.text == NOTHING_SEEN and answer.snippets == 0 and not answer.seen and answer.tokens == 0
+    assert list(session.ask_stream("what?")) == [NOTHING_SEEN]
+    updates = list(session.stream(_source(1.0)))
+    answer = session.ask("what?")
+    assert answer.text == "what? after 5" and answer.snippets == 5 and answer.seen
+    assert session.ask("what?", at=updates[1]).snippets == 2
+
+
+def test_a_stream_without_media_leaves_nothing_seen():
+    host = FakeHost()
+    session = host.attach(Session(host))
+    with pytest.warns(MissingTrackWarning, match="no video track"):
+        assert list(session.stream(Arrays(audio=np.zeros(0, np.float32), rate=16000))) == []
+    assert session.ask("what?").text == NOTHING_SEEN
+
+
+def test_a_resumed_session_that_saw_nothing_says_so():
+    host = FakeHost()
+    fresh = host.attach(Session(host))
+    resumed = host.attach(Session(host, saved=fresh.snapshot()))
+    answer = resumed.ask("what?")
+    assert answer.text == NOTHING_SEEN and answer.snippets == 0
+
+
+@pytest.mark.parametrize("kind, missing", [("video", "audio"), ("audio", "video")])
+def test_a_source_without_a_track_is_warned_about_at_the_start(kind, missing):
+    host = FakeHost()
+    session = host.attach(Session(host))
+    arrays = {"video": np.zeros((5, 8, 8, 3), np.uint8), "fps": MEDIA.fps} if kind == "video" else \
+        {"audio": np.zeros(16000, np.float32), "rate": 16000}
+    updates = session.stream(Arrays(**arrays))
+    with pytest.warns(MissingTrackWarning, match=f"the source has no {missing} track: every snippet's {missing} is"):
+        next(updates)  # the warning comes with the first update, before any snippet is stepped
+    updates.close()
+
+
+def test_no_warning_when_the_sources_together_carry_both_tracks():
+    host = FakeHost()
+    session = host.attach(Session(host))
+    camera = Arrays(video=np.zeros((5, 8, 8, 3), np.uint8), fps=MEDIA.fps)
+    microphone = Arrays(audio=np.zeros(8000, np.float32), rate=16000)
+    plain = list(_source(0.5))  # a plain iterable cannot tell what it carries: no warning either
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingTrackWarning)
+        for sources in ((camera, microphone), (_source(0.5),), (plain,)):
+            assert list(session.stream(*sources))

@@ -41,6 +41,7 @@ def test_file_decodes_every_container_in_time_order(tmp_path, media, name, video
     path = media.encode(tmp_path / name, seconds=1.0, video=video, audio=audio, container=container)
     with File(path) as source:
         assert not source.is_live
+        assert source.tracks == {kind for kind, codec in (("video", video), ("audio", audio)) if codec}
         items = list(source)
     stamps = [item.t for item in items]
     assert stamps == sorted(stamps)
@@ -232,3 +233,13 @@ def test_arrays_yield_frames_and_blocks_in_time_order():
         Arrays(video=video)
     with pytest.raises(ValueError, match="uint8"):
         Arrays(video=video.astype(np.float32), fps=10)
+
+
+def test_a_wav_without_samples_and_a_single_picture_say_which_tracks_they_have(tmp_path, media):
+    with File(media.silent_wav(tmp_path / "silent.wav")) as source:
+        assert source.tracks == {"audio"} and list(source) == []
+    with File(media.one_png(tmp_path / "one.png")) as source:
+        assert source.tracks == {"video"}
+        assert [type(item) for item in source] == [VideoFrame]
+    assert Arrays(video=np.zeros((1, 8, 8, 3), np.uint8), fps=1).tracks == {"video"}
+    assert Microphone.tracks == {"audio"}

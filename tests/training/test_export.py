@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+from safetensors import safe_open
+
 from model import ModelConfig, StreamerModel
+from model.checkpoint import CHECKSUM, weights_checksum
 from streamer.cli import main
 
 
@@ -30,6 +33,10 @@ def test_export_writes_float16_weights_and_a_card_without_the_old_evaluation(tmp
     assert "evaluation" not in exported
     assert exported["fingerprint"] == StreamerModel.load(out).fingerprint() != card["fingerprint"]
     assert exported["exported"] == {"from_fingerprint": card["fingerprint"], "weights_dtype": "float16"}
+    for written in (checkpoint, out):  # the weights checksum travels with every checkpoint written
+        with safe_open(str(written / "model.safetensors"), "pt") as weights:
+            tensors = {name: weights.get_tensor(name) for name in weights.keys()}
+            assert weights.metadata()[CHECKSUM] == weights_checksum(tensors)
 
     assert main(["export", str(source), str(out)]) == 2
     assert "already holds a checkpoint" in capsys.readouterr().err

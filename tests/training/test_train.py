@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from model import StreamerModel
+from model.checkpoint import CHECKSUM, weights_checksum
 from training import checkpointing
 from training.metrics import read_metrics
 from training.train import cli as train_cli
@@ -184,12 +186,16 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(one_ste
     weights = load_file(str(latest / "model.safetensors"))
     name = next(k for k, v in weights.items() if v.is_floating_point() and v.dim() == 2)
     weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(latest / "model.safetensors"))  # no checksum: as older code wrote it
+    assert train_cli(["--out", str(run), "--steps", "3", *FAST, "--resume"]) == 1
+    assert f"tensor {name} holds NaN or infinite values" in capsys.readouterr().err  # refused on load
+
+    weights[name] = torch.full_like(weights[name], 3e38)  # finite, but the first step overflows
     save_file(weights, str(latest / "model.safetensors"))
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
-
     assert train_cli(["--out", str(run), "--steps", "3", *FAST, "--resume"]) == 1
     err = capsys.readouterr().err
-    assert "nan" in err and "step 2" in err and "last good checkpoint" in err
+    assert ("nan" in err or "inf" in err) and "step 2" in err and "last good checkpoint" in err
     assert checkpointing.latest_checkpoint(run) == latest
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
@@ -219,6 +225,8 @@ def test_card_and_metrics_describe_the_run(one_step_run):
     assert card["command"].startswith("python -m training.train") and "--steps 1" in card["command"]
     assert card["machine"]["cpu_cores"] >= 1 and card["wall_seconds"] > 0
     assert card["fingerprint"] == StreamerModel.load(latest).fingerprint()
+    with safe_open(str(latest / "model.safetensors"), "pt") as weights:  # its weights carry their checksum
+        assert weights.metadata()[CHECKSUM] == weights_checksum({k: weights.get_tensor(k) for k in weights.keys()})
     train = [r for r in read_metrics(one_step_run) if r["kind"] == "train"]
     assert len(train) == 1
     for key in ("loss", "text_loss", "latent_loss", "video_loss", "answer_acc", "clips_per_s", "snippets_per_s"):
@@ -256,3 +264,26 @@ def test_folder_dataset_trains_by_epochs_and_evaluates(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["results"][str(data)]["clips"] == 2
     assert report["results"][str(data)]["questions"] >= 2
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncate", "optimizer.safetensors is corrupt or truncated"),
+    ("flip", "optimizer.safetensors fails its checksum"),
+    ("trainer.json", "trainer.json cannot be read"),
+])
+def test_a_damaged_training_checkpoint_is_refused_naming_the_file(one_step_run, tmp_path, capsys, damage, message):
+    run = tmp_path / "run"
+    shutil.copytree(one_step_run, run)
+    latest = checkpointing.latest_checkpoint(run)
+    optimizer = latest / checkpointing.OPTIMIZER_FILE
+    data = bytearray(optimizer.read_bytes())
+    if damage == "truncate":
+        optimizer.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0x10
+        optimizer.write_bytes(bytes(data))
+    else:
+        (latest / checkpointing.TRAINER_FILE).write_text("{torn")
+    assert train_cli(["--out", str(run), "--steps", "2", *FAST, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "cannot be resumed" in err and str(run / "latest") in err
