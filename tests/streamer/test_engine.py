@@ -295,3 +295,15 @@ def test_clear_errors(engine, tmp_path, clips):
     with pytest.raises(ValueError, match="uint8"):
         list(session.stream(bad))
     session.close()
+
+
+def test_a_device_this_machine_lacks_is_refused_in_one_sentence(checkpoint):
+    """`--device tpu` and `--device cuda` without a GPU ended in torch's RuntimeError tracebacks."""
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        Engine.load(checkpoint, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            Engine.load(checkpoint, device="cuda")
+    else:
+        with pytest.raises(ValueError, match="CUDA GPU"):
+            Engine.load(checkpoint, device=f"cuda:{torch.cuda.device_count()}")
