@@ -21,8 +21,25 @@ class CheckpointNotFound(FileNotFoundError):
     """No checkpoint where one was expected (the bundled one is produced by `streamer train`)."""
 
 
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device` checked against this machine (ValueError that says what there is); None: cuda when available."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: no CUDA GPU is available on this machine; use cpu")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: Apple's MPS is not available on this machine; use cpu")
+    elif resolved.type not in ("cpu", "mps"):
+        raise ValueError(f"device {device!r}: streamer runs on cpu, cuda or mps")
+    return resolved
 
 
 class Engine:
@@ -51,7 +68,8 @@ class Engine:
         max_batch: int = 16,
         max_queued: int = 4,
     ) -> Engine:
-        """Load a checkpoint folder (default: the bundled `tiny` model) onto `device`."""
+        """Load a checkpoint folder (default: the bundled `tiny` model) onto `device`; a device this
+        machine does not have is refused with a ValueError."""
         folder = Path(path) if path is not None else BUNDLED_CHECKPOINT
         if not (folder / CONFIG).is_file():
             if path is None:
@@ -61,7 +79,7 @@ class Engine:
                     f"folder to {folder}, or pass a checkpoint folder: Engine.load(path) / --checkpoint PATH"
                 )
             raise CheckpointNotFound(f"{folder} is not a checkpoint folder (no {CONFIG}); pass the folder `streamer train` wrote")
-        model = StreamerModel.load(folder, device=torch.device(device) if device is not None else _default_device())
+        model = StreamerModel.load(folder, device=resolve_device(device))
         return cls(model, max_batch=max_batch, max_queued=max_queued)
 
     def session(self, *, max_queued: int | None = None) -> Session:

@@ -28,6 +28,7 @@ import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from os import PathLike
 from pathlib import Path
 from typing import Protocol
 
@@ -38,7 +39,7 @@ from model.media import MediaItem, MediaSpec, Snippet
 from model.state import State
 from streamer.chunker import Chunker
 from streamer.scheduler import StepInfo
-from streamer.files import write_atomic
+from streamer.files import file_path, write_atomic
 from streamer.sources.base import TRACKS, MissingTrackWarning
 from streamer.state_io import SavedSession, StateError, StreamClock, encode_session
 
@@ -202,6 +203,12 @@ class Session:
         """
         if not sources:
             raise ValueError("stream() needs a source, e.g. session.stream(sources.File('clip.mp4'))")
+        for source in sources:
+            if isinstance(source, (str, bytes, PathLike)):
+                raise TypeError(f"stream() takes a source, not a path: use File({str(source)!r}) from streamer.sources")
+            if not isinstance(source, Iterable):
+                raise TypeError(f"stream() takes a source (File, Camera, Microphone, Arrays or any iterable of "
+                                f"VideoFrame and AudioBlock), got {type(source).__name__}")
         _warn_missing_tracks(sources)
         live_sources = [source for source in sources if getattr(source, "is_live", False)]
         offline = [source for source in sources if not getattr(source, "is_live", False)]
@@ -448,6 +455,7 @@ class Session:
 
     def save(self, path: str | Path) -> Path:
         """Write the stream's state to `path` (msgpack); resume it with `engine.load_session(path)`."""
+        path = file_path(path)  # refuse an empty path or a folder before waiting for the step in flight
         with self._lock:
             while self._in_flight is not None:
                 self._lock.wait()

@@ -31,9 +31,10 @@ def snippet_range(text: str) -> tuple[int, int]:
         ) from None
 
 
-def option(default: Any, help: str | None = None, *, flag: str | None = None, **add_argument: Any) -> Any:
-    """A TrainConfig field and its flag: `help`, a `flag` other than --field-name, and any other
-    `add_argument` keyword (type, choices, required), plus `group` for mutually exclusive flags."""
+def option(default: Any, help: str, *, flag: str | None = None, **add_argument: Any) -> Any:
+    """A TrainConfig field and its flag: `help` (required: every flag says what it does), a `flag`
+    other than --field-name, and any other `add_argument` keyword (type, choices, required),
+    plus `group` for mutually exclusive flags."""
     return field(default=default, metadata={"help": help, "flag": flag, "add_argument": add_argument})
 
 
@@ -52,7 +53,8 @@ class TrainConfig:
     lr: float = option(3e-4, "peak learning rate (default %(default)s)")
     min_lr_ratio: float = option(0.05, "cosine floor as a fraction of --lr")  # cosine decays to lr · min_lr_ratio
     warmup: int = option(100, "linear warm-up steps (default %(default)s)")
-    weight_decay: float = option(0.05)
+    weight_decay: float = option(0.05, "AdamW weight decay of the weight matrices (not of norms or biases) "
+                                       "(default %(default)s)")
     grad_clip: float = option(1.0, "max gradient norm, 0 = off")
     text_weight: float | None = option(None, "text loss weight (default: model config)")  # None: the model's
     latent_weight: float | None = option(None, "latent reconstruction loss weight")
@@ -67,14 +69,15 @@ class TrainConfig:
              "H.264/VP8 + AAC/Opus round trips, camera response (default %(default)s)")
     # a bad sample in a folder dataset stops the run instead of being skipped
     strict: bool = option(False, "stop at the first bad sample of a dataset folder")
-    seed: int = option(0)
+    seed: int = option(0, "seed of the initial weights, the data order and the generated world clips "
+                          "(default %(default)s)")
     amp: str = option("auto", "mixed precision (auto: bf16 on CUDA)", choices=("auto", "bf16", "off"))
     device: str = option("auto", "auto, cpu or cuda")
     threads: int | None = option(None, "torch CPU threads per process")
     checkpoint_every: int = option(200, "steps between checkpoints")
     keep_last: int = option(2, "checkpoints kept on disk")
     eval_every: int = option(0, "steps between world:test evaluations (0 = off)")
-    eval_clips: int = option(32)
+    eval_clips: int = option(32, "world:test clips per --eval-every evaluation (default %(default)s)")
     progress: bool = option(True, "no progress bar")  # the flag is --no-progress
 
     def validate(self) -> None:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from model import MediaSpec, StreamerModel
 from model.checkpoint import CARD
+from streamer.engine import resolve_device
 from training import checkpointing
 
 WORLD_SPLITS = ("test", "compositional", "long", "wild")
@@ -201,7 +202,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="answer length limit in tokens (default: the model's trained answer budget)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", dest="json_out", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    parser.add_argument("--json-out", default=None, metavar="FILE", help="also write the results to this JSON file")
     parser.add_argument("--card", action="store_true",
                         help="record the results in the checkpoint's card.json (under 'evaluation')")
     parser.add_argument("--show-mistakes", type=int, default=0, metavar="N", help="print N wrong answers per data set")
@@ -213,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         model_dir = checkpointing.resolve_model_dir(args.checkpoint)
-        model = StreamerModel.load(model_dir, device=args.device)
+        model = StreamerModel.load(model_dir, device=resolve_device(args.device))
     except ValueError as err:
         print(f"streamer eval: {err}", file=sys.stderr)
         return 2
@@ -228,13 +230,15 @@ def main(args: argparse.Namespace) -> int:
         result = evaluate(model, clips, batch=max(1, args.batch), data=data,
                           max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
         results[data] = result
-        print(f"\n{data} — {result.clips} clips, checkpoint {model_dir}")
-        print(result.table())
-        for m in result.mistakes[: args.show_mistakes]:
-            print(f"  [{m['kind']}] {m['question']!r}: expected {m['answer']!r}, got {m['generated']!r}")
+        if not args.json:
+            print(f"\n{data} — {result.clips} clips, checkpoint {model_dir}")
+            print(result.table())
+            for m in result.mistakes[: args.show_mistakes]:
+                print(f"  [{m['kind']}] {m['question']!r}: expected {m['answer']!r}, got {m['generated']!r}")
     report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(),
               "results": {k: r.to_dict() for k, r in results.items()}}
-    print(json.dumps(report))
+    if args.json:
+        print(json.dumps(report, indent=2))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.card:

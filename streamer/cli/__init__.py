@@ -3,14 +3,17 @@
 This package is the top layer (ARCHITECTURE.md, "Layers"): it may import the runtime and
 the training package (the world for `demo` and `run world:SEED`, the training commands),
 which the runtime under `streamer/` never does. Each subcommand module exposes
-`add_arguments(parser)` and `main(args) -> int` and imports what it runs only inside
-`main`, so `streamer --help` stays fast.
+`add_arguments(parser)` and `main(args) -> int`. Only the subcommand being run is
+imported, so `streamer --help` and `streamer run --help` never import torch; a subcommand
+whose module imports torch at its top (model-info, the training ones) pays for it only
+when it is the one named.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,24 +28,56 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("training.world_command", "render world clips to media files with annotations"),
 }
 
+INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
 
-def build_parser() -> argparse.ArgumentParser:
+
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked for (the package metadata costs an import)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, help="print the streamer version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("streamer")
+        except PackageNotFoundError:
+            text = "unknown (not installed; run `pip install -e .`)"
+        print(f"streamer {text}")
+        parser.exit()
+
+
+def _named_command(argv: list[str]) -> str | None:
+    """The subcommand in `argv`: its first word that is not an option (the top level takes no values)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported to add its arguments."""
     parser = argparse.ArgumentParser(
         prog="streamer",
         description="Real-time audio-video understanding: stream video and audio, ask questions.",
     )
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(_module=module_name)
-        importlib.import_module(module_name).add_arguments(sub)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    return int(importlib.import_module(args._module).main(args) or 0)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser(_named_command(argv))
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C while starting up, or after a command's own handling
+        print("streamer: interrupted", file=sys.stderr)
+        return INTERRUPTED

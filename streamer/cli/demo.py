@@ -19,7 +19,7 @@ DESCRIBE = "what is happening?"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, default=3, help="how many world clips to stream (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="index of the first clip in the split (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="index of the first clip in the split, 0 or more (default 0)")
     parser.add_argument("--split", default="test", help="world split: test, compositional, long, train")
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: bundled tiny)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -98,6 +98,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         world = World(WorldConfig.preset(args.split))
+        for index in (args.seed, args.seed + args.clips - 1):  # the first and last clip exist
+            world.seed(index)
         engine = Engine.load(args.checkpoint, device=args.device)
     except CheckpointNotFound as exc:
         if args.checkpoint is not None:

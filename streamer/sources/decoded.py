@@ -108,6 +108,8 @@ class File(Source):
         self.path = Path(path)
         self.realtime, self.start = realtime, float(start)
         self.is_live = realtime
+        if self.path.is_dir():
+            raise SourceError(f"{self.path}: is a folder, not a media file; name a file in it")
         if not self.path.is_file():
             raise SourceError(f"{self.path}: no such file; check the path")
         self._container = _open(str(self.path), str(self.path), "Is it a complete audio or video file?")

@@ -312,3 +312,15 @@ def test_a_file_without_media_or_with_one_picture_is_warned_about_and_answered_h
         assert len(list(picture.stream(File(media.one_png(tmp_path / "one.png"))))) == 1
     answer = picture.ask(QUESTION)
     assert answer.snippets == 1 and answer.seen and answer.text != NOTHING_SEEN
+
+
+def test_a_device_this_machine_lacks_is_refused_in_one_sentence(checkpoint):
+    """`--device tpu` and `--device cuda` without a GPU ended in torch's RuntimeError tracebacks."""
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        Engine.load(checkpoint, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            Engine.load(checkpoint, device="cuda")
+    else:
+        with pytest.raises(ValueError, match="CUDA GPU"):
+            Engine.load(checkpoint, device=f"cuda:{torch.cuda.device_count()}")

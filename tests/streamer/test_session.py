@@ -141,3 +141,19 @@ def test_no_warning_when_the_sources_together_carry_both_tracks():
         warnings.simplefilter("error", MissingTrackWarning)
         for sources in ((camera, microphone), (_source(0.5),), (plain,)):
             assert list(session.stream(*sources))
+
+
+def test_what_is_not_a_source_or_a_file_name_is_refused_with_what_to_do(tmp_path):
+    """A path string gave "push() takes a VideoFrame or an AudioBlock, got str" from the reader
+    thread, None a bare TypeError, and save("") "PosixPath('.') has an empty name"."""
+    host = FakeHost()
+    session = host.attach(Session(host))
+    with pytest.raises(TypeError, match=r"use File\('clip.mp4'\)"):
+        next(session.stream("clip.mp4"))
+    with pytest.raises(TypeError, match="got NoneType"):
+        next(session.stream(None))
+    with pytest.raises(ValueError, match="no file name"):
+        session.save("")
+    with pytest.raises(ValueError, match="is a folder"):
+        session.save(tmp_path)
+    assert list(session.stream(_source(0.4)))  # still usable

@@ -77,17 +77,19 @@ def test_eval_command_reports_bad_input(tmp_path, capsys):
     assert "unknown world split" in capsys.readouterr().err
 
 
-def test_eval_command_prints_table_json_and_updates_card(tmp_path, capsys):
+def test_eval_command_prints_a_table_or_json_and_updates_card(tmp_path, capsys):
+    """The table used to end in a line of JSON even without --json."""
     from streamer.cli import main
 
     model = StreamerModel(ModelConfig.from_name("tiny"))
     model.save(tmp_path / "ckpt")
     out = tmp_path / "eval.json"
-    assert main(["eval", str(tmp_path / "ckpt"), "--clips", "1", "--max-new-tokens", "4", "--no-progress", "--json", str(out),
-                 "--card"]) == 0
+    common = [str(tmp_path / "ckpt"), "--clips", "1", "--max-new-tokens", "4", "--no-progress"]
+    assert main(["eval", *common, "--json-out", str(out), "--card"]) == 0
     printed = capsys.readouterr().out
-    assert "kind" in printed and "overall" in printed
-    report = json.loads(printed.strip().splitlines()[-1])
+    assert "kind" in printed and "overall" in printed and "{" not in printed
+    assert main(["eval", *common, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)  # stdout is the JSON alone
     assert report == json.loads(out.read_text())
     assert report["fingerprint"] == model.fingerprint()
     card = json.loads((tmp_path / "ckpt" / "card.json").read_text())
