@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS ?= constraints-cpu.txt
 SYSTEM_PACKAGES := libportaudio2 chromium iproute2
 
-.PHONY: demo test test-fast system-deps clean
+.PHONY: demo test test-fast bench bench-quick system-deps clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@$(MAKE) --no-print-directory system-deps
@@ -37,6 +37,21 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# The benchmark suite (bench/README.md); run it on a quiet machine. `bench` publishes: results and
+# plots in bench/results/, the tables in bench/README.md and README.md. `bench-quick` (~2 minutes)
+# writes to build/bench-quick/ and prints its tables, leaving the published results alone.
+BENCH_THREADS ?= 2
+BENCH_ARGS ?=
+bench: $(STAMP)
+	@mkdir -p build
+	$(PY) -m pytest bench --bench-size full --bench-threads $(BENCH_THREADS) --benchmark-json build/bench-run.json $(BENCH_ARGS)
+	$(PY) -m bench.report build/bench-run.json --readme bench/README.md --readme README.md
+
+bench-quick: $(STAMP)
+	@mkdir -p build
+	$(PY) -m pytest bench --bench-size quick --bench-threads $(BENCH_THREADS) --benchmark-json build/bench-quick.json $(BENCH_ARGS)
+	$(PY) -m bench.report build/bench-quick.json --results build/bench-quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -61,7 +61,7 @@ def sincos_2d(rows: torch.Tensor, cols: torch.Tensor, dim: int) -> torch.Tensor:
 
 # Unscaled, the sin-cos table has norm sqrt(dim / 2) per token (8 at dim 128), four to eight
 # times the norm of a freshly initialised patch or mel token: content would start buried
-# under position (sound questions learnt slower, bench/results/learning_rate/*binding*).
+# under position (sound questions learnt slower, experiments/results/learning_rate/*binding*).
 POSITION_SCALE = 0.25
 
 

@@ -49,7 +49,7 @@ class Engine:
     >>> session = engine.session()
     """
 
-    def __init__(self, model: StreamerModel, *, max_batch: int = 16, max_queued: int = 4) -> None:
+    def __init__(self, model: StreamerModel, *, max_batch: int | None = None, max_queued: int = 4) -> None:
         model.eval()
         self.model = model
         self.device = next(model.parameters()).device
@@ -65,7 +65,7 @@ class Engine:
         path: str | os.PathLike | None = None,
         *,
         device: str | torch.device | None = None,
-        max_batch: int = 16,
+        max_batch: int | None = None,
         max_queued: int = 4,
     ) -> Engine:
         """Load a checkpoint folder (default: the bundled `tiny` model) onto `device`; a device this

@@ -59,17 +59,22 @@ def row_of(state: State, i: int) -> State:
 
 
 class Scheduler:
-    """Owns the model step: a daemon thread that steps up to `max_batch` lanes at a time.
+    """Owns the model step: a daemon thread that steps every ready lane in one batched call.
 
-    Lanes are served round-robin, so with more ready lanes than `max_batch` none starves.
+    The batch follows the load: each round takes one snippet from every lane that has one,
+    since one call over B streams costs less than the same streams split over several calls
+    (a fixed cap of 16 made 20 streams take two calls a round and fall behind real time).
+    What bounds it is memory: `max_batch` when given; otherwise a call that runs out of
+    device memory is split in halves and retried, and the half becomes the bound from then
+    on. With more ready lanes than the bound, lanes are served round-robin so none starves.
     """
 
-    def __init__(self, step: StepFn, device: torch.device | str, *, max_batch: int = 16) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+    def __init__(self, step: StepFn, device: torch.device | str, *, max_batch: int | None = None) -> None:
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1 (or None: every ready stream), got {max_batch}")
         self._step = step
         self._device = torch.device(device)
-        self.max_batch = max_batch
+        self.max_batch = max_batch  # None: no bound until a step runs out of memory
         self._lanes: list[weakref.ref[Lane]] = []  # weak: a session dropped without close() leaves
         self._cond = threading.Condition()
         self._work = False
@@ -125,7 +130,7 @@ class Scheduler:
             taken = lane.take_ready()
             if taken is not None:
                 batch.append((lane, *taken))
-                if len(batch) == self.max_batch:
+                if self.max_batch is not None and len(batch) >= self.max_batch:
                     with self._cond:
                         self._next = start + offset + 1
                     break
@@ -149,6 +154,7 @@ class Scheduler:
 
     def _step_batch(self, batch: list[tuple[Lane, Snippet, State]]) -> None:
         started = time.perf_counter()
+        out_of_memory = False
         try:
             state = stack_states([rows for _, _, rows in batch])
             video = torch.from_numpy(np.stack([s.video for _, s, _ in batch])).to(self._device)
@@ -157,8 +163,13 @@ class Scheduler:
             if self._device.type == "cuda":
                 torch.cuda.synchronize(self._device)
         except Exception as error:  # hand the failure to each stream; the worker keeps serving others
-            for lane, _, _ in batch:
-                lane.fail_step(error)
+            out_of_memory = isinstance(error, torch.OutOfMemoryError) and len(batch) > 1
+            if not out_of_memory:
+                for lane, _, _ in batch:
+                    lane.fail_step(error)
+                return
+        if out_of_memory:  # retried outside the handler, so the failed call's tensors are freed first
+            self._split(batch)
             return
         finished = time.perf_counter()
         info = StepInfo(batch_size=len(batch), step_ms=(finished - started) * 1e3, finished_at=finished)
@@ -167,3 +178,11 @@ class Scheduler:
         self.busy_s += finished - started
         for i, (lane, _, _) in enumerate(batch):
             lane.finish_step(new_state if len(batch) == 1 else row_of(new_state, i), info)
+
+    def _split(self, batch: list[tuple[Lane, Snippet, State]]) -> None:
+        """Step a batch that ran out of memory as two halves; the half bounds every later batch.
+        The step is functional (the lanes' states are untouched by the failed call), so a retry is safe."""
+        half = len(batch) // 2
+        self.max_batch = half if self.max_batch is None else min(self.max_batch, half)
+        self._step_batch(batch[:half])
+        self._step_batch(batch[half:])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("kernels", "model", "streamer", "training", "bench", "examples")
+PACKAGES = ("kernels", "model", "streamer", "training", "bench", "examples", "experiments")
 
 # Lowest first. A module belongs to the first layer with a prefix it starts with, checked
 # longest prefix first, so `streamer.cli` (the command line) sits above the runtime.
@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("model",)),
     ("runtime", ("streamer",)),
     ("training", ("training",)),
-    ("cli", ("streamer.cli", "bench", "examples")),
+    ("cli", ("streamer.cli", "bench", "examples", "experiments")),
 )
 
 

@@ -1,11 +1,11 @@
 """Does the curriculum over clip length help? Two `tiny` runs that differ only in `--curriculum`.
 
-    .venv/bin/python -m bench.curriculum [--steps 800] [--curriculum 400] [--runs /tmp/curriculum]
+    .venv/bin/python -m experiments.curriculum [--steps 800] [--curriculum 400] [--runs /tmp/curriculum]
 
 Both runs train at the same time, one torch thread each (2 cores), on the same world clips,
 and evaluate on world:test halfway and at the end. Reported per run: exact match at each
 evaluation, wall seconds to reach it, and the snippets trained on. A run folder that already
-holds its final evaluation is read, not trained again. Writes bench/results/curriculum.json.
+holds its final evaluation is read, not trained again. Writes experiments/results/curriculum.json.
 """
 
 from __future__ import annotations

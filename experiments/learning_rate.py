@@ -1,12 +1,12 @@
 """How fast a model grounds its answers in the picture and sound, per question kind.
 
-    .venv/bin/python -m bench.learning_rate --lr 2e-4 --snippets 2-4 --kinds color_now,shape_now,count_now
+    .venv/bin/python -m experiments.learning_rate --lr 2e-4 --snippets 2-4 --kinds color_now,shape_now,count_now
 
 Trains a fresh `tiny` model on world clips rendered on the fly and prints, every
 `--every` steps, the text loss and the teacher-forced exact match per question kind of
 the batches it trained on. Answer priors alone give roughly 1/(number of answers) on the
 `*_now` kinds; rising above that is the model reading the snippets. The log goes to
-stdout and to `bench/results/learning_rate/lr-<lr>[-patch<N>].log`.
+stdout and to `experiments/results/learning_rate/lr-<lr>[-patch<N>].log`.
 """
 
 from __future__ import annotations
