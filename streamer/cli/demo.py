@@ -19,7 +19,8 @@ DESCRIBE = "what is happening?"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, default=3, help="how many world clips to stream (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="index of the first clip in the split, 0 or more (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="index of the first clip in the split, 0 or more (default 0)")
     parser.add_argument("--split", default="test", help="world split: test, compositional, long, train")
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: bundled tiny)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")

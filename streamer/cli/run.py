@@ -47,7 +47,7 @@ class _At(argparse.Action):
     def __call__(self, parser, namespace, value, option_string=None) -> None:
         questions = list(getattr(namespace, self.dest) or [])
         if not questions or questions[-1].at is not None:
-            parser.error(f"--at {value:g} must follow the --ask it times, e.g. --ask 'what color is the circle?' --at 3")
+            parser.error(f"--at {value:g} must follow the --ask it times, e.g. --ask 'what color?' --at 3")
         if value < 0:
             parser.error(f"--at takes stream seconds >= 0, got {value:g}")
         questions[-1] = replace(questions[-1], at=value)

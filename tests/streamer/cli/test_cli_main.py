@@ -19,7 +19,7 @@ def test_help_does_not_import_torch(argv):
     code = ("import sys\nfrom streamer.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)" % argv)
     process = cli_process("-c", code)
-    out, err = process.communicate(timeout=60)
+    out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert "usage: streamer" in out
     assert out.strip().splitlines()[-1] == "False", "torch was imported to print the help"
@@ -48,7 +48,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(checkpoint):
     assert process.stdout.readline().strip() == "ready"
     time.sleep(0.2)  # into main(): importing torch or loading the model, which take seconds
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    out, err = process.communicate(timeout=120)
     assert process.returncode == INTERRUPTED, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("streamer")

@@ -4,8 +4,8 @@ the state and answering what is left."""
 
 from __future__ import annotations
 
+import re
 import signal
-import time
 
 import pytest
 import torch
@@ -96,10 +96,11 @@ def test_lavfi_is_read_like_a_file_and_duration_counts_stream_time(checkpoint, t
 
 
 def test_realtime_paces_a_lavfi_graph(checkpoint, capsys):
-    started = time.perf_counter()
-    assert _run(checkpoint, TEST_PATTERN, "--realtime", "--duration", "1", "--quiet") == 0
-    assert time.perf_counter() - started >= 1.2  # 2 snippets, 1.28 s of stream at the wall clock's pace
-    assert capsys.readouterr().err == ""  # --quiet: no progress, no summary
+    """--realtime was ignored for lavfi graphs."""
+    assert _run(checkpoint, TEST_PATTERN, "--realtime", "--duration", "1") == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "1.28 s of stream" in summary  # 2 snippets
+    assert float(re.search(r"RTF (\d+\.\d+)", summary).group(1)) >= 0.9  # at the wall clock's pace, or slower
 
 
 class BreaksAfter(Source):
@@ -148,9 +149,10 @@ def test_ctrl_c_saves_answers_and_exits_130(checkpoint, tmp_path):
     first = process.stdout.readline()
     assert first.startswith(f"answer @   0.64s  {QUESTION!r}")  # a snippet is in the state
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    out, err = process.communicate(timeout=300)  # saving and answering; generous for a loaded machine
     assert process.returncode == INTERRUPTED, err
-    assert f"saved session to {state}" in out and "'later?'" in out and "(asked for 100 s; the stream ended first)" in out
+    assert f"saved session to {state}" in out
+    assert "'later?'" in out and "(asked for 100 s; the stream ended first)" in out
     assert "Traceback" not in err and "\r" not in err  # not a terminal: plain lines
     assert err.strip().splitlines()[-1].startswith("streamer run: interrupted at ")
     with Engine.load(checkpoint, device="cpu") as engine:
