@@ -104,7 +104,7 @@ def test_bundled_checkpoint_answers_fixed_world_questions():
     model = StreamerModel.load(BUNDLED).eval()
     card = json.loads((BUNDLED / "card.json").read_text())
     assert card["fingerprint"] == model.fingerprint()
-    for split in ("world:test", "world:compositional", "world:long"):
+    for split in ("world:test", "world:compositional", "world:long", "world:wild"):
         assert split in card["evaluation"]
     per_kind = card["evaluation"]["world:test"]["per_kind"]
     learned = {kind for kind, row in per_kind.items() if row["accuracy"] >= 0.8}
