@@ -363,7 +363,7 @@ class Chunker:
         return True
 
     def _on_timeline(self, t: float) -> float:
-        """A stamp of the current source on the stream's timeline; a new source's first finite stamp fixes the offset."""
+        """A stamp of the current source on the stream's timeline (a new source's first stamp fixes the offset)."""
         if self._new_source and math.isfinite(t):
             self._new_source = False
             if self._newest is not None:

@@ -213,7 +213,9 @@ class Session:
             readers.append((offline, merged, False))
         with self._lock:
             if self._closed:
-                raise RuntimeError("this session is closed; start another with engine.session() or engine.load_session(path)")
+                raise RuntimeError(
+                    "this session is closed; start another with engine.session() or engine.load_session(path)"
+                )
             if self._attached:
                 raise RuntimeError(
                     "this session is already streaming a source; use one session per stream (engine.session())"

@@ -85,7 +85,9 @@ class _Decoded:
                     else:
                         yield _audio_block(frame, self._stamp(frame, "audio"))
         except av.FFmpegError as error:  # the container itself cannot be read further
-            raise SourceError(f"{self.name}: could not read the container ({error}); is the file complete and not corrupted?") from None
+            raise SourceError(
+                f"{self.name}: could not read the container ({error}); is the file complete and not corrupted?"
+            ) from None
         if decoded == 0 and last_error is not None:
             raise SourceError(
                 f"{self.name}: none of its {self.corrupt_packets} packets could be decoded ({last_error}); "

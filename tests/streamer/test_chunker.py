@@ -315,6 +315,15 @@ def test_state_dict_round_trip_continues_identically():
         Chunker(MEDIA_PRESETS["base"]).load_state_dict(original.state_dict())
 
 
+def _pushed(stream, chunker: Chunker) -> list:
+    """The snippets ready after pushing every item, without flushing (the stream goes on)."""
+    out = []
+    for item in stream:
+        chunker.push(item)
+        out += chunker.pop_ready()
+    return out
+
+
 def _moved(stream, dt: float):
     return [replace(item, t=item.t + dt) for item in stream]
 
@@ -344,8 +353,7 @@ def test_a_new_source_completes_a_partial_snippet():
     stream = items(25, 4 * D, 48000, list(range(0, 48000 * 3, 960)))
     cut = next(i for i, item in enumerate(stream) if item.t >= 1.5 * D)
     chunker = Chunker(SPEC)
-    head = [s for item in stream[:cut] for s in (chunker.push(item), chunker.pop_ready())[1]]
-    assert [s.index for s in head] == [0] and chunker.pop_ready() == []
+    assert [s.index for s in _pushed(stream[:cut], chunker)] == [0]
     chunker.start_source()  # the next file starts at 0 on its own clock
     tail, _ = run(items(25, 2 * D, 48000, list(range(0, 48000 * 2, 960))), chunker)
     assert [s.index for s in tail] == [1, 2, 3]
@@ -353,7 +361,7 @@ def test_a_new_source_completes_a_partial_snippet():
     assert chunker.stats.sources_rebased == 1 and chunker.stats.video_frames_late == 0
     reds = tail[0].video[:, 0, 0, 0].astype(int)  # the red channel numbers the frames: 7 per frame
     drops = np.flatnonzero(np.diff(reds) < 0)
-    assert len(drops) == 1 and reds[drops[0] + 1] <= 14, "the partial snippet shows the first source, then the second from its start"
+    assert len(drops) == 1 and reds[drops[0] + 1] <= 14, "the partial snippet shows the first source, then the second"
 
 
 def test_the_rest_of_the_same_source_is_not_moved():
@@ -361,7 +369,7 @@ def test_the_rest_of_the_same_source_is_not_moved():
     cut = len(stream) // 2
     whole, _ = run(stream)
     chunker = Chunker(SPEC)
-    head = [s for item in stream[:cut] for s in (chunker.push(item), chunker.pop_ready())[1]]
+    head = _pushed(stream[:cut], chunker)
     chunker.start_source()  # e.g. a file resumed from where a saved session stopped
     restored = Chunker(SPEC)
     restored.load_state_dict(_saved_and_read_back(chunker.state_dict()))
