@@ -12,6 +12,11 @@ windowed-sinc filter whose output does not depend on how the PCM was cut into bl
 samples are placed by count from where the audio stream started, and stamps are only
 consulted to detect real gaps (filled with silence) and overlaps (trimmed).
 
+A stream may go on with another source (`start_source()`: the next file, a new camera).
+Its clock starts wherever it likes (often at 0, long before where the stream stands), so
+unless its first stamp already continues the stream, all its stamps are moved by one
+offset so that it starts where the stream stopped; otherwise every frame would be "late".
+
 Accepted PCM layouts for `push_audio(pcm, t, rate, channels)`: see `streamer.audio`.
 
 Why one module of ~500 lines: the video slots, the audio samples and the decision to emit
@@ -64,6 +69,7 @@ class ChunkerStats:
     stamps_invalid: int = 0  # NaN or infinite timestamps (item dropped)
     stamps_jumped: int = 0  # items dropped because their stamp leapt far ahead, unconfirmed
     clock_jumps: int = 0  # far jumps confirmed by following stamps and accepted
+    sources_rebased: int = 0  # new sources whose clock was moved to continue the stream (`start_source`)
 
 
 @dataclass
@@ -149,8 +155,22 @@ class Chunker:
         self._pieces: list[list] = []
         self._audio_end: int | None = None  # grid index after the last written sample
         self._segment: _Segment | None = None
+        # the current source's clock → the stream's timeline (see start_source)
+        self._offset = 0.0
+        self._new_source = False
 
     # ---------------------------------------------------------------- inputs
+
+    def start_source(self) -> None:
+        """The next item opens another source on its own clock; the stream continues where it stopped.
+
+        If that item's stamp already continues the stream (not before the newest stamp seen,
+        nor more than `max_lag` after the data's end: the rest of the same recording, as
+        when resuming a file from a saved position), stamps are kept as they are. Otherwise
+        every stamp of the source is moved by one offset so it starts where the data ended
+        (counted in `stats.sources_rebased`).
+        """
+        self._new_source = True
 
     def push(self, item: MediaItem) -> None:
         """Push a `VideoFrame` or an `AudioBlock`."""
@@ -164,7 +184,7 @@ class Chunker:
     def push_video(self, rgb: np.ndarray, t: float) -> None:
         """One RGB uint8 frame [H, W, 3] (also [H, W] grey or [H, W, 4] RGBA) at t seconds."""
         frame = self._check_frame(rgb)
-        t = _check_stamp(t, "video")
+        t = self._on_timeline(_check_stamp(t, "video"))
         if not self._accept_stamp("video", t, t):
             return
         if t < self._t0 - self.duration:
@@ -192,6 +212,7 @@ class Chunker:
         t = _check_stamp(t, "audio")
         if len(mono) == 0:
             return
+        t = self._on_timeline(t)
         end = t + len(mono) / rate
         if not self._accept_stamp("audio", t, end):
             return
@@ -265,6 +286,8 @@ class Chunker:
             "pieces": [[start, data.copy()] for start, data in self._pieces],
             "audio_end": self._audio_end,
             "segment": None if self._segment is None else self._segment.state_dict(),
+            "offset": self._offset,
+            "new_source": self._new_source,
             "stats": asdict(self.stats),
         }
 
@@ -291,6 +314,8 @@ class Chunker:
         self._pieces = [[int(start), np.array(data, dtype=np.float32)] for start, data in state["pieces"]]
         self._audio_end = state["audio_end"]
         self._segment = None if state["segment"] is None else _Segment.from_state_dict(state["segment"])
+        self._offset = float(state.get("offset", 0.0))  # states saved before sources were rebased have neither
+        self._new_source = bool(state.get("new_source", False))
         self.stats = ChunkerStats(**state["stats"])
 
     # ---------------------------------------------------------------- internals
@@ -336,6 +361,35 @@ class Chunker:
         if self._t0 is None:
             self._t0 = t
         return True
+
+    def _on_timeline(self, t: float) -> float:
+        """A stamp of the current source on the stream's timeline (a new source's first stamp fixes the offset)."""
+        if self._new_source and math.isfinite(t):
+            self._new_source = False
+            if self._newest is not None:
+                end = self._continue_at()
+                if not self._newest - self.audio_tolerance <= t + self._offset <= end + self.max_lag:
+                    self._offset = end - t
+                    self._suspects = {name: [] for name in self._suspects}
+                    self.stats.sources_rebased += 1
+        return t + self._offset
+
+    def _continue_at(self) -> float:
+        """Where a new source goes on: after the last snippet emitted when no data is pending
+        (a flushed stream), else where the pending data ends: the audio fed, or the last frame
+        shown for one output frame when the video runs past the audio."""
+        next_snippet = self._t0 + self._next_k * self.duration
+        audio_end = None
+        if self._segment is not None:
+            audio_end = self._segment.next_t
+        elif self._audio_end is not None:
+            audio_end = self._t0 + self._audio_end / self.spec.sample_rate
+        data_ends = [end for end in (audio_end, self._last_t) if end is not None]
+        if not data_ends or max(data_ends) <= next_snippet + _SAME_STAMP:
+            return next_snippet
+        if audio_end is not None and (self._last_t is None or audio_end > self._last_t):
+            return max(next_snippet, audio_end)
+        return max(next_snippet, self._last_t + 1.0 / self.spec.fps)
 
     def _note_newest(self, t: float) -> None:
         self._newest = t if self._newest is None else max(self._newest, t)

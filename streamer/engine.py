@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 import torch
@@ -58,6 +59,10 @@ class Engine:
         self.max_queued = max_queued
         self._state_spec = model.state_spec(1)
         self._scheduler = Scheduler(model.step, self.device, max_batch=max_batch)
+        self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+        # Also runs at interpreter exit for an engine nobody closed: a thread still inside torch
+        # or ffmpeg while the process tears down aborts it ("terminate called ...").
+        self._shutdown = weakref.finalize(self, _shut_down, self._sessions, self._scheduler)
 
     @classmethod
     def load(
@@ -92,7 +97,12 @@ class Engine:
         return self._attach(Session(self, max_queued=max_queued or self.max_queued, saved=saved))
 
     def _attach(self, session: Session) -> Session:
-        self._scheduler.add(session)
+        self._sessions.add(session)  # before the scheduler takes it: a close() racing this either sees it or refuses it
+        try:
+            self._scheduler.add(session)
+        except RuntimeError:
+            self._sessions.discard(session)
+            raise
         return session
 
     # the session's host: see streamer.session.Host
@@ -103,6 +113,7 @@ class Engine:
     def detach(self, session: Session) -> None:
         """Stop stepping `session` (called by `session.close()`)."""
         self._scheduler.remove(session)
+        self._sessions.discard(session)
 
     @property
     def stats(self) -> dict[str, float]:
@@ -111,11 +122,17 @@ class Engine:
         return {"steps": s.steps, "snippets": s.snippets, "mean_batch": s.mean_batch, "busy_s": s.busy_s}
 
     def close(self) -> None:
-        """Stop the scheduler thread; sessions of this engine stop being stepped."""
-        self._scheduler.close()
+        """Stop the scheduler thread and close every session: their streams end, their reader threads are joined."""
+        self._shutdown()
 
     def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _shut_down(sessions: weakref.WeakSet[Session], scheduler: Scheduler) -> None:
+    scheduler.close()  # first, so no session joins after the others were closed
+    for session in list(sessions):
+        session.close()

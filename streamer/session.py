@@ -148,6 +148,9 @@ class Session:
         self._producers_left = 0  # sources of the running stream still being read
         self._stopped_early = False
         self._error: BaseException | None = None
+        self._producers: list[threading.Thread] = []  # the running stream's source readers
+        self._sources: tuple[Iterable[MediaItem], ...] = ()  # the latest stream's sources
+        self._corrupt_before = 0  # corrupt packets skipped by the sources of earlier streams
         self._newest_t1 = 0.0
         self._dropped_since_update = 0
         self._closed = False
@@ -183,6 +186,19 @@ class Session:
             return self.clock.dropped
 
     @property
+    def corrupt_packets(self) -> int:
+        """Undecodable packets its sources skipped and went on (`File.corrupt_packets`), in every
+        stream of this session object so far (not saved with the state)."""
+        with self._lock:
+            return self._corrupt_before + _corrupt_packets(self._sources)
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` (or the engine's `close()`) ended this session; a stream it ran stopped early."""
+        with self._lock:
+            return self._closed
+
+    @property
     def pending(self) -> int:
         """Snippets cut but not yet stepped (they are stepped by the next `stream`, and saved)."""
         with self._lock:
@@ -199,7 +215,9 @@ class Session:
         on the wall clock at their first item. `flush=False` keeps a trailing partial
         snippet in the chunker (to continue with the next source or after a save);
         snippets not yet stepped when the loop is left early stay queued for the next call.
-        Sources are closed when the stream ends.
+        A source on its own clock (another file, a new camera) continues the session's
+        timeline where it stopped (see `Chunker.start_source`). Sources are closed when the
+        stream ends. Closing the session or its engine ends the stream at once.
         """
         if not sources:
             raise ValueError("stream() needs a source, e.g. session.stream(sources.File('clip.mp4'))")
@@ -221,7 +239,9 @@ class Session:
             readers.append((offline, merged, False))
         with self._lock:
             if self._closed:
-                raise RuntimeError("this session is closed")
+                raise RuntimeError(
+                    "this session is closed; start another with engine.session() or engine.load_session(path)"
+                )
             if self._attached:
                 raise RuntimeError(
                     "this session is already streaming a source; use one session per stream (engine.session())"
@@ -231,20 +251,25 @@ class Session:
             self._attached, self._live, self._stop = True, live, False
             self._producers_left, self._stopped_early, self._error = len(readers), False, None
             self._outbox = deque(maxlen=4 * self.max_queued) if live else deque()
-        origin = time.perf_counter()
-        producers = [
-            threading.Thread(target=self._produce, name="streamer-source", daemon=True,
-                             args=(owned, items, live, flush, generation, origin if restamp else None))
-            for owned, items, restamp in readers
-        ]
+            self._chunker.start_source()  # its clock may start anywhere: it continues this stream's timeline
+            self._corrupt_before += _corrupt_packets(self._sources)
+            self._sources = sources
+            origin = time.perf_counter()
+            producers = self._producers = [
+                threading.Thread(target=self._produce, name="streamer-source", daemon=True,
+                                 args=(owned, items, live, flush, generation, origin if restamp else None))
+                for owned, items, restamp in readers
+            ]
         for producer in producers:
             producer.start()
         self.host.wake()
         try:
             while True:
                 with self._lock:
-                    while not self._outbox and self._error is None and not self._drained():
+                    while not self._outbox and self._error is None and not self._drained() and not self._closed:
                         self._lock.wait()
+                    if self._closed:
+                        return  # session.close() or engine.close(): the stream ends here
                     if self._outbox:
                         update = self._outbox.popleft()
                     elif self._error is not None:
@@ -258,8 +283,7 @@ class Session:
                 self._stop, self._attached = True, False
                 self._outbox.clear()
                 self._lock.notify_all()
-            for producer in producers:
-                producer.join(_JOIN_TIMEOUT_S)
+            _join(producers)
 
     async def astream(self, *sources: Iterable[MediaItem], flush: bool = True) -> AsyncIterator[Update]:
         """`stream` for asyncio: the waiting happens on a worker thread, never on the event loop."""
@@ -463,12 +487,19 @@ class Session:
         return write_atomic(path, data)
 
     def close(self) -> None:
-        """Stop stepping this session and leave the engine; a running stream ends."""
+        """Stop stepping this session and leave the engine; a running stream ends and its readers are joined.
+
+        The state stays: `ask` and `save` still work on a closed session.
+        """
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             self._stop, self._attached = True, False
+            producers = self._producers
             self._lock.notify_all()
         self.host.detach(self)
+        _join(producers)
 
     def __enter__(self) -> Session:
         return self
@@ -487,3 +518,14 @@ def _warn_missing_tracks(sources: tuple[Iterable[MediaItem], ...]) -> None:
         what = f"the source has no {kind} track" if len(sources) == 1 else f"none of the sources has a {kind} track"
         warnings.warn(f"{what}: every snippet's {kind} is {_FILLED_WITH[kind]} mean nothing",
                       MissingTrackWarning, stacklevel=3)
+
+
+def _corrupt_packets(sources: Iterable[object]) -> int:
+    return sum(getattr(source, "corrupt_packets", 0) for source in sources)
+
+
+def _join(producers: list[threading.Thread]) -> None:
+    """Wait for source readers to stop; each stops after the item it is reading (bounded, for a stuck device)."""
+    for producer in producers:
+        if producer is not threading.current_thread():
+            producer.join(_JOIN_TIMEOUT_S)

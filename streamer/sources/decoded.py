@@ -1,4 +1,10 @@
-"""Sources decoded by PyAV (ffmpeg): media files, capture devices and lavfi test graphs."""
+"""Sources decoded by PyAV (ffmpeg): media files, capture devices and lavfi test graphs.
+
+A packet that does not decode (a few corrupt bytes in a file, a glitch on a device) is
+skipped and counted in `corrupt_packets`, as `ffmpeg -i` skips it with a warning: one bad
+packet must not end a stream that decodes fine around it. Only a source that yields no
+media at all, or whose container cannot be read on, is an error.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ class _Decoded:
         if self.video is not None:
             self.video.thread_type = "AUTO"
         self._next_t = {"video": None, "audio": None}  # for frames that carry no timestamp
+        self.corrupt_packets = 0
         self._to_rgb = VideoReformatter()  # one converter kept for the stream: ~25x faster than per-frame setup
 
     def _stamp(self, frame: av.VideoFrame | av.AudioFrame, kind: str) -> float:
@@ -63,15 +70,31 @@ class _Decoded:
 
     def _frames(self) -> Iterator[MediaItem]:
         streams = [s for s in (self.video, self.audio) if s is not None]
+        decoded, last_error = 0, None
         try:
-            for frame in self.container.decode(*streams):
-                if isinstance(frame, av.VideoFrame):
-                    rgb = self._to_rgb.reformat(frame, format="rgb24").to_ndarray()
-                    yield VideoFrame(t=self._stamp(frame, "video"), rgb=rgb)
-                else:
-                    yield _audio_block(frame, self._stamp(frame, "audio"))
-        except av.FFmpegError as error:
-            raise SourceError(f"{self.name}: could not decode ({error}); is the file complete and not corrupted?") from None
+            for packet in self.container.demux(*streams):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as error:
+                    self.corrupt_packets += 1
+                    last_error = error
+                    continue
+                for frame in frames:
+                    decoded += 1
+                    if isinstance(frame, av.VideoFrame):
+                        rgb = self._to_rgb.reformat(frame, format="rgb24").to_ndarray()
+                        yield VideoFrame(t=self._stamp(frame, "video"), rgb=rgb)
+                    else:
+                        yield _audio_block(frame, self._stamp(frame, "audio"))
+        except av.FFmpegError as error:  # the container itself cannot be read further
+            raise SourceError(
+                f"{self.name}: could not read the container ({error}); is the file complete and not corrupted?"
+            ) from None
+        if decoded == 0 and last_error is not None:
+            raise SourceError(
+                f"{self.name}: none of its {self.corrupt_packets} packets could be decoded ({last_error}); "
+                "is it a complete, uncorrupted media file?"
+            )
 
     def __iter__(self) -> Iterator[MediaItem]:
         """Items in stamp order: hold each stream back until the other has caught up (bounded)."""
@@ -125,6 +148,11 @@ class File(Source):
             except av.FFmpegError as error:
                 self._container.close()
                 raise SourceError(f"{self.path}: cannot seek to {self.start} s ({error})") from None
+
+    @property
+    def corrupt_packets(self) -> int:
+        """Packets skipped so far because they did not decode (see the module docstring)."""
+        return self._decoded.corrupt_packets
 
     def __iter__(self) -> Iterator[MediaItem]:
         items = (item for item in map(self._from_start, self._decoded) if item is not None)
@@ -212,6 +240,11 @@ class Camera(Source):
             raise
         self.tracks = self._decoded.tracks
         self._closed = False
+
+    @property
+    def corrupt_packets(self) -> int:
+        """Packets skipped so far because they did not decode (see the module docstring)."""
+        return self._decoded.corrupt_packets
 
     def __iter__(self) -> Iterator[MediaItem]:
         first = None

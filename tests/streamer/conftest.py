@@ -96,7 +96,18 @@ def one_png(path: Path) -> Path:
     return path
 
 
+def corrupt(path: Path, start: int | None = None, end: int | None = None, seed: int = 0) -> Path:
+    """A copy of `path` with bytes [start, end) overwritten at random (default: 3000 bytes mid-file)."""
+    data = bytearray(path.read_bytes())
+    start = len(data) // 2 if start is None else start
+    end = start + 3000 if end is None else end
+    data[start:end] = np.random.default_rng(seed).integers(0, 256, end - start, dtype=np.uint8).tobytes()
+    out = path.with_name(f"corrupt-{path.name}")
+    out.write_bytes(bytes(data))
+    return out
+
+
 @pytest.fixture
 def media() -> SimpleNamespace:
-    return SimpleNamespace(encode=encode, silent_wav=silent_wav, one_png=one_png, frame_colour=frame_colour, tone=tone,
-                           TONE_HZ=TONE_HZ)
+    return SimpleNamespace(encode=encode, corrupt=corrupt, silent_wav=silent_wav, one_png=one_png,
+                           frame_colour=frame_colour, tone=tone, TONE_HZ=TONE_HZ)

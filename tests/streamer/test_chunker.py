@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -312,3 +313,66 @@ def test_state_dict_round_trip_continues_identically():
 
     with pytest.raises(ValueError, match="media spec"):
         Chunker(MEDIA_PRESETS["base"]).load_state_dict(original.state_dict())
+
+
+def _pushed(stream, chunker: Chunker) -> list:
+    """The snippets ready after pushing every item, without flushing (the stream goes on)."""
+    out = []
+    for item in stream:
+        chunker.push(item)
+        out += chunker.pop_ready()
+    return out
+
+
+def _moved(stream, dt: float):
+    return [replace(item, t=item.t + dt) for item in stream]
+
+
+@pytest.mark.parametrize("clock", [0.0, 1000.0, -2.5])  # the new source's clock: from zero, far ahead, behind
+def test_a_new_source_continues_where_the_stream_stopped(clock):
+    first = items(25, 3 * D, 48000, list(range(0, 48000 * 2, 1000)))
+    second = items(25, 3 * D, 44100, list(range(0, 44100 * 2, 1000)))  # another rate too
+    chunker = Chunker(SPEC)
+    run(first, chunker)
+    chunker.start_source()
+    continued, _ = run(_moved(second, clock), chunker)
+    alone, _ = run(second)
+    # exactly the second source's own snippets, moved to follow the first: nothing late, nothing filled
+    assert [s.index for s in continued] == [3, 4, 5]
+    assert [s.t0 for s in continued] == pytest.approx([s.t0 + 3 * D for s in alone])
+    for x, y in zip(continued, alone):
+        assert (x.video_filled, x.audio_filled) == (y.video_filled, y.audio_filled) == (False, False)
+        np.testing.assert_array_equal(x.video, y.video)
+        np.testing.assert_allclose(x.audio, y.audio, atol=1e-6)
+    stats = chunker.stats
+    assert stats.sources_rebased == 1
+    assert stats.video_frames_late == stats.audio_samples_late == stats.audio_samples_trimmed == 0
+
+
+def test_a_new_source_completes_a_partial_snippet():
+    stream = items(25, 4 * D, 48000, list(range(0, 48000 * 3, 960)))
+    cut = next(i for i, item in enumerate(stream) if item.t >= 1.5 * D)
+    chunker = Chunker(SPEC)
+    assert [s.index for s in _pushed(stream[:cut], chunker)] == [0]
+    chunker.start_source()  # the next file starts at 0 on its own clock
+    tail, _ = run(items(25, 2 * D, 48000, list(range(0, 48000 * 2, 960))), chunker)
+    assert [s.index for s in tail] == [1, 2, 3]
+    assert not any(s.video_filled or s.audio_filled for s in tail[:2])
+    assert chunker.stats.sources_rebased == 1 and chunker.stats.video_frames_late == 0
+    reds = tail[0].video[:, 0, 0, 0].astype(int)  # the red channel numbers the frames: 7 per frame
+    drops = np.flatnonzero(np.diff(reds) < 0)
+    assert len(drops) == 1 and reds[drops[0] + 1] <= 14, "the partial snippet shows the first source, then the second"
+
+
+def test_the_rest_of_the_same_source_is_not_moved():
+    stream = items(25, 3 * D, 48000, list(range(0, 48000 * 2, 1000)))
+    cut = len(stream) // 2
+    whole, _ = run(stream)
+    chunker = Chunker(SPEC)
+    head = _pushed(stream[:cut], chunker)
+    chunker.start_source()  # e.g. a file resumed from where a saved session stopped
+    restored = Chunker(SPEC)
+    restored.load_state_dict(_saved_and_read_back(chunker.state_dict()))
+    rest, _ = run(stream[cut:], restored)
+    assert_same(whole, head + rest)
+    assert restored.stats.sources_rebased == 0

@@ -216,6 +216,47 @@ def test_leaving_a_stream_early_keeps_its_data(engine, clips, tmp_path):
     resumed.close()
 
 
+def _by_hand_over(model: StreamerModel, clips: list[Clip]) -> tuple[dict, str]:
+    """The model stepped over each clip's own snippets, one clip after the other, then asked."""
+    state = model.init_state(1)
+    for clip in clips:
+        for snippet in clip.snippets():
+            state = model.step(state, torch.from_numpy(snippet.video[None]), torch.from_numpy(snippet.audio[None]))
+    return state, "".join(model.answer(state, QUESTION)).strip()
+
+
+def test_a_new_source_continues_a_session_or_its_save(engine, clips, tmp_path):
+    first, second = clips[0], clips[1]  # both clocks start at 0
+    session = engine.session()
+    list(session.stream(ClipItems(first)))
+    path = session.save(tmp_path / "first.msgpack")
+    resumed = engine.load_session(path)
+    state, text = _by_hand_over(engine.model, [first, second])
+    expected = list(range(first.n_snippets, first.n_snippets + second.n_snippets))
+    for continuing in (session, resumed):
+        updates = list(continuing.stream(ClipItems(second)))
+        assert [u.index for u in updates] == expected
+        assert updates[0].t0 == pytest.approx(first.duration)
+        assert not any(u.video_filled or u.audio_filled for u in updates), "the new source's media was dropped"
+        _assert_same_state(_state_of(continuing), state)
+        assert continuing.ask(QUESTION).text == text
+        continuing.close()
+
+
+def test_a_new_source_resumed_from_its_saved_position_continues_exactly(engine, clips, tmp_path):
+    first, second = clips[2], clips[3]
+    cut = 1.5 * second.spec.snippet_seconds + 0.03  # the second source's own clock, mid-snippet
+    session = engine.session()
+    list(session.stream(ClipItems(first)))
+    list(session.stream(ClipItems(second, end=cut), flush=False))
+    path = session.save(tmp_path / "mid-second.msgpack")
+    session.close()
+    resumed = engine.load_session(path)
+    list(resumed.stream(ClipItems(second, start=cut)))  # the rest of the same source, on its own clock
+    _assert_same_state(_state_of(resumed), _by_hand_over(engine.model, [first, second])[0])
+    resumed.close()
+
+
 class SlowModel(StreamerModel):
     """The tiny model with a fixed extra cost per step: an engine slower than real time."""
 

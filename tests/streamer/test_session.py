@@ -3,6 +3,7 @@ here by a fake host that steps in whichever thread wakes it, with a model that c
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 
@@ -13,7 +14,7 @@ import torch
 from model.media import MediaSpec
 from streamer.scheduler import StepInfo
 from streamer.session import NOTHING_SEEN, Session
-from streamer.sources import Arrays, MissingTrackWarning
+from streamer.sources import Arrays, Camera, File, MissingTrackWarning
 
 MEDIA = MediaSpec(height=8, width=8, fps=10.0, frames_per_snippet=2)  # 0.2 s snippets
 
@@ -39,6 +40,7 @@ class FakeHost:
         self.model = CountingModel()
         self.sessions: list[Session] = []
         self.stepped: list[int] = []
+        self.snippets: list = []  # what was stepped, to look at
         self.detached: list[Session] = []
         self.fail_at = fail_at
 
@@ -54,6 +56,7 @@ class FakeHost:
                     session.fail_step(RuntimeError("the model failed"))
                     return
                 self.stepped.append(snippet.index)
+                self.snippets.append(snippet)
                 session.finish_step({"t": state["t"] + 1}, StepInfo(1, 0.0, time.perf_counter()))
 
     def detach(self, session: Session) -> None:
@@ -157,3 +160,89 @@ def test_what_is_not_a_source_or_a_file_name_is_refused_with_what_to_do(tmp_path
     with pytest.raises(ValueError, match="is a folder"):
         session.save(tmp_path)
     assert list(session.stream(_source(0.4)))  # still usable
+
+
+def _colours(snippets) -> np.ndarray:
+    """The mean colour of each frame, [snippets × frames, 3]."""
+    return np.concatenate([s.video.reshape(len(s.video), -1, 3).mean(axis=1) for s in snippets])
+
+
+def test_a_new_file_continues_the_session_where_it_stopped(tmp_path, media):
+    first = media.encode(tmp_path / "a.mp4", seconds=1.0)
+    second = media.encode(tmp_path / "b.webm", seconds=1.0, video="libvpx", audio="libopus", size=(80, 48))
+    host = FakeHost()
+    session = host.attach(Session(host))
+    before = list(session.stream(File(first)))
+    updates = list(session.stream(File(second)))
+    n = len(before)  # the AAC encoder's padding may add a sixth snippet
+    assert [u.index for u in updates] == list(range(n, n + len(updates))) and len(updates) >= 5
+    assert updates[0].t0 == pytest.approx(before[-1].t1), "the second file continues where the first stopped"
+    assert not any(u.video_filled or u.audio_filled for u in updates[:5]), "the second file's media was not used"
+    # both files show frame_colour(0), (1), ... from their start: the second file's snippets look like the first's
+    a, b = _colours(host.snippets[:5]), _colours(host.snippets[n : n + 5])
+    assert np.abs(np.diff(b, axis=0)).max() > 20, "the second file's frames were dropped (one frame repeated)"
+    np.testing.assert_allclose(b, a, atol=12)
+
+
+def test_a_new_source_after_a_partial_snippet_completes_it(tmp_path, media):
+    first = media.encode(tmp_path / "a.mp4", seconds=0.5)  # two and a half snippets
+    second = media.encode(tmp_path / "b.mp4", seconds=0.5, rate=44100)  # another sample rate
+    host = FakeHost()
+    session = host.attach(Session(host))
+    assert [u.index for u in session.stream(File(first), flush=False)] == [0, 1]
+    updates = list(session.stream(File(second)))
+    assert [u.index for u in updates] == list(range(2, 2 + len(updates))) and session.t >= 1.0
+    assert not any(u.video_filled or u.audio_filled for u in updates[:3]), "the partial snippet was not completed"
+
+
+def test_a_new_camera_continues_a_live_session():
+    host = FakeHost()
+    session = host.attach(Session(host, max_queued=64))
+    graph = "testsrc=size=64x48:rate=10"
+    first = list(session.stream(Camera(graph, format="lavfi", max_seconds=1.0)))
+    second = list(session.stream(Camera(graph, format="lavfi", max_seconds=1.0)))  # its clock starts at 0 again
+    assert len(first) == len(second) == 5 and session.dropped == 0
+    assert [u.index for u in second] == [5, 6, 7, 8, 9]
+    assert not any(u.video_filled for u in second[:-1])
+
+
+def test_a_corrupt_file_streams_to_its_end_and_the_session_counts_what_was_skipped(tmp_path, media):
+    whole = media.encode(tmp_path / "clip.mp4", seconds=4.0)
+    host = FakeHost()
+    session = host.attach(Session(host))
+    source = File(media.corrupt(whole))
+    updates = list(session.stream(source))
+    assert updates[-1].t1 >= 4.0, "the stream ended at the corrupt bytes"
+    assert session.corrupt_packets == source.corrupt_packets > 0
+    list(session.stream(File(whole)))
+    assert session.corrupt_packets == source.corrupt_packets  # counted over every stream of the session
+
+
+def _endless(seconds: float = 600.0) -> Arrays:
+    frames = np.zeros((int(seconds * MEDIA.fps), 8, 8, 3), dtype=np.uint8)
+    return Arrays(video=frames, fps=MEDIA.fps)
+
+
+def test_closing_a_session_mid_stream_ends_its_stream_and_joins_its_readers():
+    host = FakeHost()
+    session = host.attach(Session(host, max_queued=2))
+    readers_before = {t for t in threading.enumerate() if t.name == "streamer-source"}
+    updates, first = [], threading.Event()
+
+    def consume():
+        for update in session.stream(_endless()):
+            updates.append(update)
+            first.set()
+            time.sleep(0.01)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    assert first.wait(30)
+    session.close()
+    consumer.join(10)
+    assert not consumer.is_alive(), "the stream went on after session.close()"
+    assert session.closed and host.detached == [session]
+    assert not [t for t in threading.enumerate() if t.name == "streamer-source" and t not in readers_before]
+    assert session.ask("what?").text.startswith("what? after")  # the state stays usable
+    session.close()  # closing twice is harmless
+    assert host.detached == [session]

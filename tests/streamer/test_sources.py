@@ -120,6 +120,27 @@ def test_broken_files_give_errors_naming_the_file(tmp_path, media):
         list(File(empty))
 
 
+def test_corrupt_packets_are_skipped_counted_and_decoding_goes_on(tmp_path, media):
+    whole = media.encode(tmp_path / "clip.mp4", seconds=6.0)
+    clean, damaged = File(whole), File(media.corrupt(whole))  # a few kB of garbage mid-file
+    good, items = list(clean), list(damaged)
+    assert clean.corrupt_packets == 0 and damaged.corrupt_packets > 0
+    assert items[-1].t == pytest.approx(good[-1].t), "decoding stopped at the corrupt bytes"
+    assert len(items) > 0.9 * len(good)
+    frames, _ = split(items)
+    assert np.diff([f.t for f in frames]).min() > 0
+
+
+def test_a_file_none_of_whose_packets_decode_is_an_error(tmp_path, media):
+    path = media.encode(tmp_path / "video.mp4", seconds=1.0, audio=None)
+    data = path.read_bytes()
+    broken = media.corrupt(path, start=data.find(b"mdat") + 68, end=data.find(b"moov") - 4, seed=1)
+    source = File(broken)
+    with pytest.raises(SourceError, match="none of its .* packets could be decoded"):
+        list(source)
+    assert source.corrupt_packets > 0
+
+
 def test_camera_opens_lavfi_video_and_audio():
     with Camera("testsrc=size=160x120:rate=25", format="lavfi", max_seconds=0.5) as camera:
         assert camera.is_live
