@@ -113,8 +113,10 @@ class Peer:
         PyAV's wheels) signs with a P-224 key that OpenSSL 4 no longer accepts in TLS, and its own
         error ("A TLS fatal alert has been received") does not say so."""
         if self.connected_at is None and self.pc.iceConnectionState in ("connected", "completed"):
-            hint = "; an FFmpeg whip publisher needs a P-256 certificate: -cert_file/-key_file (README)"
-            return "connection failed: DTLS handshake failed after ICE connected" + (hint if self.kind == "whip" else "")
+            reason = "connection failed: DTLS handshake failed after ICE connected"
+            if self.kind == "whip":
+                reason += "; an FFmpeg whip publisher needs a P-256 certificate: -cert_file/-key_file (README)"
+            return reason
         return "connection failed"
 
     def _spawn(self, coroutine) -> None:

@@ -7,10 +7,10 @@ H.264 (baseline, no B-frames) and Opus, what the muxer accepts. Its offer carrie
 candidates: the server finds it through the answer's candidates (peer-reflexive). When the
 muxer closes it DELETEs its resource. Exits 0 after a clean close, 3 when FFmpeg fails.
 
-The certificate: this FFmpeg (TLS through GnuTLS) makes its self-signed DTLS certificate on
-secp224r1, and OpenSSL (under aiortc) refuses a peer key on a curve outside its TLS groups
-(alert "illegal parameter"); OpenSSL 4 has dropped P-224 from TLS, so no server setting can
-accept it. A P-256 certificate passed as `cert_file`/`key_file` works.
+The certificate: this FFmpeg (TLS through GnuTLS) makes its self-signed DTLS key at GnuTLS's
+"medium" security level, i.e. on secp224r1, and OpenSSL (under aiortc) refuses a peer key on a
+curve outside its TLS groups (alert "illegal parameter"); OpenSSL 4 has dropped P-224 from TLS,
+so no server setting can accept it. A P-256 certificate passed as `cert_file`/`key_file` works.
 """
 
 from __future__ import annotations

@@ -72,7 +72,8 @@ def run_scenario(name: str, tmp_path: Path, timeout: float, **options: object) -
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            raise AssertionError(f"scenario {name} ran past {timeout} s; log {log}:\n{log.read_text()[-6000:]}") from None
+            tail = log.read_text()[-6000:]
+            raise AssertionError(f"scenario {name} ran past {timeout} s; log {log}:\n{tail}") from None
     if returncode != 0 or not out.exists():
         raise AssertionError(f"scenario {name} failed (exit {returncode}); log {log}:\n{log.read_text()[-6000:]}")
     return json.loads(out.read_text())
