@@ -25,6 +25,7 @@ from streamer.serve.tracks import FrameConverter, Stamper, read_track
 log = logging.getLogger(__name__)
 
 _WATCH_EVERY_S = 0.25
+_FLUSH_TIMEOUT_S = 0.5  # at close, how long unanswered questions' errors may take to leave
 _VIDEO_ITEMS_PER_S, _AUDIO_ITEMS_PER_S = 60, 50  # upper bounds: 60 fps cameras, 20 ms audio frames
 
 
@@ -63,6 +64,7 @@ class Peer:
         self.close_reason: str | None = None
         self.stampers: dict[str, Stamper] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._asking: set[str | int] = set()  # question ids not yet answered: told why if the peer closes
         self._channel = None
         self._unlisten: Callable[[], None] | None = None
         self.answer_sdp = ""
@@ -158,6 +160,14 @@ class Peer:
             return  # a slow reader skips status updates; media and answers are not held up
         channel.send(protocol.encode(message))
 
+    async def _flush_channel(self, timeout: float) -> None:
+        """Give queued messages a moment to leave: closing the connection drops what SCTP still holds."""
+        channel, deadline = self._channel, asyncio.get_running_loop().time() + timeout
+        while channel is not None and channel.readyState == "open" and channel.bufferedAmount > 0 \
+                and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # bufferedAmount reaches 0 when SCTP takes the data, before it is on the wire
+
     def _on_message(self, raw: str | bytes) -> None:
         self._seen()
         cfg = self.config
@@ -172,12 +182,15 @@ class Peer:
             self._spawn(self._ask(message))
 
     async def _ask(self, question: protocol.Ask) -> None:
+        self._asking.add(question.id)
         try:
             await self.live.ask(question)
         except RateLimited as exc:
             self._send(protocol.error("rate_limited", str(exc), question.id))
         except ValueError as exc:  # the model refused the question (too long for its budget)
             self._send(protocol.error("refused", str(exc), question.id))
+        finally:
+            self._asking.discard(question.id)
 
     # ------------------------------------------------------------------------ close
     async def close(self, reason: str) -> None:
@@ -188,6 +201,10 @@ class Peer:
         log.info("peer %s (%s, session %s) closed: %s", self.id, self.kind, self.live.id, reason)
         if self._unlisten is not None:
             self._unlisten()
+        if self._asking:  # never leave a question silently unanswered
+            for request_id in sorted(self._asking, key=str):
+                self._send(protocol.error("closed", f"not answered: {reason}", request_id))
+            await self._flush_channel(_FLUSH_TIMEOUT_S)
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:

@@ -9,7 +9,8 @@ Server → client:
   {"type": "answer", "id": "q1", "text": "red", "t": 3.84, "first_token_ms": 9.1, "latency_ms": 31.0}
   {"type": "status", "snippets": 12, "t": 7.68, "lag_s": 0.0, "dropped": 0, "media_dropped": 0,
    "step_ms": 11.2, "latency_ms": 14.0, "answer_ms": 31.0, "peers": 1}
-  {"type": "error", "id": "q1" | null, "code": "rate_limited" | "bad_message" | ..., "message": "..."}
+  {"type": "error", "id": "q1" | null, "code": "rate_limited" | "bad_message" | "closed" | ..., "message": "..."}
+                                                 ("closed": the peer closed, e.g. SIGTERM, before answering)
   {"type": "pong", "id": 7}
 The same `token`/`answer`/`status`/`error` objects are the server-sent events of
 GET /sessions/{id}/events (event name = type).

@@ -402,8 +402,25 @@ async def faults(options: dict, out_dir: Path) -> dict:
                                  headers=auth) as r:
                 out["unknown_session"] = r.status
             out["server_alive"] = server.proc.poll() is None
+
+            # SIGTERM while a peer streams and its questions are in flight: a prompt, clean exit
+            last = ClientPeer(server.url, token=TOKEN)
+            assert await last.connect(ClipVideo(np.concatenate([clip.frames] * 20), clip.spec.fps, 0),
+                                      ClipAudio(np.concatenate([clip.audio] * 20), 0)) == 200
+            await last.wait_for(lambda: last.status is not None and last.status["snippets"] >= 2, 15)
+            in_flight = [asyncio.ensure_future(last.ask("what sound is playing?", f"term{i}", timeout=20))
+                         for i in range(3)]
+            await asyncio.sleep(0)  # the asks are on the wire
+            t_term = time.monotonic()
+            out["exit_code"] = await asyncio.to_thread(server.stop)
+            out["sigterm_exit_s"] = time.monotonic() - t_term
+            ends = await asyncio.gather(*in_flight, return_exceptions=True)
+            out["in_flight_ends"] = [e.get("code") or e["type"] if isinstance(e, dict) else type(e).__name__
+                                     for e in ends]
+            await last.close()
     finally:
-        out["exit_code"] = server.stop()
+        if "exit_code" not in out:
+            out["exit_code"] = server.stop()
     out["server_log"] = server.log_path.read_text()[-3000:]
     return out
 

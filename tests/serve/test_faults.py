@@ -29,3 +29,6 @@ def test_faults_leave_the_server_and_other_peers_alone(tmp_path):
     assert out["resumed"] and out["resumed_snippets"][1] > out["resumed_snippets"][0]
     assert out["old_channel"] == "closed", "the replaced connection is closed by the server"
     assert out["server_alive"] and out["exit_code"] == 0
+    # SIGTERM with answers in flight: exit 0 within the stop timeout, every pending ask ended
+    assert out["sigterm_exit_s"] < 10.0, out["sigterm_exit_s"]
+    assert all(end in ("answer", "closed") for end in out["in_flight_ends"]), out["in_flight_ends"]
