@@ -410,7 +410,7 @@ async def faults(options: dict, out_dir: Path) -> dict:
             await last.wait_for(lambda: last.status is not None and last.status["snippets"] >= 2, 15)
             in_flight = [asyncio.ensure_future(last.ask("what sound is playing?", f"term{i}", timeout=20))
                          for i in range(3)]
-            await asyncio.sleep(0)  # the asks are on the wire
+            await asyncio.sleep(0.2)  # the asks reach the server (an answer takes longer while it streams)
             t_term = time.monotonic()
             out["exit_code"] = await asyncio.to_thread(server.stop)
             out["sigterm_exit_s"] = time.monotonic() - t_term
