@@ -111,10 +111,8 @@ def test_interrupt_resume_is_bit_exact_then_eval(tmp_path, capsys):
 
     capsys.readouterr()
     assert streamer_main(["eval", str(interrupted), "--data", "world:test", "--clips", "2",
-                          "--no-progress"]) == 0
-    printed = capsys.readouterr().out
-    assert "overall" in printed and "world:test" in printed
-    report = json.loads(printed.strip().splitlines()[-1])
+                          "--no-progress", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["results"]["world:test"]["clips"] == 2
 
 
@@ -260,8 +258,9 @@ def test_folder_dataset_trains_by_epochs_and_evaluates(tmp_path, capsys):
     assert train_cli(args) == 0
     assert checkpointing.read_trainer_state(checkpointing.latest_checkpoint(run))["step"] == 1  # 2 clips / batch 2
     capsys.readouterr()
-    assert streamer_main(["eval", str(run), "--data", str(data), "--max-new-tokens", "2", "--no-progress"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert streamer_main(["eval", str(run), "--data", str(data), "--max-new-tokens", "2", "--no-progress",
+                          "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["results"][str(data)]["clips"] == 2
     assert report["results"][str(data)]["questions"] >= 2
 
