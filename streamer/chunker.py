@@ -508,6 +508,9 @@ class Chunker:
             if piece_start + len(data) > k * self.samples:
                 next_data = min(next_data, max(k, piece_start // self.samples))
                 break
+        else:  # audio placed after a gap may still sit in the resampler: it starts no later than the audio end
+            if self._audio_end is not None and self._audio_end > k * self.samples:
+                next_data = min(next_data, self._audio_end // self.samples)
         if not math.isfinite(next_data) or next_data - k <= self.max_fill_snippets:
             return False
         self.stats.snippets_skipped += next_data - k
