@@ -50,7 +50,13 @@ class EncoderConfig:
 # any other missing field is an error, since a silent default would build another model.
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
+    "loss": {"align": 0.0},
+    "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
+
+# Whole sections added after checkpoints were first shipped: a file without one gets the
+# section's LEGACY_DEFAULTS (for `align`: no alignment head).
+LEGACY_SECTIONS: frozenset[str] = frozenset({"align"})
 
 # Fields renamed after checkpoints were first shipped: section -> {old name: new name}.
 # `from_dict` reads the old name too. The fingerprint keeps hashing the old name
@@ -106,12 +112,32 @@ class DecoderConfig:
 
 
 @dataclass
+class AlignConfig:
+    """Alignment head: snippets and short phrases ("red square moving left", "drum") in one
+    embedding space, trained contrastively; standing queries and moment search score in it.
+
+    The text side reuses the decoder's byte embeddings through `text_layers` bidirectional
+    blocks and a mean pool: the decoder already knows the world's words, and a byte-level
+    encoder needs no download and no second tokenizer. `dim = 0` means no head (checkpoints
+    from before it). `watch_threshold` is the cosine similarity above which a standing query
+    fires, calibrated on the world's validation split (`python -m training.calibrate`).
+    """
+
+    dim: int = 64
+    text_layers: int = 1
+    max_text_tokens: int = 64  # bytes of a watch or search phrase; longer ones are refused
+    temperature: float = 0.07  # initial softmax temperature of the contrastive loss (learned)
+    watch_threshold: float = 0.5
+
+
+@dataclass
 class LossWeights:
-    """Weights of the paper's three losses in the training objective."""
+    """Weights of the paper's three losses (and the alignment loss) in the training objective."""
 
     text: float = 1.0
     latent: float = 0.1
     video: float = 0.1
+    align: float = 0.1
 
 
 PRESET_NAMES = ("tiny", "base", "paper")
@@ -128,6 +154,7 @@ class ModelConfig:
     latent: LatentConfig = field(default_factory=LatentConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     loss: LossWeights = field(default_factory=LossWeights)
+    align: AlignConfig = field(default_factory=AlignConfig)
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
@@ -150,7 +177,12 @@ class ModelConfig:
         reproduces the older model (LEGACY_DEFAULTS), so neither a rename nor a new option
         changes which checkpoint an existing card or saved state names."""
         data = self.to_dict()
+        for section in LEGACY_SECTIONS:
+            if data[section] == LEGACY_DEFAULTS[section]:
+                del data[section]
         for section, legacy in LEGACY_DEFAULTS.items():
+            if section not in data:
+                continue
             for key, value in legacy.items():
                 if data[section].get(key) == value:
                     del data[section][key]
@@ -165,6 +197,7 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ValueError(f"a model config must be a JSON object, got {type(data).__name__}")
         _check_keys("model config", data, ModelConfig)
+        data = {**{name: {} for name in LEGACY_SECTIONS}, **data}
         _check_present("", data, ModelConfig, {})
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -213,6 +246,9 @@ class ModelConfig:
                                  ("decoder", self.decoder.dim, self.decoder.heads)):
             if dim % heads or (dim // heads) % 2:
                 raise ValueError(f"{name}.dim={dim} must split into {heads} heads of even size")
+        if self.align.watch_threshold > 1.0:
+            raise ValueError(f"align.watch_threshold={self.align.watch_threshold} is a cosine similarity "
+                             "threshold: between 0 and 1")
         if m.frames_per_snippet % self.latent.recon_frames:
             raise ValueError("latent.recon_frames must divide media.frames_per_snippet")
 
@@ -249,11 +285,13 @@ SECTIONS: dict[str, type] = {
     "latent": LatentConfig,
     "decoder": DecoderConfig,
     "loss": LossWeights,
+    "align": AlignConfig,
 }
 
 # Numeric fields that may be zero (a loss left out, no reconstruction layers, weights
 # initialised to zero); every other count, size, rate and ratio must be positive.
-MAY_BE_ZERO = {"loss.text", "loss.latent", "loss.video", "latent.recon_layers", "init_std"}
+MAY_BE_ZERO = {"loss.text", "loss.latent", "loss.video", "loss.align", "latent.recon_layers", "init_std",
+               "align.dim", "align.watch_threshold"}
 
 
 def _check_values(prefix: str, section: Any, cls: type) -> None:

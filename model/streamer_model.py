@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.align import AlignmentHead
 from model.checkpoint import fingerprint, fit_weights, read_checkpoint, write_checkpoint
 from model.combiner import build_combiner
 from model.config import ModelConfig
@@ -35,6 +36,7 @@ class ModelOutput:
     text_loss: torch.Tensor
     latent_loss: torch.Tensor
     video_loss: torch.Tensor
+    align_loss: torch.Tensor
     answer_logits: torch.Tensor  # [B, Q, La, V]; position j predicts answer_ids[..., j]
     answer_ids: torch.Tensor  # [B, Q, La] targets (answer bytes + </a>), padded
     answer_mask: torch.Tensor  # [B, Q, La]
@@ -64,6 +66,7 @@ class StreamerModel(nn.Module):
         self.combiner = build_combiner(cfg)
         self.latent = LatentModel(cfg)
         self.decoder = TextDecoder(cfg, self.tokenizer.vocab_size, self.combiner.memory_tokens)
+        self.align = AlignmentHead(cfg) if cfg.align.dim else None
         init_weights(self, cfg.init_std)
 
     # ------------------------------------------------------------------ state
@@ -192,6 +195,59 @@ class StreamerModel(nn.Module):
                              "the budget in the model config")
         return ids
 
+    # ------------------------------------------------------------------ alignment
+    @property
+    def can_align(self) -> bool:
+        """Whether this model has an alignment head (standing queries and search need one)."""
+        return self.align is not None
+
+    def _require_align(self) -> AlignmentHead:
+        if self.align is None:
+            raise ValueError(f"this {self.cfg.name!r} checkpoint has no alignment head, so it cannot watch or "
+                             "search; use a checkpoint trained with one (the bundled model has it)")
+        return self.align
+
+    @torch.no_grad()
+    def embed_snippet(self, state: State) -> torch.Tensor:
+        """Unit vectors [B, align.dim] of the snippet each stream stepped last (read from the
+        h ring, so any state after `step` will do)."""
+        head = self._require_align()
+        self.check_state(state)
+        slot = torch.remainder(state["t"] - 1, self.cfg.latent.window)
+        rows = torch.arange(slot.shape[0], device=slot.device)
+        return head.embed_snippets(state["h_window"][rows, slot])
+
+    @torch.no_grad()
+    def embed_text(self, phrases: Sequence[str]) -> torch.Tensor:
+        """Unit vectors [N, align.dim] of phrases ("red square", "a drum") to score snippets against."""
+        head = self._require_align()
+        ids, mask = self.phrase_ids(phrases)
+        device = self._device()
+        return head.embed_text(self.decoder.embed(ids.to(device)), mask.to(device))
+
+    def phrase_ids(self, phrases: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Byte ids [N, L] (right-padded) and mask [N, L] of phrases; an empty phrase or one past
+        `align.max_text_tokens` bytes is refused, since a cut phrase would match something else."""
+        limit = self.cfg.align.max_text_tokens
+        encoded = []
+        for phrase in phrases:
+            ids = self.tokenizer.encode(phrase.strip().lower()) if isinstance(phrase, str) else None
+            if ids is None:
+                raise ValueError(f"a phrase to watch or search for is text, got {type(phrase).__name__}")
+            if not ids:
+                raise ValueError("the phrase is empty; say what to look for, e.g. 'red square' or 'drum'")
+            if len(ids) > limit:
+                raise ValueError(f"the phrase {phrase[:40]!r}... is {len(ids)} bytes; this model reads phrases of "
+                                 f"at most {limit} bytes. Say it in fewer words")
+            encoded.append(ids)
+        width = max((len(e) for e in encoded), default=1)
+        ids = torch.full((len(encoded), width), self.tokenizer.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(encoded), width, dtype=torch.bool)
+        for i, e in enumerate(encoded):
+            ids[i, :len(e)] = torch.tensor(e)
+            mask[i, :len(e)] = True
+        return ids, mask
+
     def _generate(self, state, prompt, max_new_tokens, temperature, seed) -> Iterator[int]:
         device = state["t"].device
         tok = self.tokenizer
@@ -236,11 +292,7 @@ class StreamerModel(nn.Module):
         video, audio = video.to(device), audio.to(device)
         snippet_mask = batch.get("snippet_mask")
         snippet_mask = torch.ones(b, t, dtype=torch.bool, device=device) if snippet_mask is None else snippet_mask.to(device)
-        samples = self.cfg.media.samples_per_snippet
-        windows = audio_windows(audio.reshape(b, t * samples), self.encoder.logmel.context, samples)
-        tokens = self.encoder(video.flatten(0, 1), windows.flatten(0, 1)).view(b, t, self.cfg.snippet_tokens, -1)
-        x, memories = self.combiner.clip(tokens)
-        h = self.latent.clip(x)
+        x, memories, h = self._clip_latents(video, audio)
 
         # latent and video reconstruction: h_t predicts snippet t + 1
         pair = snippet_mask[:, 1:] & snippet_mask[:, :-1]
@@ -255,10 +307,42 @@ class StreamerModel(nn.Module):
             latent_loss = video_loss = h.sum() * 0.0
 
         logits, text_loss, answer_ids, answer_mask, question_valid = self._question_pass(batch, memories, h, device)
+        align_loss = self._align_pass(batch, h, snippet_mask, device)
         w = self.cfg.loss
-        loss = w.text * text_loss + w.latent * latent_loss + w.video * video_loss
-        return ModelOutput(loss, text_loss, latent_loss, video_loss, logits, answer_ids, answer_mask,
+        loss = w.text * text_loss + w.latent * latent_loss + w.video * video_loss + w.align * align_loss
+        return ModelOutput(loss, text_loss, latent_loss, video_loss, align_loss, logits, answer_ids, answer_mask,
                            question_valid, x, h)
+
+    def _clip_latents(self, video: torch.Tensor, audio: torch.Tensor):
+        """Whole clips [B, T, ...] through encoder, combiner and latent model: (x, memories, h)."""
+        b, t = video.shape[:2]
+        samples = self.cfg.media.samples_per_snippet
+        windows = audio_windows(audio.reshape(b, t * samples), self.encoder.logmel.context, samples)
+        tokens = self.encoder(video.flatten(0, 1), windows.flatten(0, 1)).view(b, t, self.cfg.snippet_tokens, -1)
+        x, memories = self.combiner.clip(tokens)
+        return x, memories, self.latent.clip(x)
+
+    @torch.no_grad()
+    def embed_clip(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Alignment vectors [B, T, align.dim] of every snippet of whole clips (video uint8
+        [B, T, F, H, W, 3], audio float32 [B, T, S]): what `embed_snippet` gives after each
+        `step`, computed in one pass (offline = streaming)."""
+        head = self._require_align()
+        self._check_media(video, audio, tuple(video.shape[:2]))
+        device = self._device()
+        _, _, h = self._clip_latents(video.to(device), audio.to(device))
+        return head.embed_snippets(h)
+
+    def _align_pass(self, batch, h, snippet_mask, device) -> torch.Tensor:
+        """The alignment loss over the batch's snippets and phrase pool (0 without either):
+        batch["align_ids"]/["align_mask"] [P, L] phrases, batch["align_targets"] int8 [B, T, P]."""
+        if self.align is None or "align_ids" not in batch or batch["align_ids"].shape[0] == 0:
+            return h.sum() * 0.0
+        snippets = self.align.embed_snippets(h)[snippet_mask]  # [S, dim]
+        ids, mask = batch["align_ids"].to(device), batch["align_mask"].to(device)
+        texts = self.align.embed_text(self.decoder.embed(ids), mask)
+        targets = batch["align_targets"].to(device)[snippet_mask]  # [S, P]
+        return self.align.loss(snippets.float(), texts.float(), targets)
 
     def _question_pass(self, batch, memories, h, device):
         q_ids = batch["question_ids"].to(device)

@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from training.world.vocab import QUESTION_KINDS
+
 
 class TrainingError(ValueError):
     """A run cannot start or continue; the message says why and what to do."""
@@ -29,6 +31,20 @@ def snippet_range(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(
             f"--snippets takes A-B or A (whole numbers of snippets, e.g. 4-16), not {text!r}"
         ) from None
+
+
+def kind_weights(text: str) -> tuple[tuple[str, float], ...]:
+    """`direction=3,who_made=2` on the command line: question kinds drawn more (or less) often."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, weight = item.partition("=")
+        try:
+            pairs.append((kind.strip(), float(weight)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--kind-weights takes KIND=WEIGHT pairs separated by commas (e.g. direction=3,who_made=2), "
+                f"not {text!r}") from None
+    return tuple(pairs)
 
 
 def option(default: Any, help: str, *, flag: str | None = None, **add_argument: Any) -> Any:
@@ -59,11 +75,15 @@ class TrainConfig:
     text_weight: float | None = option(None, "text loss weight (default: model config)")  # None: the model's
     latent_weight: float | None = option(None, "latent reconstruction loss weight")
     video_weight: float | None = option(None, "video reconstruction loss weight")
+    align_weight: float | None = option(None, "alignment (contrastive phrase/snippet) loss weight")
     init: str | None = option(None, "start from this checkpoint's weights (fine-tuning)")  # instead of random
     snippets: tuple[int, int] = option(  # clip length range for the on-the-fly world
         (4, 16), "clip length range in snippets for --data world (default 4-16)", type=snippet_range)
     curriculum: int = option(0, "steps over which the longest clip grows from the shortest to the max (0 = off)")
     questions_per_clip: int = option(8, "questions per world clip", flag="--questions")
+    kind_weights: tuple[tuple[str, float], ...] = option(
+        (), "question kinds drawn more often for --data world, e.g. direction=3,who_made=2 (others weigh 1)",
+        type=kind_weights)
     wild: float = option(  # share of world clips whose media go through training.world.wild (codecs, rates)
         0.0, "share of world clips re-made as media from the wild: other frame and sample rates, stereo, "
              "H.264/VP8 + AAC/Opus round trips, camera response (default %(default)s)")
@@ -99,13 +119,18 @@ class TrainConfig:
             )
         if not 0.0 <= self.wild <= 1.0:
             raise TrainingError(f"--wild is the share of clips made wild, between 0 and 1, got {self.wild}")
+        unknown = [k for k, _ in self.kind_weights if k not in QUESTION_KINDS]
+        if unknown or any(not (w >= 0 and math.isfinite(w)) for _, w in self.kind_weights):
+            raise TrainingError(f"--kind-weights names question kinds ({', '.join(QUESTION_KINDS)}) with weights "
+                                f">= 0; got {self.kind_weights}")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise TrainingError(f"--micro-batch must be at least 1, got {self.micro_batch}")
 
     def data_identity(self) -> dict[str, Any]:
         """The settings that fix which clips each step sees: must not change on resume."""
         return {"data": self.data, "batch": self.batch, "seed": self.seed, "snippets": list(self.snippets),
-                "curriculum": self.curriculum, "questions_per_clip": self.questions_per_clip, "wild": self.wild}
+                "curriculum": self.curriculum, "questions_per_clip": self.questions_per_clip, "wild": self.wild,
+                **({"kind_weights": [list(p) for p in self.kind_weights]} if self.kind_weights else {})}
 
 
 def _value_type(annotation: Any) -> Any:

@@ -32,6 +32,7 @@ from streamer.chunker import Chunker
 from streamer.sources import File, SourceError
 from training.world.clip import SPLITS, World, WorldConfig
 from training.world.media_files import ANNOTATIONS
+from training.world.phrases import clip_phrases
 
 Sample = dict[str, Any]
 
@@ -114,6 +115,7 @@ def world_sample(clip, name: str = "") -> Sample:
         "video": clip.video_snippets(),
         "audio": clip.audio_snippets(),
         "questions": [SampleQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in clip.questions],
+        "phrases": clip_phrases(clip),
         "name": name or f"world:{clip.seed}",
     }
 

@@ -13,7 +13,9 @@ import torch
 from model import StreamerModel
 from training.config import TrainingError
 from training.data import CLIPS_PER_SEED, FolderDataset, Sample, collate, world_sample
+from model.align import UNCLEAR
 from training.world.clip import World, WorldConfig
+from training.world.phrases import templates_for
 from training.world.wild import wild_sample
 
 
@@ -26,8 +28,9 @@ class TrainingData:
     """
 
     def __init__(self, source: str, media, seed: int, questions_per_clip: int, folder=None,
-                 wild: float = 0.0) -> None:
+                 wild: float = 0.0, kind_weights: tuple[tuple[str, float], ...] = ()) -> None:
         self.source = source
+        self.kind_weights = kind_weights
         self.wild = wild
         self.media = media
         self.seed = seed
@@ -37,9 +40,13 @@ class TrainingData:
 
     @classmethod
     def open(cls, spec: str, media, seed: int = 0, questions_per_clip: int = 8,
-             strict: bool = False, wild: float = 0.0) -> TrainingData:
+             strict: bool = False, wild: float = 0.0,
+             kind_weights: tuple[tuple[str, float], ...] = ()) -> TrainingData:
         if spec in ("world", "world:train"):
-            return cls("world", media, seed, questions_per_clip, wild=wild)
+            return cls("world", media, seed, questions_per_clip, wild=wild, kind_weights=kind_weights)
+        if kind_weights:
+            raise TrainingError("--kind-weights weighs the question kinds of world clips; it does not apply to a "
+                                "folder dataset")
         if wild:
             raise TrainingError("--wild re-makes the media of world clips; it does not apply to a folder dataset")
         if spec.startswith("world:"):
@@ -69,7 +76,8 @@ class TrainingData:
     def sample(self, index: int, lengths: tuple[int, int]) -> Sample:
         if self.folder is None:
             config = WorldConfig.preset("train", spec=self.media, snippets=lengths,
-                                        questions_per_clip=self.questions_per_clip)
+                                        questions_per_clip=self.questions_per_clip,
+                                        kind_weights=self.kind_weights)
             world_index = (self.seed * CLIPS_PER_SEED + index) % config.size
             clip = World(config).clip(world_index)
             if self.wild and np.random.default_rng([self.seed, index, 0x3A1]).random() < self.wild:
@@ -82,10 +90,43 @@ class TrainingData:
         return self.folder.sample(self._orders[epoch][position])
 
 
+MAX_PHRASES = 256  # phrase pool of one batch for the alignment loss
+
+
 def to_model_batch(model: StreamerModel, samples: list[Sample]) -> dict[str, torch.Tensor]:
-    """Pad clips to the longest (snippet_mask marks real snippets) and tokenise the questions."""
+    """Pad clips to the longest (snippet_mask marks real snippets), tokenise the questions and,
+    for a model with an alignment head, build the batch's phrase pool and its targets."""
     padded = collate(samples)
     batch = {k: padded[k] for k in ("video", "audio", "snippet_mask")}
     batch.update(model.encode_batch_questions(
         [[(q.text, q.answer, q.ask_snippets) for q in qs] for qs in padded["questions"]]))
+    if model.can_align and any(s.get("phrases") is not None for s in samples):
+        batch.update(phrase_pool(model, samples, batch["snippet_mask"].shape[1]))
     return batch
+
+
+def phrase_pool(model: StreamerModel, samples: list[Sample], length: int) -> dict[str, torch.Tensor]:
+    """Every phrase true somewhere in the batch plus the clips' hard negatives (up to
+    MAX_PHRASES), each worded with a random template; targets [B, T, P] say, per snippet, which
+    are true, false or unclear (padding snippets and clips without phrases: all unclear).
+    Draws from torch's generator, which the trainer seeds per step."""
+    true = sorted({p for s in samples if s.get("phrases") for t in s["phrases"].truths for p in t.true})
+    negatives = sorted({p for s in samples if s.get("phrases") for p in s["phrases"].negatives} - set(true))
+    room = max(0, MAX_PHRASES - len(true))
+    if len(negatives) > room:
+        keep = torch.randperm(len(negatives))[:room].sort().values.tolist()
+        negatives = [negatives[i] for i in keep]
+    pool = (true + negatives)[:MAX_PHRASES]
+    targets = torch.full((len(samples), length, len(pool)), UNCLEAR, dtype=torch.int8)
+    for i, sample in enumerate(samples):
+        phrases = sample.get("phrases")
+        if phrases is None:
+            continue
+        for k, truth in enumerate(phrases.truths[: len(sample["video"])]):
+            targets[i, k] = torch.tensor([truth.target(p) for p in pool], dtype=torch.int8)
+    worded = []
+    for phrase in pool:
+        templates = templates_for(phrase)
+        worded.append(templates[int(torch.randint(len(templates), ()))].format(p=phrase))
+    ids, mask = model.phrase_ids(worded)
+    return {"align_ids": ids, "align_mask": mask, "align_targets": targets}

@@ -95,7 +95,8 @@ class Trainer:
         except ValueError as err:
             raise TrainingError(str(err)) from None
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
-                                      questions_per_clip=cfg.questions_per_clip, strict=cfg.strict, wild=cfg.wild)
+                                      questions_per_clip=cfg.questions_per_clip, strict=cfg.strict, wild=cfg.wild,
+                                      kind_weights=cfg.kind_weights)
         self.total_steps = self._total_steps()
         self.start_step, self.wall_before, model = self._load_or_create(model_cfg)
         self.model = model.to(self.d.device)
@@ -105,6 +106,7 @@ class Trainer:
             w.text if cfg.text_weight is None else cfg.text_weight,
             w.latent if cfg.latent_weight is None else cfg.latent_weight,
             w.video if cfg.video_weight is None else cfg.video_weight,
+            w.align if cfg.align_weight is None else cfg.align_weight,
         )
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
@@ -175,12 +177,20 @@ class Trainer:
         if cfg.init is not None:
             init_dir = checkpointing.resolve_model_dir(cfg.init)
             model = StreamerModel.load(init_dir)
-            if model.cfg.to_dict() != model_cfg.to_dict():
+            if model.cfg.to_dict() == model_cfg.to_dict():
+                return 0, 0.0, model
+            if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
                 raise TrainingError(
                     f"--init {cfg.init} is a model of another architecture than --preset {cfg.preset} "
                     f"({_config_diff(model.cfg.to_dict(), model_cfg.to_dict())})"
                 )
-            return 0, 0.0, model
+            # A checkpoint from before the alignment head: keep every weight it has, start the head fresh.
+            torch.manual_seed(cfg.seed)
+            grown = StreamerModel(model_cfg)
+            missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+            if unexpected or any(not name.startswith("align.") for name in missing):
+                raise TrainingError(f"--init {cfg.init}: weights {unexpected or missing} do not fit --preset {cfg.preset}")
+            return 0, 0.0, grown
         torch.manual_seed(cfg.seed)
         return 0, 0.0, StreamerModel(model_cfg)
 
@@ -216,8 +226,9 @@ class Trainer:
         counts = all_reduce(counts.to(self.d.device), self.d).cpu()
         tokens, pairs = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
 
-        w_text, w_latent, w_video = self.weights
-        sums = torch.zeros(6, dtype=torch.float64)  # loss, text, latent, video, correct, questions
+        w_text, w_latent, w_video, w_align = self.weights
+        snippets = max(float(counts[2]), 1.0)
+        sums = torch.zeros(7, dtype=torch.float64)  # loss, text, latent, video, correct, questions, align
         self.optimizer.zero_grad(set_to_none=True)
         for i, b in enumerate(batches):
             last = i == len(batches) - 1
@@ -231,12 +242,14 @@ class Trainer:
                 text = out.text_loss.float() * (n_tok / tokens)
                 latent = out.latent_loss.float() * (n_pair / pairs)
                 video = out.video_loss.float() * (n_pair / pairs)
-                loss = w_text * text + w_latent * latent + w_video * video
+                align = out.align_loss.float() * (float(b["snippet_mask"].sum()) / snippets)
+                loss = w_text * text + w_latent * latent + w_video * video + w_align * align
                 # DDP averages gradients over ranks; undo that so the sum over ranks is the global mean.
                 (loss * self.d.world).backward()
             hits = out.exact_match()
             sums += torch.tensor([loss.item(), text.item(), latent.item(), video.item(),
-                                  float(hits.sum()), float(out.question_valid.sum())], dtype=torch.float64)
+                                  float(hits.sum()), float(out.question_valid.sum()), align.item()],
+                                 dtype=torch.float64)
         sums = all_reduce(sums.to(self.d.device), self.d).cpu()
         if self.cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -256,7 +269,7 @@ class Trainer:
         self.optimizer.step()
         return {
             "loss": loss_value, "text_loss": float(sums[1]), "latent_loss": float(sums[2]),
-            "video_loss": float(sums[3]), "answer_acc": float(sums[4]) / max(1.0, float(sums[5])),
+            "video_loss": float(sums[3]), "align_loss": float(sums[6]), "answer_acc": float(sums[4]) / max(1.0, float(sums[5])),
             "questions": int(sums[5]), "snippets": int(counts[2]), "grad_norm": float(grad_norm), "lr": lr,
         }
 
@@ -271,7 +284,7 @@ class Trainer:
             "planned_steps": self.total_steps,
             "clips_seen": step * cfg.batch,
             "train_config": _jsonable(asdict(cfg)),
-            "loss_weights": dict(zip(("text", "latent", "video"), self.weights)),
+            "loss_weights": dict(zip(("text", "latent", "video", "align"), self.weights)),
             "wall_seconds": round(wall, 1),
             "machine": machine_description(self.d.device, self.d.world),
             "final_train_metrics": metrics,
@@ -395,6 +408,14 @@ class Trainer:
     def close(self) -> None:
         if self.d.active and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _without_align(cfg: ModelConfig) -> dict[str, Any]:
+    """A config as a dict without the alignment head and its loss weight."""
+    data = cfg.to_dict()
+    data.pop("align")
+    data["loss"].pop("align")
+    return data
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:

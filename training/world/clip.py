@@ -27,6 +27,7 @@ class WorldConfig:
     questions_per_clip: int = 8
     kinds: tuple[str, ...] = QUESTION_KINDS
     held_out: HeldOut = "exclude"
+    kind_weights: tuple[tuple[str, float], ...] = ()  # (kind, weight) pairs; unnamed kinds weigh 1
     seed_start: int = 0
     size: int = 1_000_000_000
 
@@ -37,6 +38,10 @@ class WorldConfig:
         unknown = [k for k in self.kinds if k not in QUESTION_KINDS]
         if unknown:
             raise ValueError(f"unknown question kinds {unknown}; choose from {', '.join(QUESTION_KINDS)}")
+        unknown = [k for k, _ in self.kind_weights if k not in QUESTION_KINDS]
+        if unknown or any(not w >= 0 for _, w in self.kind_weights):
+            raise ValueError(f"kind_weights must name question kinds ({', '.join(QUESTION_KINDS)}) with weights "
+                             f">= 0, got {self.kind_weights}")
         if self.questions_per_clip < 0:
             raise ValueError("questions_per_clip must be 0 or more")
 
@@ -63,6 +68,9 @@ SPLITS: dict[str, WorldConfig] = {
     # Test-like clips whose media reach the model through `training.world.wild` (other frame
     # and sample rates, stereo, codecs, camera response); evaluation applies that path.
     "wild": WorldConfig("wild", snippets=TRAIN_SNIPPETS, seed_start=1_300_000_000, size=100_000_000),
+    # Held out from training and from the reported numbers: what thresholds are tuned on
+    # (the standing-query threshold stored in a checkpoint).
+    "val": WorldConfig("val", snippets=TRAIN_SNIPPETS, seed_start=1_400_000_000, size=100_000_000),
 }
 
 
@@ -90,7 +98,8 @@ class Clip:
         frames = render_frames(timeline, spec, n_snippets * spec.frames_per_snippet, pixel_rng)
         audio = render_audio(timeline, spec, n_snippets * spec.samples_per_snippet, audio_rng)
         questions = choose_questions(
-            timeline, spec, n_snippets, config.kinds, config.questions_per_clip, question_rng
+            timeline, spec, n_snippets, config.kinds, config.questions_per_clip, question_rng,
+            dict(config.kind_weights),
         )
         return cls(seed, spec, timeline, frames, audio, questions)
 

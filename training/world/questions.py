@@ -64,10 +64,12 @@ def choose_questions(
     kinds: tuple[str, ...],
     count: int,
     rng: np.random.Generator,
+    kind_weights: dict[str, float] | None = None,
 ) -> list[Question]:
     """Up to `count` distinct fair questions at snippet boundaries 1..n_snippets, sorted by ask time.
 
-    A kind is drawn uniformly among those with a fair question, then an answer class
+    A kind is drawn among those with a fair question (uniformly, or by `kind_weights`, 1 for
+    a kind it does not name), then an answer class
     among that kind's possible answers (empty answers at half weight), then a question.
     """
     unknown = [k for k in kinds if k not in QUESTION_KINDS]
@@ -85,7 +87,12 @@ def choose_questions(
             pool[kind] = entries
     questions = []
     while len(questions) < count and pool:
-        kind = sorted(pool)[rng.integers(len(pool))]
+        kinds_here = sorted(pool)
+        if kind_weights:
+            weights = np.array([kind_weights.get(k, 1.0) for k in kinds_here])
+            kind = kinds_here[rng.choice(len(kinds_here), p=weights / weights.sum())]
+        else:
+            kind = kinds_here[rng.integers(len(kinds_here))]
         by_class: dict[str, list[int]] = defaultdict(list)
         for position, (_, subject, answer) in enumerate(pool[kind]):
             by_class[_answer_class(kind, subject, answer)].append(position)

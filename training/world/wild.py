@@ -29,6 +29,7 @@ import numpy as np
 from model.media import MediaSpec
 from training.data import Sample, SampleQuestion, decode_snippets
 from training.world.clip import Clip
+from training.world.phrases import clip_phrases
 from training.world.render import render_audio, render_frames
 
 SAMPLE_RATES = (8_000, 11_025, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
@@ -105,7 +106,8 @@ def wild_sample(clip: Clip, name: str = "") -> Sample:
     video, audio, _ = wild_clip(clip)
     questions = [SampleQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in clip.questions
                  if q.ask_snippets <= len(video)]
-    return {"video": video, "audio": audio, "questions": questions, "name": name or f"world:{clip.seed}(wild)"}
+    return {"video": video, "audio": audio, "questions": questions, "phrases": clip_phrases(clip),
+            "name": name or f"world:{clip.seed}(wild)"}
 
 
 def _camera_response(frames: np.ndarray, gain, offset) -> np.ndarray:
