@@ -192,3 +192,16 @@ def alignment_report(model: StreamerModel, split: str, clips: int, threshold: fl
     return {"data": f"world:{split}", "clips": clips, "threshold": threshold,
             "groups": {g: t.to_dict() for g, t in tallies.items()}}
 
+
+
+def alignment_table(report: dict[str, Any]) -> str:
+    """A fixed-width table of `alignment_report`: one row per group."""
+    lines = ["group    watch P  watch R  watch F1  delay  |  R@1    R@5   mean tIoU  queries",
+             "-------  -------  -------  --------  -----  |  -----  -----  ---------  -------"]
+    for group, figures in report["groups"].items():
+        w, r = figures["watch"], figures.get("retrieval")
+        delay = "-" if w["mean_delay_snippets"] is None else f"{w['mean_delay_snippets']:+.2f}"
+        row = f"{group:<7}  {w['precision']:7.3f}  {w['recall']:7.3f}  {w['f1']:8.3f}  {delay:>5}  |  "
+        row += f"{r['r@1']:5.3f}  {r['r@5']:5.3f}  {r['mean_tiou']:9.3f}  {r['queries']:7d}" if r else "-"
+        lines.append(row)
+    return "\n".join(lines)

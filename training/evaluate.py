@@ -23,8 +23,10 @@ from model import MediaSpec, StreamerModel
 from model.checkpoint import CARD
 from streamer.engine import resolve_device
 from training import checkpointing
+from training.align_eval import alignment_report, alignment_table
 
 WORLD_SPLITS = ("test", "compositional", "long", "wild")
+ALIGN_SPLITS = ("test", "compositional", "long")  # the alignment truth needs the clip's own timeline
 DEFAULT_CLIPS = 200
 
 
@@ -206,6 +208,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json-out", default=None, metavar="FILE", help="also write the results to this JSON file")
     parser.add_argument("--card", action="store_true",
                         help="record the results in the checkpoint's card.json (under 'evaluation')")
+    parser.add_argument("--align", action="store_true",
+                        help="also measure standing queries (watch precision/recall/F1) and moment retrieval "
+                             "(R@1, R@5, mean tIoU) on each world split, for a model with an alignment head")
     parser.add_argument("--show-mistakes", type=int, default=0, metavar="N", help="print N wrong answers per data set")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -237,6 +242,20 @@ def main(args: argparse.Namespace) -> int:
                 print(f"  [{m['kind']}] {m['question']!r}: expected {m['answer']!r}, got {m['generated']!r}")
     report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(),
               "results": {k: r.to_dict() for k, r in results.items()}}
+    if args.align:
+        if not model.can_align:
+            print(f"streamer eval: {model_dir} has no alignment head; drop --align", file=sys.stderr)
+            return 2
+        report["alignment"] = {}
+        for data in args.data or ["world:test"]:
+            split = data.removeprefix("world:") if data.startswith("world") else None
+            if split not in ALIGN_SPLITS:
+                continue
+            aligned = alignment_report(model, split, args.clips)
+            report["alignment"][data] = aligned
+            if not args.json:
+                print(f"\n{data} — standing queries and retrieval, threshold {aligned['threshold']:.3f}")
+                print(alignment_table(aligned))
     if args.json:
         print(json.dumps(report, indent=2))
     if args.json_out:
@@ -244,5 +263,7 @@ def main(args: argparse.Namespace) -> int:
     if args.card:
         card = checkpointing.read_card(model_dir)
         card.setdefault("evaluation", {}).update(report["results"])
+        if report.get("alignment"):
+            card.setdefault("alignment", {}).update(report["alignment"])
         checkpointing.write_json_atomic(model_dir / CARD, card)
     return 0

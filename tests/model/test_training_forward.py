@@ -13,8 +13,10 @@ def test_gradients_reach_every_parameter(combiner_kind):
     video, audio = random_clip(cfg, 2, 6, seed=10)
     qs = model.encode_batch_questions([[("what color is the square?", "red", 6), ("what?", "nothing", 0)],
                                        [("which shape made the beep?", "blue circle", 4)]])
-    out = model(dict(video=video, audio=audio, **qs))
-    for name in ("loss", "text_loss", "latent_loss", "video_loss"):
+    ids, mask = model.phrase_ids(["red square", "a drum", "silence"])
+    targets = torch.tensor([[1, 0, -1], [0, 1, 0], [0, 0, 1]] * 4, dtype=torch.int8).view(2, 6, 3)
+    out = model(dict(video=video, audio=audio, align_ids=ids, align_mask=mask, align_targets=targets, **qs))
+    for name in ("loss", "text_loss", "latent_loss", "video_loss", "align_loss"):
         value = getattr(out, name)
         assert value.dim() == 0 and torch.isfinite(value) and value.item() > 0, name
     out.loss.backward()

@@ -286,3 +286,27 @@ def test_a_damaged_training_checkpoint_is_refused_naming_the_file(one_step_run, 
     assert train_cli(["--out", str(run), "--steps", "2", *FAST, "--resume"]) == 1
     err = capsys.readouterr().err
     assert message in err and "cannot be resumed" in err and str(run / "latest") in err
+
+
+def test_init_from_a_checkpoint_without_an_alignment_head_keeps_its_weights_and_grows_one(tmp_path):
+    import dataclasses
+
+    from model import ModelConfig
+    from model.config import LEGACY_DEFAULTS, AlignConfig
+
+    cfg = ModelConfig.from_name("tiny")
+    headless = dataclasses.replace(cfg, align=AlignConfig(**LEGACY_DEFAULTS["align"]),
+                                   loss=dataclasses.replace(cfg.loss, align=0.0))
+    torch.manual_seed(3)
+    old = StreamerModel(headless)
+    old.save(tmp_path / "old")
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(tmp_path / "old"), "--lr", "1e-9",
+                      "--kind-weights", "direction=3", *FAST]) == 0
+    grown = _weights(run)
+    kept = old.state_dict()
+    assert {n for n in grown if n not in kept} and all(n.startswith("align.") for n in grown if n not in kept)
+    for name, tensor in kept.items():
+        torch.testing.assert_close(grown[name], tensor, atol=1e-6, rtol=0)
+    train = [r for r in read_metrics(run) if r["kind"] == "train"]
+    assert train[0]["align_loss"] > 0
