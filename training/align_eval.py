@@ -133,42 +133,62 @@ def clip_queries(clip: ClipVectors) -> tuple[list[str], list[str]]:
     return true, never
 
 
-def evaluate_alignment(model: StreamerModel, clips: list[ClipVectors], threshold: float,
-                       retrieval: bool = True) -> dict[str, GroupTally]:
-    """Watch and retrieval tallies per group over `clips` at watch threshold `threshold`."""
-    tallies = {g: GroupTally() for g in GROUPS}
+@dataclass
+class ScoredQuery:
+    """One phrase watched along one clip: its group, per-snippet scores and true appearances."""
+
+    group: str
+    scores: np.ndarray
+    runs: list[tuple[int, int, int]]
+
+
+def score_queries(model: StreamerModel, clips: list[ClipVectors]) -> list[ScoredQuery]:
+    """Every clip's phrases (true ones and hard negatives) scored along the clip, once, so
+    thresholds can be swept without recomputing anything."""
     cache: dict[str, np.ndarray] = {}
+    out = []
     for clip in clips:
         true, never = clip_queries(clip)
         missing = [p for p in true + never if p not in cache]
         if missing:
             for p, v in zip(missing, model.embed_text(missing).float().cpu().numpy()):
                 cache[p] = v
-        indices = np.arange(len(clip.vectors))
         for phrase in true + never:
-            tally = tallies[phrase_group(phrase)]
-            scores = clip.vectors @ cache[phrase]
             targets = [t.target(phrase) for t in clip.truths]
-            runs = appearances(targets)
-            events = fire_indices(scores, threshold)
-            tally.events += len(events)
-            tally.onsets += len(runs)
-            matched = set()
-            for e in events:
-                hit = next((j for j, (_, onset, _) in enumerate(runs) if j not in matched and abs(e - onset) <= 1), None)
-                if hit is not None:
-                    matched.add(hit)
-                    tally.hits += 1
-                    tally.delays.append(e - runs[hit][1])
-            tally.found += len(matched)
-            if retrieval and runs:
-                spans = top_spans(scores, indices, 5, threshold)
-                ious = [max(tiou((a, b), (s, e)) for s, _, e in runs) for a, b, _ in spans]
-                tally.queries += 1
-                tally.r1 += int(bool(ious) and ious[0] >= IOU_HIT)
-                tally.r5 += int(any(i >= IOU_HIT for i in ious))
-                tally.iou_sum += ious[0] if ious else 0.0
+            out.append(ScoredQuery(phrase_group(phrase), clip.vectors @ cache[phrase], appearances(targets)))
+    return out
+
+
+def tally(queries: list[ScoredQuery], threshold: float, retrieval: bool = True) -> dict[str, GroupTally]:
+    """Watch (and retrieval) tallies per group at watch threshold `threshold`."""
+    tallies = {g: GroupTally() for g in GROUPS}
+    for query in queries:
+        counts, runs = tallies[query.group], query.runs
+        events = fire_indices(query.scores, threshold)
+        counts.events += len(events)
+        counts.onsets += len(runs)
+        matched = set()
+        for e in events:
+            hit = next((j for j, (_, onset, _) in enumerate(runs) if j not in matched and abs(e - onset) <= 1), None)
+            if hit is not None:
+                matched.add(hit)
+                counts.hits += 1
+                counts.delays.append(e - runs[hit][1])
+        counts.found += len(matched)
+        if retrieval and runs:
+            spans = top_spans(query.scores, np.arange(len(query.scores)), 5, threshold)
+            ious = [max(tiou((a, b), (s, e)) for s, _, e in runs) for a, b, _ in spans]
+            counts.queries += 1
+            counts.r1 += int(bool(ious) and ious[0] >= IOU_HIT)
+            counts.r5 += int(any(i >= IOU_HIT for i in ious))
+            counts.iou_sum += ious[0] if ious else 0.0
     return tallies
+
+
+def evaluate_alignment(model: StreamerModel, clips: list[ClipVectors], threshold: float,
+                       retrieval: bool = True) -> dict[str, GroupTally]:
+    """Watch and retrieval tallies per group over `clips` at watch threshold `threshold`."""
+    return tally(score_queries(model, clips), threshold, retrieval)
 
 
 def calibrate_threshold(model: StreamerModel, clips: list[ClipVectors],
@@ -176,9 +196,10 @@ def calibrate_threshold(model: StreamerModel, clips: list[ClipVectors],
     """The watch threshold with the best mean F1 over the three groups on `clips` (the world's
     val split), and that F1."""
     candidates = np.round(np.arange(0.2, 0.91, 0.025), 3) if candidates is None else candidates
+    queries = score_queries(model, clips)
     best = (float(candidates[0]), -1.0)
     for threshold in candidates:
-        tallies = evaluate_alignment(model, clips, float(threshold), retrieval=False)
+        tallies = tally(queries, float(threshold), retrieval=False)
         f1 = float(np.mean([tallies[g].to_dict()["watch"]["f1"] for g in GROUPS]))
         if f1 > best[1]:
             best = (float(threshold), f1)
