@@ -648,6 +648,11 @@ class Session:
         return search_spans(*contents, query, k, threshold)
 
     @property
+    def can_align(self) -> bool:
+        """Whether this session can watch and search (its model has an alignment head)."""
+        return self._watch_set is not None
+
+    @property
     def index_size(self) -> int:
         """Snippets the moment index holds (0 for a model that cannot align)."""
         with self._lock:
