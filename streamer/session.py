@@ -554,10 +554,21 @@ class Session:
         return self._watch_set
 
     def _embed(self, phrases: list[str]) -> torch.Tensor:
-        """Unit vectors [N, dim] of phrases (ValueError for an empty one or one too long for the model)."""
-        parts = [self.host.model.embed_text(phrases[i:i + _EMBED_BATCH]).float().cpu()
-                 for i in range(0, len(phrases), _EMBED_BATCH)]
-        return torch.cat(parts) if parts else torch.zeros(0, self.host.model.cfg.align.dim)
+        """Unit vectors [N, dim] of phrases (ValueError for an empty one or one too long for the
+        model); a phrase given several times is embedded once."""
+        for phrase in phrases:
+            if not isinstance(phrase, str):
+                raise ValueError(f"a phrase to watch or search for is text, got {type(phrase).__name__}")
+        distinct = list(dict.fromkeys(phrases))
+        parts = [self.host.model.embed_text(distinct[i:i + _EMBED_BATCH]).float().cpu()
+                 for i in range(0, len(distinct), _EMBED_BATCH)]
+        if not parts:
+            return torch.zeros(0, self.host.model.cfg.align.dim)
+        vectors = torch.cat(parts)
+        if len(distinct) == len(phrases):
+            return vectors
+        row = {phrase: i for i, phrase in enumerate(distinct)}
+        return vectors[[row[phrase] for phrase in phrases]]
 
     def watch(self, phrase: str, *, threshold: float | None = None,
               check: tuple[str, str] | None = None) -> Watch:
