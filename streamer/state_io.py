@@ -297,7 +297,7 @@ def _decode_index(raw: Any, align_dim: int | None) -> dict[str, Any]:
         raise StateError("the saved moment index is malformed")
     dim, capacity = _require(raw, "dim", int), _require(raw, "capacity", int)
     vectors, indices, times = (_require(raw, key, np.ndarray) for key in ("vectors", "index", "times"))
-    if align_dim is not None and dim != align_dim:
+    if align_dim and dim != align_dim:  # 0: refused below, saying the model has no head
         raise StateError(f"the saved moment index holds {dim}-dimensional vectors but this model's are "
                          f"{align_dim}-dimensional; it was written by a different model")
     n = len(indices)
