@@ -176,6 +176,8 @@ class WatchSet:
     def fire(self, scores: np.ndarray) -> list[tuple[Watch, float]]:
         """Hysteresis of every watch at once (the rule of `Watch.update`): the watches that fire
         on this snippet, with their scores."""
+        if not self.watches:
+            return []
         scores = np.asarray(scores, np.float64)
         armed, thresholds = self._armed, self._thresholds
         firing = armed & (scores >= thresholds)
