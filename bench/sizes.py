@@ -23,6 +23,7 @@ class Sizes:
     memory_minutes: tuple[float, ...]  # stream lengths at which memory is read (the engine streams to the last)
     baseline_minutes: tuple[float, ...]  # where the baselines are probed (they fail early, so they start small)
     model_batches: tuple[int, ...] = (1, 4, 16, 64)
+    watch_counts: tuple[int, ...] = (1000,)  # watches spread over 16 batched sessions (the target)
 
 
 SIZES = {

@@ -14,6 +14,7 @@ from model.media import MediaSpec
 from streamer.scheduler import Scheduler
 from streamer.session import Session
 from streamer.state_io import load_session_file
+from streamer.watch import DEFAULT_INDEX_HOURS, SnippetScores, WatchTable
 
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "tiny"
 
@@ -58,7 +59,10 @@ class Engine:
         self.fingerprint: str = model.fingerprint()
         self.max_queued = max_queued
         self._state_spec = model.state_spec(1)
-        self._scheduler = Scheduler(model.step, self.device, max_batch=max_batch)
+        # standing queries and the moment index need an alignment head; without one, no step pays for them
+        self.watches: WatchTable | None = WatchTable(model.cfg.align.dim, self.device) if model.can_align else None
+        self._scheduler = Scheduler(model.step, self.device, max_batch=max_batch,
+                                    after_step=self._score_watches if model.can_align else None)
         self._sessions: weakref.WeakSet[Session] = weakref.WeakSet()
         # Also runs at interpreter exit for an engine nobody closed: a thread still inside torch
         # or ffmpeg while the process tears down aborts it ("terminate called ...").
@@ -87,14 +91,24 @@ class Engine:
         model = StreamerModel.load(folder, device=resolve_device(device))
         return cls(model, max_batch=max_batch, max_queued=max_queued)
 
-    def session(self, *, max_queued: int | None = None) -> Session:
-        """A new stream with an empty state. `max_queued`: snippets buffered before a live stream drops."""
-        return self._attach(Session(self, max_queued=max_queued or self.max_queued))
+    def session(self, *, max_queued: int | None = None, index_hours: float = DEFAULT_INDEX_HOURS) -> Session:
+        """A new stream with an empty state. `max_queued`: snippets buffered before a live stream drops;
+        `index_hours`: stream hours its moment index keeps for `session.search` (models that align)."""
+        return self._attach(Session(self, max_queued=max_queued or self.max_queued, index_hours=index_hours))
 
-    def load_session(self, path: str | os.PathLike, *, max_queued: int | None = None) -> Session:
-        """Resume a stream saved with `session.save(path)`; refuses state from another model (StateError)."""
-        saved = load_session_file(path, fingerprint=self.fingerprint, spec=self._state_spec, media=self.media)
-        return self._attach(Session(self, max_queued=max_queued or self.max_queued, saved=saved))
+    def load_session(self, path: str | os.PathLike, *, max_queued: int | None = None,
+                     index_hours: float | None = None) -> Session:
+        """Resume a stream saved with `session.save(path)`, with its watches and moment index
+        (`index_hours` None: as long as it was); refuses state from another model (StateError)."""
+        saved = load_session_file(path, fingerprint=self.fingerprint, spec=self._state_spec, media=self.media,
+                                  align_dim=self.model.cfg.align.dim)
+        return self._attach(Session(self, max_queued=max_queued or self.max_queued, saved=saved,
+                                    index_hours=index_hours))
+
+    def _score_watches(self, sessions: list, state) -> list[SnippetScores]:
+        """After each batched step (scheduler thread): the snippets' vectors, and every watch of
+        every session scored against them in one matrix product."""
+        return self.watches.score(sessions, self.model.embed_snippet(state))
 
     def _attach(self, session: Session) -> Session:
         self._sessions.add(session)  # before the scheduler takes it: a close() racing this either sees it or refuses it
@@ -114,6 +128,8 @@ class Engine:
         """Stop stepping `session` (called by `session.close()`)."""
         self._scheduler.remove(session)
         self._sessions.discard(session)
+        if self.watches is not None:
+            self.watches.drop(session)
 
     @property
     def stats(self) -> dict[str, float]:

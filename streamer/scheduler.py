@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import numpy as np
@@ -20,8 +21,12 @@ import torch
 
 from model.media import Snippet
 from model.state import State
+from streamer.watch import SnippetScores
 
 StepFn = Callable[[State, torch.Tensor, torch.Tensor], State]
+# After a batched step: what each row's lane is handed besides its state (its snippet's
+# alignment vector and watch scores), from the lanes in row order and the new state.
+AfterStepFn = Callable[[list["Lane"], State], Sequence[SnippetScores]]
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,9 @@ class StepInfo:
     """How the batch that carried one snippet went."""
 
     batch_size: int
-    step_ms: float  # wall time of the batched model call
+    step_ms: float  # wall time of the batched model call (and the watch scoring after it)
     finished_at: float  # time.perf_counter() when the new state was ready
+    scores: SnippetScores | None = None  # this row's snippet vector and watch scores (models that align)
 
 
 class Lane(Protocol):
@@ -69,10 +75,12 @@ class Scheduler:
     on. With more ready lanes than the bound, lanes are served round-robin so none starves.
     """
 
-    def __init__(self, step: StepFn, device: torch.device | str, *, max_batch: int | None = None) -> None:
+    def __init__(self, step: StepFn, device: torch.device | str, *, max_batch: int | None = None,
+                 after_step: AfterStepFn | None = None) -> None:
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be at least 1 (or None: every ready stream), got {max_batch}")
         self._step = step
+        self._after_step = after_step
         self._device = torch.device(device)
         self.max_batch = max_batch  # None: no bound until a step runs out of memory
         self._lanes: list[weakref.ref[Lane]] = []  # weak: a session dropped without close() leaves
@@ -160,6 +168,7 @@ class Scheduler:
             video = torch.from_numpy(np.stack([s.video for _, s, _ in batch])).to(self._device)
             audio = torch.from_numpy(np.stack([s.audio for _, s, _ in batch])).to(self._device)
             new_state = self._step(state, video, audio)
+            scores = self._after_step([lane for lane, _, _ in batch], new_state) if self._after_step else None
             if self._device.type == "cuda":
                 torch.cuda.synchronize(self._device)
         except Exception as error:  # hand the failure to each stream; the worker keeps serving others
@@ -177,7 +186,8 @@ class Scheduler:
         self.snippets += len(batch)
         self.busy_s += finished - started
         for i, (lane, _, _) in enumerate(batch):
-            lane.finish_step(new_state if len(batch) == 1 else row_of(new_state, i), info)
+            row_info = info if scores is None else replace(info, scores=scores[i])
+            lane.finish_step(new_state if len(batch) == 1 else row_of(new_state, i), row_info)
 
     def _split(self, batch: list[tuple[Lane, Snippet, State]]) -> None:
         """Step a batch that ran out of memory as two halves; the half bounds every later batch.

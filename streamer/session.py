@@ -13,9 +13,16 @@ leave it. The engine attaches the session to its scheduler as a `Lane` (the othe
 direction), so a session runs under a test's fake host, and whatever serves sessions (a
 server, standing queries) works with a Session, not with engine internals.
 
-Why one module of ~480 lines: the producer, stepping and caller halves of `Session` share
-one lock and one set of invariants (the queue, the snippet in flight, the outbox), so they
-are one class, read together.
+Standing queries and moment search ride on the steps: with a model that aligns, the
+scheduler hands each stepped snippet's vector and its watches' scores to `finish_step`,
+which adds the vector to the session's moment index and runs every watch's hysteresis at
+once (`WatchSet.fire`). Events go into that snippet's `Update` and to the session's event
+feeds. A watch with a check is confirmed by asking the decoder on the thread that reads
+the stream (`stream()`), never on the scheduler's, which serves every session.
+
+Why one module of ~600 lines: the producer, stepping and caller halves of `Session` share
+one lock and one set of invariants (the queue, the snippet in flight, the outbox, the
+watches and the index), so they are one class, read together.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ import heapq
 import threading
 import time
 import warnings
+import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from numbers import Real
 from os import PathLike
 from pathlib import Path
 from typing import Protocol
@@ -38,12 +47,16 @@ from model import StreamerModel
 from model.media import MediaItem, MediaSpec, Snippet
 from model.state import State
 from streamer.chunker import Chunker
-from streamer.scheduler import StepInfo
+from streamer.events import DEFAULT_FEED_SIZE, EventFeed
 from streamer.files import file_path, write_atomic
+from streamer.scheduler import StepInfo
 from streamer.sources.base import TRACKS, MissingTrackWarning
 from streamer.state_io import SavedSession, StateError, StreamClock, encode_session
+from streamer.watch import (DEFAULT_INDEX_HOURS, Event, Moment, SnippetIndex, SnippetScores, Watch, WatchSet,
+                            WatchTable, index_capacity, search_spans)
 
 _JOIN_TIMEOUT_S = 5.0
+_EMBED_BATCH = 256  # phrases embedded per call when many are watched or restored at once
 
 # The answer to any question while the state holds no snippet: the model would answer from
 # its untouched initial state, which is letter soup, not "I don't know".
@@ -75,11 +88,13 @@ class Update:
     step_ms: float
     video_filled: bool
     audio_filled: bool
+    events: tuple[Event, ...] = ()  # watches this snippet fired (see `Session.watch`)
     # The state right after this snippet, so `session.ask(q, at=update)` can answer exactly
     # as of this moment even when the engine has already moved on (kept out of repr/eq).
     _state: State | None = field(default=None, repr=False, compare=False)
     _owner: object = field(default=None, repr=False, compare=False)
     _steps: int = field(default=0, repr=False, compare=False)  # snippets in `_state`
+    _checks: tuple[tuple[Watch, float], ...] = field(default=(), repr=False, compare=False)  # crossings to confirm
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,7 @@ class Host(Protocol):
     media: MediaSpec  # what a snippet holds: the session's chunker cuts to it
     device: torch.device  # where the state lives
     fingerprint: str  # names the model in a saved state
+    watches: WatchTable | None  # every session's watches, scored per step; None: the model cannot align
 
     def wake(self) -> None:
         """The session may have a snippet ready to step (or room for its result)."""
@@ -131,9 +147,13 @@ class Host(Protocol):
 class Session:
     """A stream attached to an Engine. Create with `engine.session()` or `engine.load_session(path)`."""
 
-    def __init__(self, host: Host, *, max_queued: int = 4, saved: SavedSession | None = None) -> None:
+    def __init__(self, host: Host, *, max_queued: int = 4, saved: SavedSession | None = None,
+                 index_hours: float | None = None) -> None:
+        """`index_hours`: stream hours the moment index keeps (None: `DEFAULT_INDEX_HOURS`, or
+        what the saved session kept)."""
         if max_queued < 1:
             raise ValueError(f"max_queued must be at least 1 snippet, got {max_queued}")
+        capacity = None if index_hours is None else index_capacity(index_hours, host.media.snippet_seconds)
         self.host = host
         self.max_queued = max_queued
         self._lock = threading.Condition()
@@ -154,6 +174,15 @@ class Session:
         self._newest_t1 = 0.0
         self._dropped_since_update = 0
         self._closed = False
+        self._feeds: weakref.WeakSet[EventFeed] = weakref.WeakSet()
+        self._next_watch = 1  # id of the next watch
+        self._watch_set: WatchSet | None = None
+        self._index: SnippetIndex | None = None
+        if host.watches is not None:
+            self._restore_alignment(host.watches, saved, capacity)
+        elif saved is not None and (saved.watches or saved.index is not None):
+            raise StateError("the saved session has watches or a moment index, but this model has no alignment "
+                             "head; load it with the engine of the checkpoint that wrote it")
         if saved is None:
             self.clock = StreamClock()
             self._state = host.model.init_state(1, device=host.device)
@@ -167,6 +196,25 @@ class Session:
             now = time.perf_counter()
             self._queue.extend(_Queued(s, now) for s in saved.pending)
             self._newest_t1 = max([self.clock.t] + [s.t1 for s in saved.pending])
+
+    def _restore_alignment(self, table: WatchTable, saved: SavedSession | None, capacity: int | None) -> None:
+        """The watch set and moment index: empty, or as saved (phrase vectors recomputed)."""
+        records = saved.watches if saved is not None else []
+        try:
+            vectors = self._embed([record["phrase"] for record in records])
+            watches = [Watch(r["phrase"], float(r["threshold"]), vector, tuple(r["check"]) if r["check"] else None,
+                             id=r["id"], armed=r["armed"], fired=r["fired"]) for r, vector in zip(records, vectors)]
+            if saved is not None and saved.index is not None:
+                self._index = SnippetIndex.from_state_dict(saved.index, capacity)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(f"the saved watches or moment index cannot be restored: {exc}") from None
+        if self._index is None:
+            dim = table.dim
+            self._index = SnippetIndex(dim, capacity or index_capacity(DEFAULT_INDEX_HOURS,
+                                                                       self.host.media.snippet_seconds))
+        self._next_watch = max((w.id for w in watches), default=0) + 1
+        self._watch_set = table.watch_set(self)
+        self._watch_set.add(watches)
 
     # ----------------------------------------------------------------------------- info
     @property
@@ -277,7 +325,7 @@ class Session:
                     else:
                         return
                 self.host.wake()  # an offline lane may wait for room in the outbox
-                yield update
+                yield self._confirm(update) if update._checks else update
         finally:
             with self._lock:
                 self._stop, self._attached = True, False
@@ -378,6 +426,7 @@ class Session:
             self.clock.steps += 1
             self.clock.last_index = snippet.index
             self.clock.t = snippet.t1
+            events, checks = self._match_locked(snippet, info.scores)
             if self._attached:
                 self._outbox.append(
                     Update(
@@ -393,13 +442,50 @@ class Session:
                         step_ms=info.step_ms,
                         video_filled=snippet.video_filled,
                         audio_filled=snippet.audio_filled,
+                        events=events,
                         _state=state,
                         _owner=self,
                         _steps=self.clock.steps,
+                        _checks=checks,
                     )
                 )
                 self._dropped_since_update = 0
             self._lock.notify_all()
+
+    def _match_locked(self, snippet: Snippet, scored: SnippetScores | None) -> tuple[tuple[Event, ...], tuple]:
+        """Index the snippet and run every watch's hysteresis: the events it fires, and the
+        crossings of watches whose check `stream()` asks before they fire."""
+        if scored is None or self._watch_set is None:
+            return (), ()
+        self._index.add(scored.vector, snippet.index, snippet.t0, snippet.t1)
+        fired = self._watch_set.fire(self._watch_set.scores_for(scored))
+        if not fired:
+            return (), ()
+        events = tuple(self._fire_locked(w, s, snippet.index, snippet.t0, snippet.t1) for w, s in fired if not w.check)
+        return events, tuple((w, s) for w, s in fired if w.check)
+
+    def _fire_locked(self, watch: Watch, score: float, index: int, t0: float, t1: float,
+                     checked: bool = False) -> Event:
+        watch.fired += 1
+        event = Event(watch.id, watch.phrase, index, t0, t1, score, checked)
+        for feed in list(self._feeds):
+            feed.put(event)
+        return event
+
+    def _confirm(self, update: Update) -> Update:
+        """Ask each crossing watch's check question as of its snippet; the ones answered as
+        expected fire (`checked=True`)."""
+        confirmed = []
+        for watch, score in update._checks:
+            question, expected = watch.check
+            with torch.no_grad():
+                said = "".join(self.host.model.answer(update._state, question)).strip()
+            if said.casefold() == expected.casefold():
+                confirmed.append((watch, score))
+        with self._lock:
+            events = tuple(self._fire_locked(w, s, update.index, update.t0, update.t1, checked=True)
+                           for w, s in confirmed if self._watch_set.holds(w))
+        return replace(update, events=update.events + events, _checks=())
 
     def fail_step(self, error: BaseException) -> None:
         with self._lock:
@@ -460,6 +546,129 @@ class Session:
         with torch.no_grad():
             yield from self.host.model.answer(state, question, max_new_tokens=max_new_tokens)
 
+    # ------------------------------------------------------------- watches and search
+    def _aligned(self, what: str) -> WatchSet:
+        if self._watch_set is None:
+            raise ValueError(f"this model has no alignment head, so a session cannot {what}; load a checkpoint "
+                             "trained with one (its config's align.dim is above 0)")
+        return self._watch_set
+
+    def _embed(self, phrases: list[str]) -> torch.Tensor:
+        """Unit vectors [N, dim] of phrases (ValueError for an empty one or one too long for the
+        model); a phrase given several times is embedded once."""
+        for phrase in phrases:
+            if not isinstance(phrase, str):
+                raise ValueError(f"a phrase to watch or search for is text, got {type(phrase).__name__}")
+        distinct = list(dict.fromkeys(phrases))
+        parts = [self.host.model.embed_text(distinct[i:i + _EMBED_BATCH]).float().cpu()
+                 for i in range(0, len(distinct), _EMBED_BATCH)]
+        if not parts:
+            return torch.zeros(0, self.host.model.cfg.align.dim)
+        vectors = torch.cat(parts)
+        if len(distinct) == len(phrases):
+            return vectors
+        row = {phrase: i for i, phrase in enumerate(distinct)}
+        return vectors[[row[phrase] for phrase in phrases]]
+
+    def watch(self, phrase: str, *, threshold: float | None = None,
+              check: tuple[str, str] | None = None) -> Watch:
+        """Tell me when it happens: from the next stepped snippet on, an `Event` fires each time
+        `phrase` ("a red square appears", "drum") starts to match (its score crosses `threshold`,
+        default the checkpoint's calibrated `align.watch_threshold`; it fires again only after
+        the score fell clearly below). Events arrive in `Update.events` and `session.events()`.
+        `check=(question, answer)`: on a crossing, ask the decoder `question` as of that
+        snippet and fire only if it answers `answer` (say "is there a red square?", "yes")."""
+        return self.watch_many([phrase], threshold=threshold, check=check)[0]
+
+    def watch_many(self, phrases: Sequence[str], *, threshold: float | None = None,
+                   check: tuple[str, str] | None = None) -> list[Watch]:
+        """`watch` for many phrases at once (embedded in batches): all are added, or none."""
+        watches = self._aligned("watch")
+        if isinstance(phrases, str) or not isinstance(phrases, Sequence):
+            raise TypeError("watch_many takes a list of phrases; use watch(phrase) for one")
+        threshold = self._threshold(threshold)
+        check = self._check(check)
+        vectors = self._embed(list(phrases))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this session is closed; watch on a new one (engine.session())")
+            first, self._next_watch = self._next_watch, self._next_watch + len(phrases)
+            added = [Watch(phrase.strip(), threshold, vector, check, id=first + i)
+                     for i, (phrase, vector) in enumerate(zip(phrases, vectors))]
+            watches.add(added)
+        return added
+
+    def _threshold(self, threshold: float | None) -> float:
+        if threshold is None:
+            return float(self.host.model.cfg.align.watch_threshold)
+        if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"a watch threshold is a cosine similarity between 0 and 1, got {threshold!r}; "
+                             "leave it out for the checkpoint's calibrated one")
+        return float(threshold)
+
+    def _check(self, check: tuple[str, str] | None) -> tuple[str, str] | None:
+        if check is None:
+            return None
+        if (not isinstance(check, (tuple, list)) or len(check) != 2
+                or not all(isinstance(part, str) and part.strip() for part in check)):
+            raise ValueError(f"check takes a (question, expected answer) pair of non-empty strings, e.g. "
+                             f"('is there a red square?', 'yes'); got {check!r}")
+        question, expected = check[0].strip(), check[1].strip()
+        self.host.model.question_prompt(question)  # refuses a question past the decoder's budget
+        return question, expected
+
+    def unwatch(self, watch: Watch | int) -> None:
+        """Stop a watch (the Watch `watch()` returned, or its id); its events so far stay delivered."""
+        watches = self._aligned("watch")
+        with self._lock:
+            found = watches.find(watch.id if isinstance(watch, Watch) else watch)
+            if found is None or (isinstance(watch, Watch) and found is not watch):
+                raise ValueError(f"{watch!r} is not a watch of this session; session.watches lists them")
+            watches.remove(found)
+
+    @property
+    def watches(self) -> tuple[Watch, ...]:
+        """This session's watches, oldest first."""
+        with self._lock:
+            return tuple(self._watch_set.watches) if self._watch_set is not None else ()
+
+    def events(self, maxsize: int = DEFAULT_FEED_SIZE) -> EventFeed:
+        """A feed of this session's events from now on: `async for event in session.events()`,
+        or `feed.get(timeout)` from any thread. It ends when the session closes; a reader more
+        than `maxsize` events behind loses the oldest (counted in `feed.dropped`)."""
+        self._aligned("watch")
+        feed = EventFeed(maxsize)
+        with self._lock:
+            if self._closed:
+                feed.close()
+            else:
+                self._feeds.add(feed)
+        return feed
+
+    def search(self, phrase: str, k: int = 5, *, threshold: float | None = None) -> list[Moment]:
+        """Tell me when it happened: the `k` best moments of the indexed past (the last
+        `index_hours` of stream) for `phrase`, best first. A moment spans neighbouring snippets
+        that score at least min(threshold, its peak) - a margin (threshold: the watch default)."""
+        self._aligned("search")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"search returns k >= 1 moments, got k={k!r}")
+        threshold = self._threshold(threshold)
+        query = self._embed([phrase])[0].numpy()
+        with self._lock:
+            contents = self._index.ordered()
+        return search_spans(*contents, query, k, threshold)
+
+    @property
+    def can_align(self) -> bool:
+        """Whether this session can watch and search (its model has an alignment head)."""
+        return self._watch_set is not None
+
+    @property
+    def index_size(self) -> int:
+        """Snippets the moment index holds (0 for a model that cannot align)."""
+        with self._lock:
+            return len(self._index) if self._index is not None else 0
+
     # ----------------------------------------------------------------------- save/close
     def snapshot(self) -> SavedSession:
         """The complete resumable state (waits for the step in flight, at most one step)."""
@@ -475,6 +684,8 @@ class Session:
             clock=replace(self.clock),
             chunker=self._chunker.state_dict(),
             pending=[q.snippet for q in self._queue],
+            watches=[w.to_dict() for w in self._watch_set.watches] if self._watch_set is not None else [],
+            index=self._index.state_dict() if self._index is not None else None,
         )
 
     def save(self, path: str | Path) -> Path:
@@ -497,6 +708,8 @@ class Session:
             self._closed = True
             self._stop, self._attached = True, False
             producers = self._producers
+            for feed in list(self._feeds):
+                feed.close()
             self._lock.notify_all()
         self.host.detach(self)
         _join(producers)

@@ -6,6 +6,9 @@ with a message that says what is wrong, never crash deep inside msgpack or torch
 file is an envelope (format, version, checksum) around a body that holds the model state
 tensors as raw bytes, the stream's clock, the chunker's pending data and the snippets
 that were queued but not yet stepped; every piece is checked before anything is built.
+A model that aligns also saves the session's watches (without their vectors, which are
+recomputed from the phrases) and its moment index; files written before they existed
+have neither, and load with no watches and an empty index.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ VERSION = 1
 _NDARRAY_EXT = 1
 _MAX_NDIM = 8
 _MAX_PENDING = 4096
+_MAX_WATCHES = 1_000_000
+_MAX_PHRASE_CHARS = 4096  # far past any model's phrase budget: the model refuses a long phrase itself
+_MAX_INDEX_SNIPPETS = 2**32
 
 # Element types a saved file may name; anything else is rejected before a buffer is read.
 _TORCH_DTYPES: dict[str, torch.dtype] = {
@@ -73,6 +79,8 @@ class SavedSession:
     clock: StreamClock = field(default_factory=StreamClock)
     chunker: dict[str, Any] = field(default_factory=dict)
     pending: list[Snippet] = field(default_factory=list)
+    watches: list[dict[str, Any]] = field(default_factory=list)  # `Watch.to_dict()` of each
+    index: dict[str, Any] | None = None  # `SnippetIndex.state_dict()`; None: the model cannot align
 
 
 # ---------------------------------------------------------------------------------------
@@ -126,6 +134,8 @@ def encode_session(saved: SavedSession) -> bytes:
         "clock": saved.clock.to_dict(),
         "chunker": saved.chunker,
         "pending": [_snippet_record(s) for s in saved.pending],
+        "watches": saved.watches,
+        "index": saved.index,
     }
     body_bytes = msgpack.packb(body, default=_default, use_bin_type=True)
     envelope = {
@@ -259,16 +269,60 @@ def _decode_snippet(raw: Any, media: MediaSpec) -> Snippet:
     )
 
 
+def _decode_watches(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or len(raw) > _MAX_WATCHES:
+        raise StateError("the saved watches are malformed (not a list of watches)")
+    watches, ids = [], set()
+    for record in raw:
+        if not isinstance(record, dict):
+            raise StateError("a saved watch is malformed")
+        watch_id, fired = _require(record, "id", int), _require(record, "fired", int)
+        phrase = _require(record, "phrase", str)
+        threshold = _require(record, "threshold", (int, float))
+        check = record.get("check")
+        if watch_id < 1 or watch_id in ids or fired < 0 or not 0 < len(phrase) <= _MAX_PHRASE_CHARS \
+                or not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+            raise StateError(f"a saved watch has impossible values (id {watch_id!r}, threshold {threshold!r})")
+        if check is not None and not (isinstance(check, list) and len(check) == 2 and all(
+                isinstance(part, str) and 0 < len(part) <= _MAX_PHRASE_CHARS for part in check)):
+            raise StateError("a saved watch's check is not a (question, answer) pair")
+        ids.add(watch_id)
+        watches.append({"id": watch_id, "phrase": phrase, "threshold": float(threshold), "check": check,
+                        "armed": _require(record, "armed", bool), "fired": fired})
+    return watches
+
+
+def _decode_index(raw: Any, align_dim: int | None) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise StateError("the saved moment index is malformed")
+    dim, capacity = _require(raw, "dim", int), _require(raw, "capacity", int)
+    vectors, indices, times = (_require(raw, key, np.ndarray) for key in ("vectors", "index", "times"))
+    if align_dim and dim != align_dim:  # 0: refused below, saying the model has no head
+        raise StateError(f"the saved moment index holds {dim}-dimensional vectors but this model's are "
+                         f"{align_dim}-dimensional; it was written by a different model")
+    n = len(indices)
+    if not (0 < dim <= 2**16 and 0 < capacity <= _MAX_INDEX_SNIPPETS and n <= capacity) \
+            or vectors.dtype != np.float16 or indices.dtype != np.int64 or times.dtype != np.float64 \
+            or vectors.shape != (n, dim) or indices.shape != (n,) or times.shape != (n, 2):
+        raise StateError("the saved moment index is malformed (its arrays do not agree)")
+    if not (np.isfinite(vectors).all() and np.isfinite(times).all() and (indices >= 0).all()
+            and (times[:, 0] <= times[:, 1]).all()):
+        raise StateError("the saved moment index holds impossible values (NaN, negative indices, reversed times)")
+    return {"dim": dim, "capacity": capacity, "vectors": vectors, "index": indices, "times": times}
+
+
 def decode_session(
     data: bytes,
     *,
     fingerprint: str,
     spec: StateSpec,
     media: MediaSpec,
+    align_dim: int | None = None,
 ) -> SavedSession:
     """Parse and validate saved bytes against the model that will resume them.
 
-    `spec` is `model.state_spec(1)`. Raises StateError (a ValueError) for anything that is
+    `spec` is `model.state_spec(1)`; `align_dim` the model's `align.dim` (0: it cannot align,
+    so saved watches or an index are refused; None: not checked). Raises StateError (a ValueError) for anything that is
     not a complete, intact state written for this exact checkpoint. The chunker's pending
     data is returned as plain python + numpy; the chunker validates it when it loads it.
     """
@@ -302,7 +356,13 @@ def decode_session(
     if len(pending_raw) > _MAX_PENDING:
         raise StateError(f"the saved state holds {len(pending_raw)} pending snippets, more than any queue allows")
     pending = [_decode_snippet(raw, media) for raw in pending_raw]
-    return SavedSession(fingerprint=saved_fingerprint, tensors=tensors, clock=clock, chunker=chunker, pending=pending)
+    watches = _decode_watches(body.get("watches", []))  # absent in files written before watches existed
+    index = None if body.get("index") is None else _decode_index(body["index"], align_dim)
+    if align_dim == 0 and (watches or index is not None):
+        raise StateError("the saved session has watches or a moment index, but this model has no alignment head; "
+                         "load it with the engine of the checkpoint that wrote it")
+    return SavedSession(fingerprint=saved_fingerprint, tensors=tensors, clock=clock, chunker=chunker, pending=pending,
+                        watches=watches, index=index)
 
 
 def _unpack(data: bytes, what: str) -> dict:
@@ -323,12 +383,13 @@ def load_session_file(
     fingerprint: str,
     spec: StateSpec,
     media: MediaSpec,
+    align_dim: int | None = None,
 ) -> SavedSession:
     """Read and validate a saved session file (see `decode_session`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no session state file at {path}")
     try:
-        return decode_session(path.read_bytes(), fingerprint=fingerprint, spec=spec, media=media)
+        return decode_session(path.read_bytes(), fingerprint=fingerprint, spec=spec, media=media, align_dim=align_dim)
     except StateError as exc:
         raise StateError(f"{path}: {exc}") from None

@@ -14,9 +14,9 @@ vectors, and their score is a cosine similarity in [-1, 1].
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,20 +62,18 @@ class Moment:
                 "first": self.first, "last": self.last}
 
 
-_WATCH_IDS = itertools.count(1)
-
-
 @dataclass(eq=False)
 class Watch:
     """A standing query of one session. `check`, when given, is a (question, expected answer)
     pair asked through the decoder when the score crosses: the event fires only if the answer
-    matches, trading a little latency for precision."""
+    matches, trading a little latency for precision. A crossing whose check says no still
+    disarms the watch, so one appearance costs at most one check."""
 
     phrase: str
     threshold: float
-    vector: torch.Tensor  # [dim] unit vector of the phrase
+    vector: torch.Tensor = field(repr=False)  # [dim] unit vector of the phrase
     check: tuple[str, str] | None = None
-    id: int = field(default_factory=lambda: next(_WATCH_IDS))
+    id: int = 0  # numbered by its session from 1
     armed: bool = True
     fired: int = 0  # events so far
 
@@ -100,72 +98,175 @@ def fire_indices(scores: np.ndarray, threshold: float) -> list[int]:
     return [i for i, s in enumerate(scores.tolist()) if watch.update(s)]
 
 
-class WatchTable:
-    """Every watch of every session as rows of one matrix, grouped by session: a batched step's
-    snippet vectors [B, dim] times the matrix gives all scores in one product."""
+@dataclass(frozen=True)
+class SnippetScores:
+    """What the scheduler hands a session after a step: its snippet's vector [dim] and the
+    scores of its watches, computed for the watch set's `version` (stale if it changed since)."""
 
-    def __init__(self, dim: int) -> None:
+    vector: np.ndarray
+    scores: np.ndarray
+    version: int
+
+
+class WatchSet:
+    """One session's watches with thresholds and armed flags as arrays, so a step's hysteresis
+    over thousands of watches is a few numpy operations, not a loop over Watch objects (which
+    are brought up to date only where a flag flipped). `version` changes with every add and
+    remove; its matrix is built when first needed after one."""
+
+    def __init__(self, dim: int, lock: threading.Lock | None = None, on_change=None) -> None:
         self.dim = dim
+        self.watches: list[Watch] = []  # rows in order
+        self._by_id: dict[int, Watch] = {}
+        self.version = 0
+        self._lock = lock or threading.Lock()  # the table's, so it always reads a consistent set
+        self._on_change = on_change
+        self._thresholds = np.zeros(0, np.float64)
+        self._armed = np.zeros(0, bool)
+        self._matrix: torch.Tensor | None = torch.zeros(0, dim)
+
+    def __len__(self) -> int:
+        return len(self.watches)
+
+    def find(self, watch_id: int) -> Watch | None:
+        return self._by_id.get(watch_id)
+
+    def holds(self, watch: Watch) -> bool:
+        return self._by_id.get(watch.id) is watch
+
+    def add(self, watches: list[Watch]) -> None:
+        with self._lock:
+            self.watches.extend(watches)
+            self._by_id.update((w.id, w) for w in watches)
+            self._thresholds = np.concatenate((self._thresholds, [w.threshold for w in watches]))
+            self._armed = np.concatenate((self._armed, np.array([w.armed for w in watches], bool)))
+            self._changed()
+
+    def remove(self, watch: Watch) -> None:
+        with self._lock:
+            row = next(i for i, w in enumerate(self.watches) if w is watch)
+            del self.watches[row]
+            del self._by_id[watch.id]
+            self._thresholds = np.delete(self._thresholds, row)
+            self._armed = np.delete(self._armed, row)
+            self._changed()
+
+    def _changed(self) -> None:
+        self.version += 1
+        self._matrix = None
+        if self._on_change is not None:
+            self._on_change()
+
+    def matrix(self) -> tuple[torch.Tensor, int]:
+        """The phrase vectors [n, dim] (float32, CPU) and the version they belong to."""
+        with self._lock:
+            if self._matrix is None:
+                self._matrix = (torch.stack([w.vector.float().cpu() for w in self.watches]) if self.watches
+                                else torch.zeros(0, self.dim))
+            return self._matrix, self.version
+
+    def scores_for(self, scored: SnippetScores) -> np.ndarray:
+        """`scored.scores` if they belong to the current watches, else computed here (a watch
+        was added or removed between the step's product and this call)."""
+        if scored.version == self.version:
+            return scored.scores
+        matrix, _ = self.matrix()
+        return (matrix @ torch.from_numpy(np.asarray(scored.vector, np.float32))).numpy()
+
+    def fire(self, scores: np.ndarray) -> list[tuple[Watch, float]]:
+        """Hysteresis of every watch at once (the rule of `Watch.update`): the watches that fire
+        on this snippet, with their scores."""
+        if not self.watches:
+            return []
+        scores = np.asarray(scores, np.float64)
+        armed, thresholds = self._armed, self._thresholds
+        firing = armed & (scores >= thresholds)
+        rearming = ~armed & (scores < thresholds - REARM_GAP)
+        if not (firing.any() or rearming.any()):
+            return []
+        armed[firing], armed[rearming] = False, True
+        for row in np.flatnonzero(rearming):
+            self.watches[row].armed = True
+        fired = []
+        for row in np.flatnonzero(firing):
+            watch = self.watches[row]
+            watch.armed = False
+            fired.append((watch, float(scores[row])))
+        return fired
+
+
+class WatchTable:
+    """Every watch of every session of an engine: each batched step's snippet vectors [B, dim]
+    times one matrix of all watches gives all scores in one product. Each session has a
+    `WatchSet` here; a session that closes (or is collected) leaves the table."""
+
+    def __init__(self, dim: int, device: torch.device | str = "cpu") -> None:
+        self.dim = dim
+        self.device = torch.device(device)
         self._lock = threading.Lock()
-        self._by_owner: dict[int, list[Watch]] = {}
+        self._sets: dict[int, WatchSet] = {}  # by id(owner); dropped before the owner's id can be reused
         self._matrix: torch.Tensor | None = None
-        self._columns: dict[int, slice] = {}
+        self._columns: dict[int, tuple[slice, int]] = {}  # id(owner) -> its rows and their version
 
-    def add(self, owner: object, watch: Watch) -> None:
+    def watch_set(self, owner: object) -> WatchSet:
+        """A new, empty set of watches scored for `owner` (a session)."""
+        watches = WatchSet(self.dim, self._lock, self._invalidate)
         with self._lock:
-            self._by_owner.setdefault(id(owner), []).append(watch)
+            self._sets[id(owner)] = watches
             self._matrix = None
-
-    def remove(self, owner: object, watch: Watch) -> bool:
-        with self._lock:
-            watches = self._by_owner.get(id(owner), [])
-            if watch not in watches:
-                return False
-            watches.remove(watch)
-            if not watches:
-                del self._by_owner[id(owner)]
-            self._matrix = None
-            return True
+        weakref.finalize(owner, self._forget, id(owner), watches)
+        return watches
 
     def drop(self, owner: object) -> None:
-        """Forget every watch of `owner` (a closing session)."""
+        """Stop scoring `owner`'s watches (a closing session; the set itself stays with it)."""
         with self._lock:
-            if self._by_owner.pop(id(owner), None) is not None:
+            if self._sets.pop(id(owner), None) is not None:
                 self._matrix = None
 
-    def watches(self, owner: object) -> list[Watch]:
+    def _forget(self, key: int, watches: WatchSet) -> None:
         with self._lock:
-            return list(self._by_owner.get(id(owner), []))
+            if self._sets.get(key) is watches:
+                del self._sets[key]
+                self._matrix = None
+
+    def _invalidate(self) -> None:  # called with the lock held, by a set that changed
+        self._matrix = None
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(len(w) for w in self._by_owner.values())
+            return sum(len(s) for s in self._sets.values())
 
-    def score(self, owners: list[object], vectors: torch.Tensor) -> list[tuple[list[Watch], np.ndarray]]:
-        """Scores of each row's own watches: `vectors` [B, dim] are the snippets just stepped,
-        row b belonging to owners[b]. One matrix product over all watches of all sessions."""
+    def score(self, owners: list[object], vectors: torch.Tensor) -> list[SnippetScores]:
+        """Row b's vector and the scores of owners[b]'s watches: `vectors` [B, dim] are the
+        snippets just stepped. One matrix product over all watches of all sessions."""
         with self._lock:
             if self._matrix is None:
                 self._rebuild()
             matrix, columns = self._matrix, self._columns
-            groups = {key: list(ws) for key, ws in self._by_owner.items()}
-        if matrix is None or matrix.shape[0] == 0:
-            return [([], np.zeros(0, np.float32)) for _ in owners]
-        scores = (vectors.float() @ matrix.to(vectors.device).T).cpu().numpy()  # [B, W]
+        rows = vectors.float()
+        scores = (rows @ matrix.T).cpu().numpy() if matrix.shape[0] else None  # [B, W]
+        rows = rows.cpu().numpy()
+        empty = np.zeros(0, np.float32)
         out = []
         for b, owner in enumerate(owners):
-            key = id(owner)
-            span = columns.get(key)
-            out.append((groups.get(key, []), scores[b, span] if span is not None else np.zeros(0, np.float32)))
+            column = columns.get(id(owner))
+            if column is None or scores is None:
+                out.append(SnippetScores(rows[b], empty, -1))
+            else:
+                out.append(SnippetScores(rows[b], scores[b, column[0]], column[1]))
         return out
 
-    def _rebuild(self) -> None:
-        rows, columns, start = [], {}, 0
-        for key, watches in self._by_owner.items():
-            columns[key] = slice(start, start + len(watches))
-            rows.extend(w.vector.float().cpu() for w in watches)
-            start += len(watches)
-        self._matrix = torch.stack(rows) if rows else torch.zeros(0, self.dim)
+    def _rebuild(self) -> None:  # with the lock held
+        parts, columns, start = [], {}, 0
+        for key, watches in self._sets.items():
+            if not watches.watches:
+                continue
+            if watches._matrix is None:
+                watches._matrix = torch.stack([w.vector.float().cpu() for w in watches.watches])
+            parts.append(watches._matrix)
+            columns[key] = (slice(start, start + len(watches.watches)), watches.version)
+            start += len(watches.watches)
+        self._matrix = (torch.cat(parts) if parts else torch.zeros(0, self.dim)).to(self.device)
         self._columns = columns
 
 
@@ -210,8 +311,9 @@ class SnippetIndex:
         self._index = np.concatenate((self._index, np.zeros(size - len(self._index), np.int64)))
         self._times = np.concatenate((self._times, np.zeros((size - len(self._times), 2), np.float64)))
 
-    def _ordered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Vectors, indices and times oldest first."""
+    def ordered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of the vectors, indices and times, oldest first (search them without holding
+        whatever guards the index)."""
         n = len(self)
         if self._count <= self.capacity:
             order = np.arange(n)
@@ -221,17 +323,10 @@ class SnippetIndex:
 
     def search(self, query: np.ndarray, k: int, threshold: float) -> list[Moment]:
         """The `k` best spans for a phrase vector `query` [dim], best first."""
-        if k < 1:
-            raise ValueError(f"search needs k >= 1 moments, got {k}")
-        vectors, indices, times = self._ordered()
-        if not len(indices):
-            return []
-        scores = vectors.astype(np.float32) @ np.asarray(query, np.float32)
-        return [Moment(float(times[a, 0]), float(times[b - 1, 1]), peak, int(indices[a]), int(indices[b - 1]))
-                for a, b, peak in top_spans(scores, indices, k, threshold)]
+        return search_spans(*self.ordered(), query, k, threshold)
 
     def state_dict(self) -> dict[str, Any]:
-        vectors, indices, times = self._ordered()
+        vectors, indices, times = self.ordered()
         return {"dim": self.dim, "capacity": self.capacity, "vectors": vectors, "index": indices, "times": times}
 
     @classmethod
@@ -252,6 +347,18 @@ class SnippetIndex:
         for vector, i, (t0, t1) in zip(vectors[keep], indices[keep], times[keep]):
             index.add(vector, int(i), float(t0), float(t1))
         return index
+
+
+def search_spans(vectors: np.ndarray, indices: np.ndarray, times: np.ndarray, query: np.ndarray, k: int,
+                 threshold: float) -> list[Moment]:
+    """The `k` best spans of an index's contents (`SnippetIndex.ordered`) for `query` [dim]."""
+    if k < 1:
+        raise ValueError(f"search needs k >= 1 moments, got {k}")
+    if not len(indices):
+        return []
+    scores = vectors.astype(np.float32) @ np.asarray(query, np.float32)
+    return [Moment(float(times[a, 0]), float(times[b - 1, 1]), peak, int(indices[a]), int(indices[b - 1]))
+            for a, b, peak in top_spans(scores, indices, k, threshold)]
 
 
 def top_spans(scores: np.ndarray, indices: np.ndarray, k: int, threshold: float) -> list[tuple[int, int, float]]:

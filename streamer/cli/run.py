@@ -4,6 +4,9 @@ Questions come from `--ask "..."`, each timed by the `--at SECONDS` right after 
 (answered exactly as of that stream time; an --ask without one is answered at the end),
 or, with `--interactive`, from the terminal while the stream runs. Every --ask is checked
 against the model before the stream starts, so a bad question never costs a long run.
+`--watch PHRASE` prints an event each time the phrase starts to match; `--search PHRASE`
+prints the best moments of the whole stream at its end (both need a checkpoint with an
+alignment head, and are checked before the stream too).
 
 However the stream ends (the source runs out, --duration is reached, Ctrl-C, an error from
 the source or the engine) the run ends the same way: the state reached is saved (--save),
@@ -60,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a question to answer (repeat for more); at the end of the stream unless --at follows it")
     parser.add_argument("--at", action=_At, dest="questions", type=float, metavar="SECONDS",
                         help="stream time at which to answer the --ask right before it")
+    parser.add_argument("--watch", action="append", default=[], metavar="PHRASE",
+                        help="print an event each time PHRASE (e.g. 'red square', 'drum') starts to match (repeatable)")
+    parser.add_argument("--search", action="append", default=[], metavar="PHRASE",
+                        help="at the end of the stream, print the best moments for PHRASE (repeatable)")
+    parser.add_argument("--top", type=int, default=5, metavar="K", help="moments printed per --search (default 5)")
     parser.add_argument("--interactive", action="store_true",
                         help="read questions from the terminal while the stream runs (Ctrl-D ends)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: bundled tiny)")
@@ -87,6 +95,37 @@ def check_question(model, text: str) -> None:
         model.question_prompt(text)
     except ValueError as exc:
         raise ValueError(f"--ask {text[:40]!r}{'...' if len(text) > 40 else ''}: {exc}") from None
+
+
+def check_alignment(model, watches: list[str], searches: list[str], top: int) -> None:
+    """Refuse (ValueError) --watch/--search the model cannot serve: no alignment head, a blank or
+    over-long phrase, --top below 1."""
+    if not (watches or searches):
+        return
+    if not model.can_align:
+        raise ValueError("--watch and --search need a checkpoint with an alignment head; this one has none "
+                         "(its config's align.dim is 0)")
+    if top < 1:
+        raise ValueError(f"--top takes a number of moments >= 1, got {top}")
+    for option, phrases in (("--watch", watches), ("--search", searches)):
+        for phrase in phrases:
+            try:
+                model.phrase_ids([phrase])
+            except ValueError as exc:
+                raise ValueError(f"{option} {phrase[:40]!r}: {exc}") from None
+
+
+def _print_event(event) -> None:
+    checked = "  (checked)" if event.checked else ""
+    print(f"event  @ {event.t0:6.2f}s  {event.phrase!r}  score {event.score:.3f}  (snippet {event.index}){checked}",
+          flush=True)
+
+
+def _print_moments(session, phrase: str, top: int) -> None:
+    moments = session.search(phrase, k=top)
+    print(f"search {phrase!r}: " + ("nothing indexed" if not moments else f"{len(moments)} best moment(s)"), flush=True)
+    for moment in moments:
+        print(f"  {moment.start:7.2f}s - {moment.end:7.2f}s  score {moment.score:.3f}", flush=True)
 
 
 def _print_answer(answer, note: str = "") -> None:
@@ -119,9 +158,10 @@ def _one_line(error: BaseException) -> str:
 
 
 def stream_and_answer(session, source, questions: list[TimedQuestion], *, save: str | Path | None = None,
-                      quiet: bool = False, interactive: bool = False) -> int:
-    """Stream `source` into `session`, answering `questions` on time; then save, answer what is
-    left from the state reached, and return the exit code (see the module docstring)."""
+                      quiet: bool = False, interactive: bool = False, searches: list[str] = (), top: int = 5) -> int:
+    """Stream `source` into `session`, answering `questions` on time and printing the events of
+    its watches; then save, answer what is left from the state reached, search the stream for
+    `searches`, and return the exit code (see the module docstring)."""
     from streamer.cli.progress import Progress
 
     timed = sorted((q for q in questions if q.at is not None), key=lambda q: q.at)
@@ -136,6 +176,10 @@ def stream_and_answer(session, source, questions: list[TimedQuestion], *, save: 
     try:
         for update in updates:
             progress.update(update)
+            if update.events:
+                progress.clear()
+                for event in update.events:
+                    _print_event(event)
             while timed and update.t1 >= timed[0].at:
                 progress.clear()
                 _print_answer(session.ask(timed[0].text, at=update))
@@ -155,6 +199,8 @@ def stream_and_answer(session, source, questions: list[TimedQuestion], *, save: 
         answer = session.ask(question.text)
         late = question.at is not None and question.at > answer.t
         _print_answer(answer, f"  (asked for {question.at:g} s; the stream ended first)" if late else "")
+    for phrase in searches:
+        _print_moments(session, phrase, top)
     if interactive and stopped is None and not stdin_done.is_set():
         print("stream ended; still answering from the final state (Ctrl-D to quit)", flush=True)
         stdin_done.wait()
@@ -192,7 +238,10 @@ def main(args: argparse.Namespace) -> int:
         try:
             for question in args.questions:
                 check_question(engine.model, question.text)
+            check_alignment(engine.model, args.watch, args.search, args.top)
             session = engine.load_session(args.resume) if args.resume else engine.session()
+            for phrase in args.watch:
+                session.watch(phrase)
             seconds = whole_snippets(args.duration, engine.media.snippet_seconds)
             source = open_source(args.source, realtime=args.realtime, seconds=seconds)
         except (ValueError, OSError) as exc:  # a bad question, a refused state, an unopenable source
@@ -202,4 +251,4 @@ def main(args: argparse.Namespace) -> int:
             print(f"streamer run: streaming {args.source} (Ctrl-C stops, saves and answers)", file=sys.stderr,
                   flush=True)
         return stream_and_answer(session, source, args.questions, save=save, quiet=args.quiet,
-                                 interactive=args.interactive)
+                                 interactive=args.interactive, searches=args.search, top=args.top)

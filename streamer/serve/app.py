@@ -54,7 +54,7 @@ class Server:
             return self.sessions[session_id]
         live = LiveSession(self.engine.session(max_queued=self.config.engine_max_queued), asyncio.get_running_loop(),
                            self.answers, lambda: len(self.peers), questions_per_s=self.config.questions_per_s,
-                           question_burst=self.config.question_burst)
+                           question_burst=self.config.question_burst, max_watches=self.config.max_watches)
         self.sessions[live.id] = live
         return live
 
@@ -191,8 +191,43 @@ class Server:
         except ValueError as exc:
             return _error(400, "refused", str(exc))
 
+    async def watch(self, request: web.Request) -> web.Response:
+        """POST {"text", "threshold"?, "id"?} → `watching`; the watch's events go out as SSE `event`s."""
+        return await self._request(request, lambda payload: protocol.parse_watch(payload, self.config.max_question_chars),
+                                   lambda live, parsed: live.watch(parsed))
+
+    async def unwatch(self, request: web.Request) -> web.Response:
+        """POST {"watch", "id"?} → `unwatched`."""
+        async def run(live, parsed):
+            return live.unwatch(parsed)
+        return await self._request(request, protocol.parse_unwatch, run)
+
+    async def search(self, request: web.Request) -> web.Response:
+        """POST {"text", "k"?, "id"?} → `moments`."""
+        return await self._request(request, lambda payload: protocol.parse_search(payload, self.config.max_question_chars),
+                                   lambda live, parsed: live.search(parsed))
+
+    async def _request(self, request: web.Request, parse, run) -> web.Response:
+        live = self._live(request)
+        body = await _read_limited(request, self.config.max_message_bytes)
+        try:
+            parsed = parse(json.loads(body))
+        except protocol.ProtocolError as exc:
+            return _error(400, exc.code, str(exc))
+        except ValueError:
+            return _error(400, "bad_message", "the body must be a JSON object")
+        try:
+            return web.json_response(await run(live, parsed))
+        except protocol.ProtocolError as exc:
+            status = {"unknown_watch": 404, "too_many_watches": 409, "unsupported": 501}.get(exc.code, 400)
+            return _error(status, exc.code, str(exc))
+        except RateLimited as exc:
+            return _error(429, "rate_limited", str(exc), **{"Retry-After": "1"})
+        except ValueError as exc:
+            return _error(400, "refused", str(exc))
+
     async def events(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: status, token, answer, error of one session."""
+        """Server-sent events: status, token, answer, error, watching, unwatched, event, moments of one session."""
         live = self._live(request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await response.prepare(request)
@@ -258,6 +293,9 @@ def build_app(config: ServeConfig, engine) -> web.Application:
         web.delete("/whip/{peer_id}", server.whip_delete),
         web.patch("/whip/{peer_id}", server.whip_patch),
         web.post("/sessions/{session_id}/ask", server.ask),
+        web.post("/sessions/{session_id}/watch", server.watch),
+        web.post("/sessions/{session_id}/unwatch", server.unwatch),
+        web.post("/sessions/{session_id}/search", server.search),
         web.get("/sessions/{session_id}/events", server.events),
     ])
     return app

@@ -26,6 +26,7 @@ class ServeConfig:
     max_question_chars: int = 200
     questions_per_s: float = 2.0  # per-session rate limit (token bucket)
     question_burst: int = 4
+    max_watches: int = 64  # standing queries per session (watch messages past it are refused)
     answer_workers: int = 2  # threads decoding answers, shared by all sessions
     media_buffer_s: float = 1.0  # decoded media held per peer between the track readers and the chunker
     status_every_s: float = 1.0  # status pushed per stepped snippet, and this often when none comes

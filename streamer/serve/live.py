@@ -1,5 +1,6 @@
 """One live session as the server sees it: the engine session, its media clock, its
-questions and the events it sends to whoever listens (a data channel, SSE streams).
+questions, watches and searches, and the events it sends to whoever listens (a data
+channel, SSE streams).
 
 It outlives a peer: when the connection drops, the session waits `resume_ttl_s` for a
 new offer carrying its id, and media then continues on the same clock and state.
@@ -17,7 +18,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from streamer.serve.protocol import Ask, error
+from streamer.serve.protocol import Ask, ProtocolError, SearchRequest, UnwatchRequest, WatchRequest, error
 from streamer.serve.tracks import MediaBuffer, StreamClock
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,12 @@ _SSE_QUEUE = 256  # events held for one slow SSE listener before its oldest stat
 
 class RateLimited(Exception):
     """Too many questions in too short a time for this session."""
+
+
+def _unsupported(session) -> None:
+    if not session.can_align:
+        raise ProtocolError("unsupported", "this server's checkpoint has no alignment head, so it cannot watch or "
+                            "search; serve one trained with it (--checkpoint)")
 
 
 class TokenBucket:
@@ -67,14 +74,15 @@ class LiveSession:
     """A `Session` plus what the server needs around it; methods run on the event loop."""
 
     def __init__(self, session, loop: asyncio.AbstractEventLoop, answers: Executor, peers: Callable[[], int], *,
-                 questions_per_s: float, question_burst: int) -> None:
+                 questions_per_s: float, question_burst: int, max_watches: int = 64) -> None:
         self.id = secrets.token_urlsafe(12)
         self.session = session
         self.loop = loop
         self.answers = answers
         self.peers = peers
         self.last_status = 0.0  # time.monotonic() of the last status push
-        self.bucket = TokenBucket(questions_per_s, question_burst)
+        self.bucket = TokenBucket(questions_per_s, question_burst)  # questions and searches
+        self.max_watches = max_watches
         self.stats = StreamStats()
         self.clock: StreamClock | None = None
         self.buffer: MediaBuffer | None = None
@@ -163,6 +171,8 @@ class LiveSession:
                 self.loop.call_soon_threadsafe(self._stream_done.set)
 
     def _on_update(self, update, now: float) -> None:
+        for event in update.events:
+            self.publish({"type": "event", **event.to_dict()})
         s = self.stats
         s.snippets, s.index, s.t, s.lag_s = s.snippets + 1, update.index, update.t1, update.lag_s
         s.dropped, s.behind_s = update.dropped_total, max(0.0, now - update.t1)
@@ -202,6 +212,43 @@ class LiveSession:
             out.append(piece)
             self.loop.call_soon_threadsafe(self.publish, {"type": "token", "id": request_id, "text": piece})
         return (first_ms if first_ms is not None else (time.perf_counter() - started) * 1e3), out
+
+    # -------------------------------------------------------------- watches and search
+    async def watch(self, request: WatchRequest) -> dict[str, Any]:
+        """Add a standing query; its events go out as `event` messages. ProtocolError when the
+        model cannot align or the session has its fill of watches; ValueError for a phrase the
+        model refuses."""
+        _unsupported(self.session)
+        if len(self.session.watches) >= self.max_watches:
+            raise ProtocolError("too_many_watches", f"a session holds at most {self.max_watches} watches; unwatch "
+                                "one first", request.id)
+        watch = await self.loop.run_in_executor(  # embedding the phrase runs the text encoder: off the loop
+            self.answers, lambda: self.session.watch(request.text, threshold=request.threshold))
+        reply = {"type": "watching", "id": request.id, "watch": watch.id, "text": watch.phrase,
+                 "threshold": round(watch.threshold, 4)}
+        self.publish(reply)
+        return reply
+
+    def unwatch(self, request: UnwatchRequest) -> dict[str, Any]:
+        _unsupported(self.session)
+        try:
+            self.session.unwatch(request.watch)
+        except ValueError:
+            raise ProtocolError("unknown_watch", f"this session has no watch {request.watch}", request.id) from None
+        reply = {"type": "unwatched", "id": request.id, "watch": request.watch}
+        self.publish(reply)
+        return reply
+
+    async def search(self, request: SearchRequest) -> dict[str, Any]:
+        """The best moments of the session's indexed past; rate-limited with the questions."""
+        _unsupported(self.session)
+        if not self.bucket.take():
+            raise RateLimited(f"at most {self.bucket.rate:g} questions and searches per second "
+                              f"(burst {self.bucket.burst:g})")
+        moments = await self.loop.run_in_executor(self.answers, self.session.search, request.text, request.k)
+        reply = {"type": "moments", "id": request.id, "text": request.text, "moments": [m.to_dict() for m in moments]}
+        self.publish(reply)
+        return reply
 
     async def close(self) -> None:
         self.closed = True

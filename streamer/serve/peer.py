@@ -150,7 +150,9 @@ class Peer:
                     "resumed": self.live.stats.snippets > 0, "limits": {
                         "max_message_bytes": self.config.max_message_bytes,
                         "max_question_chars": self.config.max_question_chars,
-                        "questions_per_s": self.config.questions_per_s}})
+                        "questions_per_s": self.config.questions_per_s,
+                        "max_watches": self.config.max_watches,
+                        "can_watch": self.live.session.can_align}})
 
     def _send(self, message: dict[str, Any]) -> None:
         channel = self._channel
@@ -178,8 +180,26 @@ class Peer:
             return
         if isinstance(message, protocol.Ping):
             self._send({"type": "pong", "id": message.id})
-        else:
+        elif isinstance(message, protocol.Ask):
             self._spawn(self._ask(message))
+        else:
+            self._spawn(self._request(message))
+
+    async def _request(self, message) -> None:
+        """A watch, unwatch or search: its reply is published to every listener; an error goes to this peer."""
+        try:
+            if isinstance(message, protocol.WatchRequest):
+                await self.live.watch(message)
+            elif isinstance(message, protocol.UnwatchRequest):
+                self.live.unwatch(message)
+            else:
+                await self.live.search(message)
+        except protocol.ProtocolError as exc:
+            self._send(protocol.error(exc.code, str(exc), message.id))
+        except RateLimited as exc:
+            self._send(protocol.error("rate_limited", str(exc), message.id))
+        except ValueError as exc:  # the model refused the phrase (empty once trimmed, too long)
+            self._send(protocol.error("refused", str(exc), message.id))
 
     async def _ask(self, question: protocol.Ask) -> None:
         self._asking.add(question.id)

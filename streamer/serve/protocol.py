@@ -2,6 +2,10 @@
 
 Client → server:
   {"type": "ask", "id": "q1", "text": "what color is the circle?"}
+  {"type": "watch", "id": "w1", "text": "red square", "threshold": 0.5}   (threshold optional: the
+                                                 checkpoint's calibrated one; a number in [0, 1])
+  {"type": "unwatch", "id": "u1", "watch": 3}    (the number a `watching` reply gave)
+  {"type": "search", "id": "s1", "text": "whistle", "k": 5}   (k optional, 1 to 50, default 5)
   {"type": "ping", "id": 7}                      (heartbeat; also any message counts as one)
 Server → client:
   {"type": "hello", "session_id": "...", "resumed": false, "model": {...}}   (once, when the channel opens)
@@ -12,8 +16,17 @@ Server → client:
   {"type": "error", "id": "q1" | null, "code": "rate_limited" | "bad_message" | "closed" | ..., "message": "..."}
                                                  ("closed": the peer closed, e.g. SIGTERM, before answering)
   {"type": "pong", "id": 7}
-The same `token`/`answer`/`status`/`error` objects are the server-sent events of
-GET /sessions/{id}/events (event name = type).
+  {"type": "watching", "id": "w1", "watch": 3, "text": "red square", "threshold": 0.5}
+  {"type": "unwatched", "id": "u1", "watch": 3}
+  {"type": "event", "watch": 3, "phrase": "red square", "index": 41, "t0": 26.24, "t1": 26.88,
+   "score": 0.61, "checked": false}              (a watch fired: the phrase started to match)
+  {"type": "moments", "id": "s1", "text": "whistle", "moments": [{"start": 3.84, "end": 5.12,
+   "score": 0.58, "first": 6, "last": 7}, ...]}  (best first; spans of neighbouring snippets)
+  error codes of these: "unsupported" (the checkpoint has no alignment head), "refused" (a phrase
+  the model cannot read), "too_many_watches", "unknown_watch", "bad_message", "too_long"
+The same `token`/`answer`/`status`/`error`/`watching`/`unwatched`/`event`/`moments` objects are
+the server-sent events of GET /sessions/{id}/events (event name = type); POST
+/sessions/{id}/watch, /unwatch and /search take the same objects (without "type") as bodies.
 """
 
 from __future__ import annotations
@@ -42,6 +55,31 @@ class Ping:
     id: str | int | None
 
 
+@dataclass(frozen=True)
+class WatchRequest:
+    id: str | int | None
+    text: str
+    threshold: float | None  # None: the checkpoint's calibrated threshold
+
+
+@dataclass(frozen=True)
+class UnwatchRequest:
+    id: str | int | None
+    watch: int
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    id: str | int | None
+    text: str
+    k: int
+
+
+DEFAULT_MOMENTS = 5
+MAX_MOMENTS = 50
+Message = Ask | Ping | WatchRequest | UnwatchRequest | SearchRequest
+
+
 def _request_id(value: Any) -> str | int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
@@ -63,8 +101,57 @@ def parse_question(payload: Any, max_chars: int) -> Ask:
     return Ask(request_id, text.strip())
 
 
-def parse_message(raw: str | bytes, *, max_bytes: int, max_chars: int) -> Ask | Ping:
-    """One data-channel message → Ask or Ping; never raises anything but ProtocolError."""
+def _object(payload: Any) -> str | int | None:
+    if not isinstance(payload, dict):
+        raise ProtocolError("bad_message", "a message must be a JSON object")
+    return _request_id(payload.get("id"))
+
+
+def _phrase(payload: dict, max_chars: int, request_id: str | int | None, what: str) -> str:
+    text = payload.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolError("bad_message", f"a {what} needs a non-empty 'text' string, e.g. \"red square\"", request_id)
+    if len(text) > max_chars:
+        raise ProtocolError("too_long", f"phrases are limited to {max_chars} characters", request_id)
+    return text.strip()
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_watch(payload: Any, max_chars: int) -> WatchRequest:
+    """A watch object (data channel or HTTP body) → WatchRequest, or ProtocolError saying what is wrong."""
+    request_id = _object(payload)
+    text = _phrase(payload, max_chars, request_id, "watch")
+    threshold = payload.get("threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0.0 <= threshold <= 1.0):
+        raise ProtocolError("bad_message", "'threshold' is a cosine similarity between 0 and 1 (or left out for "
+                            "the checkpoint's calibrated one)", request_id)
+    return WatchRequest(request_id, text, None if threshold is None else float(threshold))
+
+
+def parse_unwatch(payload: Any) -> UnwatchRequest:
+    request_id = _object(payload)
+    watch = payload.get("watch")
+    if not _whole(watch) or watch < 1:
+        raise ProtocolError("bad_message", "an unwatch needs the 'watch' number its `watching` reply gave", request_id)
+    return UnwatchRequest(request_id, watch)
+
+
+def parse_search(payload: Any, max_chars: int) -> SearchRequest:
+    request_id = _object(payload)
+    text = _phrase(payload, max_chars, request_id, "search")
+    k = payload.get("k", DEFAULT_MOMENTS)
+    if not _whole(k) or not 1 <= k <= MAX_MOMENTS:
+        raise ProtocolError("bad_message", f"'k' is a whole number of moments from 1 to {MAX_MOMENTS}", request_id)
+    return SearchRequest(request_id, text, k)
+
+
+def parse_message(raw: str | bytes, *, max_bytes: int, max_chars: int) -> Message:
+    """One data-channel message → Ask, Ping, WatchRequest, UnwatchRequest or SearchRequest;
+    never raises anything but ProtocolError."""
     if isinstance(raw, bytes):
         raise ProtocolError("bad_message", "send JSON text messages, not binary")
     if len(raw.encode("utf-8", "surrogatepass")) > max_bytes:
@@ -80,7 +167,14 @@ def parse_message(raw: str | bytes, *, max_bytes: int, max_chars: int) -> Ask | 
         return Ping(_request_id(payload.get("id")))
     if kind == "ask":
         return parse_question(payload, max_chars)
-    raise ProtocolError("unknown_type", f"unknown message type {kind!r}; use 'ask' or 'ping'",
+    if kind == "watch":
+        return parse_watch(payload, max_chars)
+    if kind == "unwatch":
+        return parse_unwatch(payload)
+    if kind == "search":
+        return parse_search(payload, max_chars)
+    raise ProtocolError("unknown_type", f"unknown message type {kind!r}; use 'ask', 'watch', 'unwatch', "
+                        "'search' or 'ping'",
                         payload.get("id") if isinstance(payload.get("id"), (str, int)) else None)
 
 

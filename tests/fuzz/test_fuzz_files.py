@@ -52,7 +52,9 @@ def engine(checkpoint):
 @pytest.fixture(scope="module")
 def saved_session(engine, tmp_path_factory) -> bytes:
     session = engine.session()
+    session.watch("what moved", threshold=0.0, check=(QUESTION, "nothing"))  # saved watches are damaged too
     list(session.stream(_noise(engine.model, 0.5, 0), flush=False))  # a partial snippet stays pending
+    assert session.index_size > 0  # ... and the moment index
     path = tmp_path_factory.mktemp("session") / "s.streamer"
     session.save(path)
     session.close()

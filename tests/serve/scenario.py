@@ -465,7 +465,72 @@ async def soak(options: dict, out_dir: Path) -> dict:
             "server_log": server.log_path.read_text()[-2000:]}
 
 
-SCENARIOS = {"clips": clips, "whip": whip, "whip_ffmpeg": whip_ffmpeg, "browser": browser, "faults": faults, "soak": soak}
+def eager_checkpoint(folder: Path) -> Path:
+    """A random `tiny` checkpoint with an alignment head whose calibrated watch threshold is 0, so
+    its watches fire wherever a phrase scores above 0 (a trained head would fire on meaning)."""
+    import dataclasses
+
+    import torch
+
+    from model import ModelConfig, StreamerModel
+
+    cfg = ModelConfig.from_name("tiny")
+    torch.manual_seed(0)
+    StreamerModel(dataclasses.replace(cfg, align=dataclasses.replace(cfg.align, watch_threshold=0.0))).save(folder)
+    return folder
+
+
+WATCHED = ("whistle", "a drum", "red square", "blue circle")
+
+
+async def watch(options: dict, out_dir: Path) -> dict:
+    """Standing queries and search over the data channel, their replies and events also over SSE,
+    the same requests by POST, and every malformed one refused with its code."""
+    server = ServerProcess(out_dir, "--checkpoint", str(eager_checkpoint(out_dir / "checkpoint")))
+    (_, clip), = world_clips(1, 8)
+    out: dict = {"duration": clip.duration}
+    try:
+        await server.ready()
+        async with aiohttp.ClientSession() as http:
+            peer = ClientPeer(server.url)
+            assert await peer.connect(ClipVideo(clip.frames, clip.spec.fps, 1.0), ClipAudio(clip.audio, 1.0)) == 200
+            await peer.wait_for(lambda: any(m["type"] == "hello" for m in peer.messages), 5)
+            out["hello_limits"] = next(m for m in peer.messages if m["type"] == "hello")["limits"]
+            sse = SessionEvents(server.url, peer.session_id)
+            sse.listen(http)
+            await asyncio.sleep(0.3)  # the SSE stream is open before anything is asked
+            for raw in ({"type": "watch", "id": "b1", "text": " "}, {"type": "watch", "id": "b2", "text": "drum",
+                                                                     "threshold": 2},
+                        {"type": "watch", "id": "b3", "text": "very " * 50}, {"type": "unwatch", "id": "b4", "watch": "1"},
+                        {"type": "unwatch", "id": "b5", "watch": 99}, {"type": "search", "id": "b6", "text": "drum", "k": 0},
+                        {"type": "watch", "id": "b7", "text": "a very long phrase " * 5}):
+                peer.send(raw)
+            for n, phrase in enumerate(WATCHED):
+                peer.send({"type": "watch", "id": f"w{n}", "text": phrase})
+            peer.send({"type": "watch", "id": "never", "text": "whistle", "threshold": 1.0})
+            await peer.wait_for(lambda: peer.status is not None and peer.status["t"] >= clip.duration, clip.duration + 15)
+            peer.send({"type": "unwatch", "id": "u0", "watch": 1})
+            peer.send({"type": "search", "id": "s1", "text": "whistle", "k": 3})
+            await peer.wait_for(lambda: any(m["type"] == "moments" for m in peer.messages), 10)
+            async with http.post(f"{server.url}/sessions/{peer.session_id}/search", json={"text": "drum", "k": 2}) as r:
+                out["http_search"] = {"status": r.status, "body": await r.json()}
+            async with http.post(f"{server.url}/sessions/{peer.session_id}/watch", json={"text": "drum", "threshold": -1}) as r:
+                out["http_bad_watch"] = {"status": r.status, "body": await r.json()}
+            async with http.post(f"{server.url}/sessions/{peer.session_id}/unwatch", json={"watch": 1}) as r:
+                out["http_unwatch_again"] = {"status": r.status, "body": await r.json()}
+            await asyncio.sleep(0.5)
+            out["channel"] = [m for m in peer.messages if m["type"] not in ("status", "pong", "hello")]
+            out["sse"] = [{k: v for k, v in e.items() if k != "received_at"} for e in sse.events
+                          if e["type"] in ("watching", "unwatched", "event", "moments")]
+            sse.stop()
+            await peer.close()
+    finally:
+        out["exit_code"] = server.stop()
+    out["server_log"] = server.log_path.read_text()[-3000:]
+    return out
+
+
+SCENARIOS = {"watch": watch, "clips": clips, "whip": whip, "whip_ffmpeg": whip_ffmpeg, "browser": browser, "faults": faults, "soak": soak}
 
 
 def main() -> int:

@@ -28,6 +28,32 @@ def test_messages_are_validated_with_codes():
         assert caught.value.code == code, raw
 
 
+def test_watch_unwatch_and_search_messages_are_validated_with_codes():
+    parse = lambda payload: protocol.parse_message(json.dumps(payload), max_bytes=200, max_chars=20)  # noqa: E731
+    assert parse({"type": "watch", "id": "w", "text": " drum "}) == protocol.WatchRequest("w", "drum", None)
+    assert parse({"type": "watch", "text": "drum", "threshold": 1}) == protocol.WatchRequest(None, "drum", 1.0)
+    assert parse({"type": "unwatch", "id": 2, "watch": 3}) == protocol.UnwatchRequest(2, 3)
+    assert parse({"type": "search", "text": "whistle"}) == protocol.SearchRequest(None, "whistle", 5)
+    assert parse({"type": "search", "text": "whistle", "k": 50}).k == 50
+    for payload, code in (({"type": "watch"}, "bad_message"), ({"type": "watch", "text": 3}, "bad_message"),
+                          ({"type": "watch", "text": "x" * 21}, "too_long"),
+                          ({"type": "watch", "text": "drum", "threshold": 1.01}, "bad_message"),
+                          ({"type": "watch", "text": "drum", "threshold": True}, "bad_message"),
+                          ({"type": "watch", "text": "drum", "threshold": "0.5"}, "bad_message"),
+                          ({"type": "unwatch"}, "bad_message"), ({"type": "unwatch", "watch": 0}, "bad_message"),
+                          ({"type": "unwatch", "watch": 1.0}, "bad_message"),
+                          ({"type": "search", "text": "drum", "k": 51}, "bad_message"),
+                          ({"type": "search", "text": "drum", "k": False}, "bad_message"),
+                          ({"type": "search", "text": ""}, "bad_message")):
+        with pytest.raises(protocol.ProtocolError) as caught:
+            parse(payload)
+        assert caught.value.code == code, payload
+    with pytest.raises(protocol.ProtocolError) as caught:  # json.loads reads NaN; a threshold may not be one
+        protocol.parse_message('{"type": "watch", "id": "n", "text": "drum", "threshold": NaN}', max_bytes=200,
+                               max_chars=20)
+    assert caught.value.code == "bad_message" and caught.value.request_id == "n"
+
+
 def test_non_loopback_needs_a_token():
     ServeConfig(host="127.0.0.1").check()
     ServeConfig(host="::1").check()

@@ -1,4 +1,4 @@
-"""A Session needs only its `Host` (model, media, device, fingerprint, wake, detach): driven
+"""A Session needs only its `Host` (model, media, device, fingerprint, watches, wake, detach): driven
 here by a fake host that steps in whichever thread wakes it, with a model that counts."""
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class FakeHost:
     media = MEDIA
     device = torch.device("cpu")
     fingerprint = "f" * 64
+    watches = None  # the counting model cannot align: no watches, no moment index
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.model = CountingModel()

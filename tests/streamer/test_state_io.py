@@ -26,6 +26,7 @@ from streamer.state_io import (
 
 MEDIA = MEDIA_PRESETS["tiny"]
 FINGERPRINT = "a" * 64
+ALIGN_DIM = 8
 SPEC = {
     "memory": ((1, 32, 192), torch.float32),
     "kv": ((1, 2, 3, 64, 64), torch.bfloat16),
@@ -56,12 +57,18 @@ def _saved() -> SavedSession:
         chunker.push_video(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), j / 25)
     chunker.push_audio((0.1 * rng.standard_normal((3000, 2))).astype(np.float32), 0.0, 44100, 2)
     clock = StreamClock(steps=17, dropped=2, last_index=16, t=17 * MEDIA.snippet_seconds)
+    watches = [{"id": 1, "phrase": "red square", "threshold": 0.5, "check": None, "armed": False, "fired": 2},
+               {"id": 4, "phrase": "drum", "threshold": 0.25, "check": ["is there a drum?", "yes"], "armed": True,
+                "fired": 0}]
+    index = {"dim": ALIGN_DIM, "capacity": 100, "index": np.arange(17, dtype=np.int64),
+             "vectors": rng.standard_normal((17, ALIGN_DIM)).astype(np.float16),
+             "times": np.stack([np.arange(17), np.arange(1, 18)], 1) * MEDIA.snippet_seconds}
     return SavedSession(fingerprint=FINGERPRINT, tensors=tensors, clock=clock, chunker=chunker.state_dict(),
-                        pending=[snippet])
+                        pending=[snippet], watches=watches, index=index)
 
 
-def _decode(data: bytes) -> SavedSession:
-    return decode_session(data, fingerprint=FINGERPRINT, spec=SPEC, media=MEDIA)
+def _decode(data: bytes, align_dim: int | None = ALIGN_DIM) -> SavedSession:
+    return decode_session(data, fingerprint=FINGERPRINT, spec=SPEC, media=MEDIA, align_dim=align_dim)
 
 
 GOOD = encode_session(_saved())
@@ -112,6 +119,19 @@ def test_round_trip_is_exact(tmp_path):
     assert (snippet.index, snippet.t0, snippet.t1, snippet.audio_filled) == (17, original.t0, original.t1, True)
     np.testing.assert_array_equal(snippet.video, original.video)
     np.testing.assert_array_equal(snippet.audio, original.audio)
+    assert back.watches == saved.watches
+    _assert_same(back.index, saved.index)
+
+
+def test_watches_and_the_index_belong_to_a_model_that_aligns():
+    with pytest.raises(StateError, match="no alignment head"):
+        _decode(GOOD, align_dim=0)
+    with pytest.raises(StateError, match="different model"):
+        _decode(GOOD, align_dim=ALIGN_DIM * 2)
+    body = _body()
+    del body["watches"], body["index"]  # a file from before watches existed
+    old = _decode(_rewrap(body), align_dim=0)
+    assert old.watches == [] and old.index is None and old.clock.steps == 17
 
 
 def test_other_model_is_refused_with_a_clear_message():
@@ -168,6 +188,27 @@ def test_bad_envelope(mutate, message):
         lambda b: b["pending"][0].update(index="first"),
         lambda b: b["pending"][0].pop("video_filled"),
         lambda b: b.update(fingerprint=12),
+        lambda b: b.update(watches="red square"),
+        lambda b: b["watches"].append("drum"),
+        lambda b: b["watches"][0].update(id=0),
+        lambda b: b["watches"][1].update(id=1),
+        lambda b: b["watches"][0].update(phrase=""),
+        lambda b: b["watches"][0].update(phrase=7),
+        lambda b: b["watches"][0].update(threshold=float("nan")),
+        lambda b: b["watches"][0].update(threshold=-0.5),
+        lambda b: b["watches"][0].update(armed=1),
+        lambda b: b["watches"][0].update(fired=-1),
+        lambda b: b["watches"][1].update(check=["is there a drum?", ""]),
+        lambda b: b["watches"][1].update(check="yes"),
+        lambda b: b["watches"][0].pop("phrase"),
+        lambda b: b.update(index=[1, 2]),
+        lambda b: b["index"].update(capacity=3),
+        lambda b: b["index"].update(dim="8"),
+        lambda b: b["index"].pop("times"),
+        lambda b: b["index"].update(vectors=msgpack.ExtType(1, msgpack.packb(["<f4", [17, 8], b"\0" * 17 * 8 * 4]))),
+        lambda b: b["index"].update(vectors=msgpack.ExtType(1, msgpack.packb(["<f2", [17, 8], b"\0\x7e" * 17 * 8]))),
+        lambda b: b["index"].update(index=msgpack.ExtType(1, msgpack.packb(["<i8", [17], b"\xff" * 17 * 8]))),
+        lambda b: b["index"].update(times=msgpack.ExtType(1, msgpack.packb(["<f8", [17, 2], b"\0" * 270 + b"\xf0\x7f"]))),  # inf
     ],
 )
 def test_bad_body_fields_are_refused(mutate):

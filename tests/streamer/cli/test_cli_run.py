@@ -157,3 +157,65 @@ def test_ctrl_c_saves_answers_and_exits_130(checkpoint, tmp_path):
     assert err.strip().splitlines()[-1].startswith("streamer run: interrupted at ")
     with Engine.load(checkpoint, device="cpu") as engine:
         assert engine.load_session(state).t > 0
+
+
+WATCHED = ("whistle", "a drum", "red square", "blue circle")
+
+
+@pytest.fixture(scope="module")
+def eager_checkpoint(tmp_path_factory):
+    """A random checkpoint whose calibrated watch threshold is 0: a watch fires where its phrase's
+    score is positive, so a random model fires some (the threshold comes from the checkpoint)."""
+    import dataclasses
+
+    from model import ModelConfig, StreamerModel
+
+    cfg = ModelConfig.from_name("tiny")
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-eager")
+    StreamerModel(dataclasses.replace(cfg, align=dataclasses.replace(cfg.align, watch_threshold=0.0))).save(folder)
+    return folder
+
+
+def test_watch_prints_events_as_they_happen_and_search_the_best_moments(eager_checkpoint, capsys):
+    from streamer.sources import Arrays
+    from training.world.clip import World, WorldConfig
+
+    argv = [f"--watch={phrase}" for phrase in WATCHED] + ["--search", "whistle", "--top", "2", "--quiet"]
+    assert _run(eager_checkpoint, "world:0", "--duration", "3", *argv) == 0  # 5 snippets
+    out = capsys.readouterr().out.splitlines()
+    printed = [re.match(r"event  @ +([\d.]+)s  '(.+)'  score (-?[\d.]+)  \(snippet (\d+)\)", line) for line in out]
+    printed = [(m[2], int(m[4])) for m in printed if m]
+    clip = World(WorldConfig.preset("test")).clip(0)
+    with Engine.load(eager_checkpoint, device="cpu") as engine:  # the same run through the API
+        session = engine.session()
+        for phrase in WATCHED:
+            session.watch(phrase)
+        f, s = clip.spec.frames_per_snippet, clip.spec.samples_per_snippet
+        source = Arrays(video=clip.frames[:5 * f], fps=clip.spec.fps, audio=clip.audio[:5 * s], rate=clip.spec.sample_rate)
+        expected = [(e.phrase, e.index) for u in session.stream(source) for e in u.events]
+        moments = session.search("whistle", k=2)
+        session.close()
+    assert printed == expected and printed, out
+    at = out.index(f"search 'whistle': {len(moments)} best moment(s)")
+    assert out[at + 1:] == [f"  {m.start:7.2f}s - {m.end:7.2f}s  score {m.score:.3f}" for m in moments]
+
+
+def test_watch_and_search_are_checked_before_the_stream(checkpoint, tmp_path, capsys):
+    import dataclasses
+
+    from model import ModelConfig, StreamerModel
+
+    cfg = ModelConfig.from_name("tiny")
+    headless = tmp_path / "headless"
+    StreamerModel(dataclasses.replace(cfg, align=dataclasses.replace(cfg.align, dim=0))).save(headless)
+    cases = [(headless, ["--watch", "drum"], "alignment head"), (headless, ["--search", "drum"], "alignment head"),
+             (checkpoint, ["--watch", " "], "--watch ' ': the phrase is empty"),
+             (checkpoint, ["--search", "very " * 20], "--search 'very very"),
+             (checkpoint, ["--search", "drum", "--top", "0"], "--top")]
+    for folder, argv, message in cases:
+        state = tmp_path / "run.state"
+        assert _run(folder, TEST_PATTERN, "--duration", "1", *argv, "--save", str(state)) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+        assert not state.exists()
