@@ -577,7 +577,7 @@ class Session:
         default the checkpoint's calibrated `align.watch_threshold`; it fires again only after
         the score fell clearly below). Events arrive in `Update.events` and `session.events()`.
         `check=(question, answer)`: on a crossing, ask the decoder `question` as of that
-        snippet and fire only if it answers `answer` (say "is there a red square?", "yes")."""
+        snippet and fire only if it answers `answer` (say "what sound is playing?", "drum")."""
         return self.watch_many([phrase], threshold=threshold, check=check)[0]
 
     def watch_many(self, phrases: Sequence[str], *, threshold: float | None = None,
@@ -612,7 +612,7 @@ class Session:
         if (not isinstance(check, (tuple, list)) or len(check) != 2
                 or not all(isinstance(part, str) and part.strip() for part in check)):
             raise ValueError(f"check takes a (question, expected answer) pair of non-empty strings, e.g. "
-                             f"('is there a red square?', 'yes'); got {check!r}")
+                             f"('what sound is playing?', 'drum'); got {check!r}")
         question, expected = check[0].strip(), check[1].strip()
         self.host.model.question_prompt(question)  # refuses a question past the decoder's budget
         return question, expected
