@@ -99,7 +99,8 @@ def test_events_fire_in_updates_and_feeds_where_the_scores_cross(engine, model, 
     feed = session.events()
     updates = list(session.stream(clip.source()))
     fired = [(u.index, e) for u in updates for e in u.events]
-    assert [i for i, _ in fired] == [e.index for _, e in fired] == fire_indices(scores_of(model, clip, phrase), threshold)
+    expected = fire_indices(scores_of(model, clip, phrase), threshold)
+    assert [i for i, _ in fired] == [e.index for _, e in fired] == expected
     (index, event), *_ = fired
     assert index == at and event.watch == watch.id and event.phrase == phrase and not event.checked
     assert event.t0 == pytest.approx(at * clip.spec.snippet_seconds) and event.score >= threshold
