@@ -268,6 +268,7 @@ def test_damaged_watch_and_index_records_are_refused(engine, clips, tmp_path):
         (lambda b: b["watches"][0].update(phrase="x" * 500), "cannot be restored"),  # past the model's phrase budget
         (lambda b: b["watches"].append(dict(b["watches"][0])), "impossible values"),  # the same id twice
         (lambda b: b["watches"][0].update(check=["only a question"]), "check"),
+        (lambda b: b["watches"][0].update(check=["what " * 60, "yes"]), "cannot be restored"),  # past the decoder's
         (lambda b: b.update(watches={"id": 1}), "watches are malformed"),
         (lambda b: b["index"].update(dim=32), "different model"),
         (lambda b: b["index"].update(capacity=0), "malformed"),
