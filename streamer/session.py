@@ -202,16 +202,15 @@ class Session:
         records = saved.watches if saved is not None else []
         try:
             vectors = self._embed([record["phrase"] for record in records])
-            watches = [Watch(r["phrase"], float(r["threshold"]), vector, tuple(r["check"]) if r["check"] else None,
+            watches = [Watch(r["phrase"], float(r["threshold"]), vector, self._check(r["check"]),
                              id=r["id"], armed=r["armed"], fired=r["fired"]) for r, vector in zip(records, vectors)]
             if saved is not None and saved.index is not None:
                 self._index = SnippetIndex.from_state_dict(saved.index, capacity)
         except (ValueError, KeyError, TypeError) as exc:
             raise StateError(f"the saved watches or moment index cannot be restored: {exc}") from None
         if self._index is None:
-            dim = table.dim
-            self._index = SnippetIndex(dim, capacity or index_capacity(DEFAULT_INDEX_HOURS,
-                                                                       self.host.media.snippet_seconds))
+            snippets = capacity or index_capacity(DEFAULT_INDEX_HOURS, self.host.media.snippet_seconds)
+            self._index = SnippetIndex(table.dim, snippets)
         self._next_watch = max((w.id for w in watches), default=0) + 1
         self._watch_set = table.watch_set(self)
         self._watch_set.add(watches)

@@ -9,6 +9,7 @@ import sys
 import torch
 
 from model import PRESET_NAMES, ModelConfig, StreamerModel
+from streamer.watch import SnippetIndex
 
 COMPONENTS = ("encoder", "combiner", "latent", "decoder")
 
@@ -23,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def component_parameters(model: StreamerModel) -> dict[str, int]:
     """Parameter count per top-level component, plus the total."""
-    counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in COMPONENTS}
+    present = COMPONENTS + (("align",) if model.can_align else ())
+    counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in present}
     counts["total"] = sum(p.numel() for p in model.parameters())
     return counts
 
@@ -34,6 +36,9 @@ def describe(model: StreamerModel, batch_size: int = 1) -> str:
              f"{cfg.media.width}x{cfg.media.height} @ {cfg.media.fps:g} fps, "
              f"{cfg.media.frames_per_snippet} frames per snippet ({cfg.media.snippet_seconds:g} s), "
              f"n={cfg.snippet_tokens} tokens per snippet, m={cfg.combiner.out_tokens}, W={cfg.latent.window}",
+             f"alignment head: {cfg.align.dim} dimensions, watch threshold {cfg.align.watch_threshold:g}, moment "
+             f"index {SnippetIndex.bytes_per_snippet(cfg.align.dim)} bytes a snippet" if model.can_align
+             else "alignment head: none (this model cannot watch or search)",
              "", f"{'component':<12}{'parameters':>16}"]
     for name, count in component_parameters(model).items():
         lines.append(f"{name:<12}{count:>16,}  ({count / 1e6:,.1f} M)")

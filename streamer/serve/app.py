@@ -193,7 +193,8 @@ class Server:
 
     async def watch(self, request: web.Request) -> web.Response:
         """POST {"text", "threshold"?, "id"?} → `watching`; the watch's events go out as SSE `event`s."""
-        return await self._request(request, lambda payload: protocol.parse_watch(payload, self.config.max_question_chars),
+        chars = self.config.max_question_chars
+        return await self._request(request, lambda payload: protocol.parse_watch(payload, chars),
                                    lambda live, parsed: live.watch(parsed))
 
     async def unwatch(self, request: web.Request) -> web.Response:
@@ -204,7 +205,8 @@ class Server:
 
     async def search(self, request: web.Request) -> web.Response:
         """POST {"text", "k"?, "id"?} → `moments`."""
-        return await self._request(request, lambda payload: protocol.parse_search(payload, self.config.max_question_chars),
+        chars = self.config.max_question_chars
+        return await self._request(request, lambda payload: protocol.parse_search(payload, chars),
                                    lambda live, parsed: live.search(parsed))
 
     async def _request(self, request: web.Request, parse, run) -> web.Response:

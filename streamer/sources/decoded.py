@@ -114,8 +114,8 @@ class _Decoded:
 
 
 def _open(target: str, name: str, hint: str, **kwargs) -> av.container.InputContainer:
-    try:
-        return av.open(target, **kwargs)
+    try:  # tags that are not UTF-8 (a damaged file) are read with U+FFFD, not a UnicodeDecodeError
+        return av.open(target, metadata_errors="replace", **kwargs)
     except (av.FFmpegError, OSError) as error:
         raise SourceError(f"{name}: cannot open it ({error}). {hint}") from None
 

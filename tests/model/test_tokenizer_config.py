@@ -69,8 +69,9 @@ def test_model_info_command_prints_components_and_state(capsys):
 
     assert main(["model-info", "--preset", "paper"]) == 0
     text = capsys.readouterr().out
-    for word in ("encoder", "combiner", "latent", "decoder", "total", "memory", "bytes"):
+    for word in ("encoder", "combiner", "latent", "decoder", "align", "total", "memory", "bytes"):
         assert word in text
+    assert "alignment head: 64 dimensions, watch threshold 0.5, moment index 152 bytes a snippet" in text
 
 
 def _tiny_with(section: str | None, key: str, value) -> dict:

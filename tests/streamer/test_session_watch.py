@@ -99,7 +99,8 @@ def test_events_fire_in_updates_and_feeds_where_the_scores_cross(engine, model, 
     feed = session.events()
     updates = list(session.stream(clip.source()))
     fired = [(u.index, e) for u in updates for e in u.events]
-    assert [i for i, _ in fired] == [e.index for _, e in fired] == fire_indices(scores_of(model, clip, phrase), threshold)
+    expected = fire_indices(scores_of(model, clip, phrase), threshold)
+    assert [i for i, _ in fired] == [e.index for _, e in fired] == expected
     (index, event), *_ = fired
     assert index == at and event.watch == watch.id and event.phrase == phrase and not event.checked
     assert event.t0 == pytest.approx(at * clip.spec.snippet_seconds) and event.score >= threshold
@@ -267,6 +268,7 @@ def test_damaged_watch_and_index_records_are_refused(engine, clips, tmp_path):
         (lambda b: b["watches"][0].update(phrase="x" * 500), "cannot be restored"),  # past the model's phrase budget
         (lambda b: b["watches"].append(dict(b["watches"][0])), "impossible values"),  # the same id twice
         (lambda b: b["watches"][0].update(check=["only a question"]), "check"),
+        (lambda b: b["watches"][0].update(check=["what " * 60, "yes"]), "cannot be restored"),  # past the decoder's
         (lambda b: b.update(watches={"id": 1}), "watches are malformed"),
         (lambda b: b["index"].update(dim=32), "different model"),
         (lambda b: b["index"].update(capacity=0), "malformed"),

@@ -131,6 +131,18 @@ def test_corrupt_packets_are_skipped_counted_and_decoding_goes_on(tmp_path, medi
     assert np.diff([f.t for f in frames]).min() > 0
 
 
+def test_metadata_that_is_not_utf8_does_not_stop_a_file(tmp_path, media):
+    """A damaged tag (bytes that are not UTF-8 in a stream's handler name) made opening the file
+    raise UnicodeDecodeError from deep inside PyAV; found by tests/fuzz/test_fuzz_media.py."""
+    path = media.encode(tmp_path / "clip.mp4", seconds=1.0)
+    data = path.read_bytes()
+    assert b"VideoHandler" in data
+    damaged = tmp_path / "bad-tag.mp4"
+    damaged.write_bytes(data.replace(b"VideoHandler", b"Video\xb1andler"))
+    good, items = list(File(path)), list(File(damaged))
+    assert len(items) == len(good) and items[-1].t == pytest.approx(good[-1].t)
+
+
 def test_a_file_none_of_whose_packets_decode_is_an_error(tmp_path, media):
     path = media.encode(tmp_path / "video.mp4", seconds=1.0, audio=None)
     data = path.read_bytes()

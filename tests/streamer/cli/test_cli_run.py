@@ -192,7 +192,8 @@ def test_watch_prints_events_as_they_happen_and_search_the_best_moments(eager_ch
         for phrase in WATCHED:
             session.watch(phrase)
         f, s = clip.spec.frames_per_snippet, clip.spec.samples_per_snippet
-        source = Arrays(video=clip.frames[:5 * f], fps=clip.spec.fps, audio=clip.audio[:5 * s], rate=clip.spec.sample_rate)
+        source = Arrays(video=clip.frames[:5 * f], fps=clip.spec.fps, audio=clip.audio[:5 * s],
+                        rate=clip.spec.sample_rate)
         expected = [(e.phrase, e.index) for u in session.stream(source) for e in u.events]
         moments = session.search("whistle", k=2)
         session.close()
