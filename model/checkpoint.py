@@ -11,7 +11,9 @@ The checksum (`weights_sha256` in the safetensors metadata) covers every stored 
 name, dtype, shape and bytes, so a flipped bit anywhere in the weights is caught before it
 answers; it costs one sha256 pass over the file, small next to building the model.
 Checkpoints written before it existed carry none and load unchecked (re-export one to add
-it). Non-finite weights are refused both ways: a NaN weight makes every answer garbage.
+it). `write_safetensors`/`read_safetensors` write and check it for every safetensors file
+of a checkpoint (training's optimizer state too). Non-finite weights are refused both
+ways: a NaN weight makes every answer garbage.
 
 Weights may be stored in a narrower float type than the model computes in (`save(dir,
 dtype=torch.float16)` halves a shipped checkpoint); loading widens them back, and the
@@ -62,8 +64,7 @@ def write_checkpoint(directory: str | Path, cfg: ModelConfig, weights: dict[str,
     directory.mkdir(parents=True, exist_ok=True)
     as_loaded = {name: stored[name].to(t.dtype) for name, t in computed.items()}
     saved_fingerprint = fingerprint(cfg, as_loaded)
-    metadata = {"fingerprint": saved_fingerprint, CHECKSUM: weights_checksum(stored)}
-    save_file(stored, str(directory / WEIGHTS), metadata=metadata)
+    write_safetensors(directory / WEIGHTS, stored, {"fingerprint": saved_fingerprint})
     (directory / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     tokenizer.save(directory / TOKENIZER)
     return saved_fingerprint
@@ -94,19 +95,33 @@ def read_checkpoint(directory: str | Path) -> tuple[ModelConfig, dict[str, torch
     cfg = read_config(directory)
     Tokenizer.load(directory / TOKENIZER)
     path = directory / WEIGHTS
-    try:
-        with safe_open(str(path), "pt") as weights:
-            metadata = weights.metadata() or {}
-            tensors = {name: weights.get_tensor(name) for name in weights.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{path} is corrupt or truncated ({err}); re-copy or re-train the checkpoint") from None
-    if CHECKSUM in metadata and metadata[CHECKSUM] != weights_checksum(tensors):
-        raise ValueError(f"{path} fails its checksum: its weights changed after they were written (a damaged "
-                         "copy or disk); copy the checkpoint again from where it came from")
+    tensors = read_safetensors(path, "copy the checkpoint again from where it came from, or re-train it")
     if bad := _non_finite(tensors):
         raise ValueError(f"{path}: {_named(bad)} NaN or infinite values; these weights cannot answer. "
                          "Use an earlier checkpoint of the run or re-train")
     return cfg, tensors
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor],
+                      metadata: dict[str, str] | None = None) -> None:
+    """Write `tensors` with `metadata` and the checksum `read_safetensors` checks."""
+    save_file(tensors, str(path), metadata={**(metadata or {}), CHECKSUM: weights_checksum(tensors)})
+
+
+def read_safetensors(path: Path, remedy: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, checked against its checksum (files written before
+    checksums existed carry none and load unchecked). A file that cannot be read whole, or whose
+    tensors changed since they were written, is a ValueError ending in `remedy` (what to do)."""
+    try:
+        with safe_open(str(path), "pt") as stored:
+            metadata = stored.metadata() or {}
+            tensors = {name: stored.get_tensor(name) for name in stored.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path} is corrupt or truncated ({err}); {remedy}") from None
+    if CHECKSUM in metadata and metadata[CHECKSUM] != weights_checksum(tensors):
+        raise ValueError(f"{path} fails its checksum: its tensors changed after they were written "
+                         f"(a damaged copy or disk); {remedy}")
+    return tensors
 
 
 def fit_weights(directory: str | Path, tensors: dict[str, torch.Tensor],

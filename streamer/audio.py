@@ -14,6 +14,12 @@ import math
 
 import numpy as np
 
+from streamer.state_fields import StateFields, join
+
+MAX_RATE = 1_000_000  # Hz: above any audio interface (768 kHz); the resampler's filter table grows with the rate
+# input samples one resampler may take (100 days at MAX_RATE, years at 48 kHz): its int64 filter positions stay exact
+MAX_INPUTS = 2**43
+
 
 class StreamingResampler:
     """Mono resampler to a fixed output rate whose output ignores packetisation.
@@ -69,8 +75,7 @@ class StreamingResampler:
         index = (base - self.half + 1 - self.history_start)[:, None] + np.arange(2 * self.half)
         out = (self.history[index] * self.bank[phase]).sum(axis=1)
         self.outputs = end
-        keep_from = int(self._positions(np.array([end], dtype=np.int64))[0][0]) - self.half + 1
-        drop = max(0, keep_from - self.history_start)
+        drop = max(0, self._history_start_after(end) - self.history_start)
         self.history = self.history[drop:]
         self.history_start += drop
         return out
@@ -82,10 +87,21 @@ class StreamingResampler:
             self.outputs += len(x)
             return x
         self.history = np.concatenate([self.history, x])
+        return self._produce(self._outputs_after(self.inputs))
+
+    def _outputs_after(self, inputs: int) -> int:
+        """How many outputs `inputs` input samples complete (all of them when passing through)."""
+        if self.passthrough:
+            return inputs
         # outputs need input up to base + half (base + 1 + half where a rounded phase carries)
-        available = self.inputs - self.half - (self.phases != self.up)
-        end = -(-(available * self.up) // self.down) if available > 0 else 0
-        return self._produce(end)
+        available = inputs - self.half - (self.phases != self.up)
+        return -(-(available * self.up) // self.down) if available > 0 else 0
+
+    def _history_start_after(self, outputs: int) -> int:
+        """The first input sample the outputs after the first `outputs` still need."""
+        if outputs == 0:
+            return -self.half
+        return int(self._positions(np.array([outputs], dtype=np.int64))[0][0]) - self.half + 1
 
     def finish(self) -> np.ndarray:
         """The remaining outputs, as if the input ended with silence."""
@@ -102,12 +118,39 @@ class StreamingResampler:
         return state
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> StreamingResampler:
-        resampler = cls(state["rate_in"], state["rate_out"])
-        resampler.inputs, resampler.outputs = int(state["inputs"]), int(state["outputs"])
-        if not resampler.passthrough:
-            resampler.history = np.asarray(state["history"], dtype=np.float64).copy()
-            resampler.history_start = int(state["history_start"])
+    def from_state_dict(
+        cls, state: dict, fields: StateFields | None = None, path: str = ""
+    ) -> StreamingResampler:
+        """A resampler that goes on exactly where `state_dict` left it.
+
+        Refuses (ValueError naming the field, under `path` in `fields`' record) what `feed` could
+        not have left: a rate out of range, or output count, history or its start that disagree
+        with the input count, which would fail or misplace samples on the next block.
+        """
+        fields = fields or StateFields("resampler state")
+        fields.record(state, path or "resampler")
+
+        def read(key: str, low: int, high: int) -> int:
+            return fields.integer(fields.key(state, key, path), join(path, key), low, high)
+
+        resampler = cls(read("rate_in", 1, MAX_RATE), read("rate_out", 1, MAX_RATE))
+        inputs = read("inputs", 0, MAX_INPUTS)
+        outputs = read("outputs", 0, MAX_INPUTS)
+        if outputs != resampler._outputs_after(inputs):
+            raise fields.error(join(path, "outputs"), f"is {outputs}, but {inputs} input samples make "
+                               f"{resampler._outputs_after(inputs)} at {resampler.rate_in} -> {resampler.rate_out} Hz")
+        resampler.inputs, resampler.outputs = inputs, outputs
+        if resampler.passthrough:
+            return resampler
+        history_start = read("history_start", -resampler.half, MAX_INPUTS)
+        if history_start != resampler._history_start_after(outputs):
+            raise fields.error(join(path, "history_start"), f"is {history_start}, but after {outputs} outputs "
+                               f"the filter needs input from {resampler._history_start_after(outputs)}")
+        history = fields.array(fields.key(state, "history", path), join(path, "history"), np.float64, 1)
+        if len(history) != inputs - history_start:
+            raise fields.error(join(path, "history"), f"holds {len(history)} samples, but the input samples from "
+                               f"{history_start} to {inputs} are {inputs - history_start}")
+        resampler.history, resampler.history_start = history, history_start
         return resampler
 
 

@@ -22,7 +22,8 @@ Accepted PCM layouts for `push_audio(pcm, t, rate, channels)`: see `streamer.aud
 Why one module of ~500 lines: the video slots, the audio samples and the decision to emit
 share one snippet grid (t0, the next snippet, the lag and skip-over-silence rules read both
 modalities at once) and one saved state, so they stay in one class. What stands alone (PCM
-layouts, the streaming resampler) is in `streamer.audio`.
+layouts, the streaming resampler) is in `streamer.audio`; reading a saved state back, with the
+checks that refuse a damaged one, is in `streamer.chunker_state`.
 """
 
 from __future__ import annotations
@@ -30,69 +31,17 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from model.media import AudioBlock, MediaItem, MediaSpec, Snippet, VideoFrame
-from streamer.audio import StreamingResampler, to_mono_float
+from streamer.audio import MAX_RATE, StreamingResampler, to_mono_float
+from streamer.chunker_state import JUMP_CONFIRMATIONS, STATE_VERSION, ChunkerStats, Segment, read_chunker_state
 
-_STATE_VERSION = 1
 _SAME_STAMP = 1e-9  # seconds: two frame stamps closer than this are duplicates
-_JUMP_CONFIRMATIONS = 3  # consecutive far-ahead stamps on a modality that prove a real clock jump
-
-
-@dataclass
-class ChunkerStats:
-    """What the chunker did with its input; counters only grow.
-
-    Audio sample counts are at the output rate (16 kHz) unless named `_in`.
-    """
-
-    snippets_emitted: int = 0
-    snippets_skipped: int = 0  # empty snippets jumped over after a long silence in both modalities
-    video_frames_accepted: int = 0
-    video_frames_late: int = 0  # older than a frame already seen
-    video_frames_duplicate: int = 0  # same stamp as the previous frame
-    video_frames_before_start: int = 0  # more than one snippet before t0
-    video_slots_filled: int = 0  # output frames synthesised (repeat of the last frame, or black)
-    audio_blocks_accepted: int = 0
-    audio_samples_late: int = 0  # landed in a snippet already emitted
-    audio_samples_before_start: int = 0  # before t0
-    audio_samples_trimmed: int = 0  # overlapped audio already placed
-    audio_samples_invalid_in: int = 0  # NaN/inf sample values, replaced by 0
-    audio_gaps_filled: int = 0  # stamp ahead of the sample count by more than the tolerance
-    audio_samples_filled: int = 0  # silence synthesised in emitted snippets
-    audio_rate_changes: int = 0
-    stamps_invalid: int = 0  # NaN or infinite timestamps (item dropped)
-    stamps_jumped: int = 0  # items dropped because their stamp leapt far ahead, unconfirmed
-    clock_jumps: int = 0  # far jumps confirmed by following stamps and accepted
-    sources_rebased: int = 0  # new sources whose clock was moved to continue the stream (`start_source`)
-
-
-@dataclass
-class _Segment:
-    """Audio placed without a break since a gap or a rate change: its first stamp, the input
-    samples fed since, and the resampler that carries the filter's history across blocks."""
-
-    t: float
-    inputs: int
-    resampler: StreamingResampler
-
-    @property
-    def next_t(self) -> float:
-        """Where the next block should be stamped if it follows on without a gap."""
-        return self.t + self.inputs / self.resampler.rate_in
-
-    def state_dict(self) -> dict:
-        return {"t": self.t, "inputs": self.inputs, "resampler": self.resampler.state_dict()}
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> _Segment:
-        # states saved before this class existed also hold an "origin" that nothing reads
-        return cls(float(state["t"]), int(state["inputs"]), StreamingResampler.from_state_dict(state["resampler"]))
 
 
 def _check_stamp(t: object, what: str) -> float:
@@ -154,7 +103,7 @@ class Chunker:
         # audio: pieces [(start_index, float32)] on the 16 kHz grid from t0, written in order
         self._pieces: list[list] = []
         self._audio_end: int | None = None  # grid index after the last written sample
-        self._segment: _Segment | None = None
+        self._segment: Segment | None = None
         # the current source's clock → the stream's timeline (see start_source)
         self._offset = 0.0
         self._new_source = False
@@ -273,7 +222,7 @@ class Chunker:
     def state_dict(self) -> dict:
         """Pending data and counters as plain python values and numpy arrays."""
         return {
-            "version": _STATE_VERSION,
+            "version": STATE_VERSION,
             "spec": [self.spec.height, self.spec.width, self.spec.fps, self.frames, self.spec.sample_rate],
             "t0": self._t0,
             "next_k": self._next_k,
@@ -292,31 +241,15 @@ class Chunker:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` saved; refuses state from another media spec."""
-        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
-            raise ValueError(f"not a chunker state of version {_STATE_VERSION}")
-        mine = [self.spec.height, self.spec.width, self.spec.fps, self.frames, self.spec.sample_rate]
-        if list(state["spec"]) != mine:
-            raise ValueError(f"chunker state was saved for media spec {list(state['spec'])}, this chunker has {mine}")
-        unknown = set(state["stats"]) - {f.name for f in fields(ChunkerStats)}
-        if unknown:
-            raise ValueError(f"chunker state has unknown counters {sorted(unknown)}")
-        self._t0 = state["t0"]
-        self._next_k = int(state["next_k"])
-        self._newest = state["newest"]
-        self._suspects = {name: [float(s) for s in stamps] for name, stamps in state["suspects"].items()}
-        self._runs = [[int(end), None if frame is None else np.array(frame, dtype=np.uint8), bool(filled)]
-                      for end, frame, filled in state["runs"]]
-        self._next_slot = int(state["next_slot"])
-        self._last_t = state["last_t"]
-        self._last_raw = None if state["last_raw"] is None else np.array(state["last_raw"], dtype=np.uint8)
-        self._last_small = None
-        self._pieces = [[int(start), np.array(data, dtype=np.float32)] for start, data in state["pieces"]]
-        self._audio_end = state["audio_end"]
-        self._segment = None if state["segment"] is None else _Segment.from_state_dict(state["segment"])
-        self._offset = float(state.get("offset", 0.0))  # states saved before sources were rebased have neither
-        self._new_source = bool(state.get("new_source", False))
-        self.stats = ChunkerStats(**state["stats"])
+        """Restore what `state_dict` saved. Refuses, with a ValueError that names the field and
+        changing nothing, state from another media spec or a damaged one (`streamer.chunker_state`)."""
+        saved = read_chunker_state(state, self)
+        self.stats = saved.stats
+        self._t0, self._next_k, self._newest, self._suspects = saved.t0, saved.next_k, saved.newest, saved.suspects
+        self._runs, self._next_slot = saved.runs, saved.next_slot
+        self._last_t, self._last_raw, self._last_small = saved.last_t, saved.last_raw, None
+        self._pieces, self._audio_end, self._segment = saved.pieces, saved.audio_end, saved.segment
+        self._offset, self._new_source = saved.offset, saved.new_source
 
     # ---------------------------------------------------------------- internals
 
@@ -337,8 +270,9 @@ class Chunker:
         return rgb
 
     def _check_rate_channels(self, rate: object, channels: object) -> tuple[int, int]:
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not rate > 0 or rate != int(rate):
-            raise ValueError(f"audio rate must be a positive whole number of Hz, got {rate!r}")
+        if (isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 < rate <= MAX_RATE
+                or rate != int(rate)):
+            raise ValueError(f"audio rate must be a whole number of Hz from 1 to {MAX_RATE}, got {rate!r}")
         if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
             raise ValueError(f"audio channels must be a positive integer, got {channels!r}")
         return int(rate), int(channels)
@@ -353,7 +287,7 @@ class Chunker:
             if suspects and not suspects[-1] <= t <= suspects[-1] + self.max_jump:
                 suspects.clear()
             suspects.append(t)
-            if len(suspects) < _JUMP_CONFIRMATIONS:
+            if len(suspects) < JUMP_CONFIRMATIONS:
                 self.stats.stamps_jumped += 1
                 return False
             self.stats.clock_jumps += 1
@@ -448,7 +382,7 @@ class Chunker:
         origin = round((t - self._t0) * self.spec.sample_rate)
         if self._audio_end is not None:
             origin = self._audio_end if contiguous else max(origin, self._audio_end)
-        self._segment = _Segment(t, 0, StreamingResampler(rate, self.spec.sample_rate))
+        self._segment = Segment(t, 0, StreamingResampler(rate, self.spec.sample_rate))
         self._audio_end = origin
 
     def _write(self, samples: np.ndarray) -> None:

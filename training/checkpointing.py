@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from model.checkpoint import CARD, CHECKSUM, WEIGHTS, weights_checksum
+from model.checkpoint import CARD, WEIGHTS, read_safetensors, write_safetensors
 from streamer.files import write_atomic
 
 CHECKPOINTS = "checkpoints"
@@ -118,7 +116,7 @@ def save_checkpoint(
 
     model.save(tmp)
     tensors, meta = optimizer_to_files(optimizer)
-    save_file(tensors, str(tmp / OPTIMIZER_FILE), metadata={CHECKSUM: weights_checksum(tensors)})
+    write_safetensors(tmp / OPTIMIZER_FILE, tensors)
     with open(tmp / TRAINER_FILE, "w", encoding="utf-8") as f:
         json.dump({**trainer_state, "step": step, "optimizer": meta}, f, indent=1)
     with open(tmp / CARD, "w", encoding="utf-8") as f:
@@ -188,9 +186,14 @@ def resolve_model_dir(path: str | Path) -> Path:
     return latest
 
 
+def _cannot_resume(path: Path) -> str:
+    """What to do when `path`, a file of a training checkpoint, is damaged."""
+    return (f"this checkpoint cannot be resumed: write the name of an earlier one into "
+            f"{path.parent.parent.parent / LATEST}, or start a new run from its weights with --init")
+
+
 def _unresumable(path: Path, why: str) -> ValueError:
-    return ValueError(f"{path} {why}; this checkpoint cannot be resumed: write the name of an earlier one "
-                      f"into {path.parent.parent.parent / LATEST}, or start a new run from its weights with --init")
+    return ValueError(f"{path} {why}; {_cannot_resume(path)}")
 
 
 def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
@@ -208,15 +211,7 @@ def load_optimizer_state(checkpoint: str | Path, optimizer: torch.optim.Optimize
     checkpoint = Path(checkpoint)
     meta = read_trainer_state(checkpoint)["optimizer"]
     path = checkpoint / OPTIMIZER_FILE
-    try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise _unresumable(path, f"is corrupt or truncated ({err})") from None
-    if CHECKSUM in metadata and metadata[CHECKSUM] != weights_checksum(tensors):
-        raise _unresumable(path, "fails its checksum: it changed after it was written")
-    state_dict = optimizer_from_files(tensors, meta)
+    state_dict = optimizer_from_files(read_safetensors(path, _cannot_resume(path)), meta)
     expected = sum(len(g["params"]) for g in optimizer.param_groups)
     saved = sum(len(g["params"]) for g in state_dict["param_groups"])
     if expected != saved:

@@ -6,7 +6,6 @@ exactly as the chunker it was saved from."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from fuzz_helpers import assert_clear_error, assert_sane_snippets, budget, within
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -153,14 +152,27 @@ STATE = _mid_stream_state()
 PATHS = _paths(STATE)
 
 
-@pytest.mark.xfail(
-    strict=True, run=False,  # not run: some damaged states allocate gigabytes before they fail
-    reason="found by this fuzzer, not fixed: Chunker.load_state_dict checks the version, the spec and the counter "
-           "names but not the values' types and ranges. Minimal: state['audio_end'] = 0.0 (or None, or "
-           "state['pieces'][0][1] = 0.0) loads, and the next push raises TypeError; huge counters load and the next "
-           "push fills gigabytes. Reachable only through a session file with a valid checksum around a bad body.")
+# Pushed after loading the damaged states below: a frame and a block of audio.
+PUSHES = [("item", VideoFrame(0.3, np.zeros((8, 8, 3), np.uint8))),
+          ("item", AudioBlock(0.3, np.zeros((800, 1), np.float32), 16000, 1))]
+
+
+# Found by this property before load_state_dict checked the fields: each damaged state loaded,
+# then failed on the next push or flush as the comment says (or on load, with no field named).
 @budget(80)
 @given(st.lists(st.tuples(st.sampled_from(PATHS), _garbage), min_size=1, max_size=3), _items())
+@example([(("audio_end",), 0.0)], PUSHES)  # TypeError: slice indices must be integers
+@example([(("pieces", 0, 1), 0.0)], PUSHES)  # TypeError: len() of unsized object
+@example([(("runs", 0, 0), None)], PUSHES)  # TypeError on load
+@example([(("suspects", "video"), None)], PUSHES)  # TypeError on load
+@example([(("last_raw",), False)], PUSHES)  # RuntimeError from torch, scaling the "frame"
+@example([(("segment", "resampler", "rate_in"), False)], PUSHES)  # ZeroDivisionError
+@example([(("segment", "resampler", "rate_in"), 999999937)], PUSHES)  # a 32 GiB filter table on load
+@example([(("segment", "resampler", "inputs"), 2**40)], PUSHES)  # 2.9 TiB of filter positions
+@example([(("segment", "resampler", "history_start"), -(2**40))], PUSHES)  # IndexError
+@example([(("newest",), 2.0**40)], PUSHES)  # filled snippets up to the "newest" stamp: out of memory
+@example([(("segment", "t"), 2.0**40), (("newest",), 2.0**40)], PUSHES)  # the same, audio "ending" there
+@example([(("t0",), -1e308)], PUSHES)  # OverflowError: stamp - t0 is infinite
 def test_a_damaged_chunker_state_is_refused_or_works(damage, ops):
     """A saved chunker state with garbage in its fields: `load_state_dict` refuses it with a
     ValueError, or the chunker it loads into still cuts sane snippets."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import re
 import time
 from dataclasses import replace
 
@@ -179,6 +181,14 @@ def test_bad_arguments_give_clear_errors():
     assert chunker.stats.snippets_emitted == 0 and chunker.t0 is None
 
 
+@pytest.mark.parametrize("rate", [float("inf"), 2_000_000])
+def test_an_audio_rate_beyond_any_interface_is_refused(rate):
+    """The resampler's filter table grows with the rate (a prime rate near 1 GHz wanted 32 GiB);
+    infinity raised an OverflowError."""
+    with pytest.raises(ValueError, match="rate must be a whole number of Hz from 1 to 1000000"):
+        Chunker(SPEC).push_audio(np.zeros(100, np.float32), 0.0, rate, 1)
+
+
 def test_audio_gap_is_filled_with_flagged_silence():
     chunker = Chunker(SPEC)
     tone = signal(16000, 4.0, channels=1)[:, 0]
@@ -313,6 +323,39 @@ def test_state_dict_round_trip_continues_identically():
 
     with pytest.raises(ValueError, match="media spec"):
         Chunker(MEDIA_PRESETS["base"]).load_state_dict(original.state_dict())
+
+
+def _damaged(state: dict, path: tuple, value) -> dict:
+    state = copy.deepcopy(state)
+    parent = state
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value(parent[path[-1]]) if callable(value) else value
+    return state
+
+
+@pytest.mark.parametrize(("path", "value", "named"), [
+    (("audio_end",), 0.0, "'audio_end' must be an integer"),
+    (("pieces", 0, 1), np.zeros(3), "'pieces[0][1]' must be a 1-D float32 array"),
+    (("segment", "resampler", "outputs"), lambda n: n + 1, "'segment.resampler.outputs' is"),
+    (("segment", "inputs"), lambda n: n - 1, "'segment.inputs' is"),
+    (("next_slot",), lambda n: n + 1, "'next_slot' is"),
+    (("newest",), math.nan, "'newest' must be a finite number"),
+    (("stats", "clock_jumps"), -1, "'stats.clock_jumps' must be an integer in"),
+])
+def test_a_damaged_state_is_refused_naming_the_field_and_nothing_changes(path, value, named):
+    """Damage used to load and fail later (a TypeError on the next push, or gigabytes filled)."""
+    saver = Chunker(SPEC)
+    _pushed(items(25, 1.0, 44100, list(range(0, 44100, 999))), saver)
+    state = _saved_and_read_back(saver.state_dict())
+    assert state["segment"] is not None and state["pieces"], "the state holds a resampler part-way and audio"
+    loader = Chunker(SPEC)
+    _pushed(items(25, 0.5, 16000, list(range(0, 8000, 500))), loader)
+    before = loader.state_dict()
+    with pytest.raises(ValueError, match=re.escape(f"chunker state field {named}")):
+        loader.load_state_dict(_damaged(state, path, value))
+    np.testing.assert_equal(loader.state_dict(), before)
+    loader.load_state_dict(state)  # undamaged, it loads
 
 
 def _pushed(stream, chunker: Chunker) -> list:
