@@ -20,8 +20,10 @@ class StreamingResampler:
 
     Output sample m sits at input position m·r_in/r_out; it is a windowed-sinc (Kaiser)
     sum over the input samples around it, taken from a table of filter phases. Each
-    output depends only on absolute input indices, and every output is computed by the
-    same row-wise product and sum, so any split of the input gives bit-identical output.
+    output depends only on absolute input indices, and every output is the same dot
+    product of its input window with its phase row (einsum's inner loop, whose order of
+    additions depends only on the window's length), so any split of the input gives
+    bit-identical output.
     """
 
     ZERO_CROSSINGS = 32  # sharp enough to keep 7 kHz and reject 9 kHz at 48 -> 16 kHz
@@ -64,10 +66,16 @@ class StreamingResampler:
     def _produce(self, end: int) -> np.ndarray:
         if end <= self.outputs:
             return np.zeros(0, dtype=np.float64)
-        m = np.arange(self.outputs, end, dtype=np.int64)
-        base, phase = self._positions(m)
-        index = (base - self.half + 1 - self.history_start)[:, None] + np.arange(2 * self.half)
-        out = (self.history[index] * self.bank[phase]).sum(axis=1)
+        base, phase = self._positions(np.arange(self.outputs, end, dtype=np.int64))
+        starts = base - self.half + 1 - self.history_start  # each output's window in the history
+        windows = np.lib.stride_tricks.sliding_window_view(self.history, 2 * self.half)
+        # einsum without `optimize` never hands the sums to BLAS, whose order of additions may
+        # depend on how many rows it gets; here it only depends on the window's length
+        if self.up == 1:  # whole-number decimation (48 -> 16 kHz): one phase, windows `down` apart, no copy
+            rows = windows[starts[0] :: self.down][: len(starts)]
+            out = np.einsum("ij,j->i", rows, self.bank[0], optimize=False)
+        else:
+            out = np.einsum("ij,ij->i", windows[starts], self.bank[phase], optimize=False)
         self.outputs = end
         keep_from = int(self._positions(np.array([end], dtype=np.int64))[0][0]) - self.half + 1
         drop = max(0, keep_from - self.history_start)
