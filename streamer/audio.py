@@ -30,6 +30,7 @@ class StreamingResampler:
     ROLLOFF = 0.945
     KAISER_BETA = 8.6
     MAX_PHASES = 1024  # beyond this many exact phases, positions round to 1/1024 sample
+    GATHER_ROWS = 256  # outputs per gather where the ratio is not whole: ~0.4 MB of windows and phase rows
 
     def __init__(self, rate_in: int, rate_out: int) -> None:
         self.rate_in, self.rate_out = int(rate_in), int(rate_out)
@@ -63,19 +64,31 @@ class StreamingResampler:
         carry = phase == self.phases
         return base + carry, np.where(carry, 0, phase)
 
+    def _windows(self, first: int, count: int, step: int) -> np.ndarray:
+        """`count` filter-wide windows of the history from index `first`, `step` apart, as a view
+        (made straight over the buffer: sliding_window_view costs more than the sums at 1024 samples)."""
+        width, size = 2 * self.half, self.history.itemsize
+        if first < 0 or first + (count - 1) * step + width > len(self.history):
+            raise IndexError(f"resampler windows from {first} ({count}, {step} apart) leave its history "
+                             f"of {len(self.history)} samples")
+        return np.ndarray((count, width), self.history.dtype, self.history, first * size, (step * size, size))
+
     def _produce(self, end: int) -> np.ndarray:
         if end <= self.outputs:
             return np.zeros(0, dtype=np.float64)
         base, phase = self._positions(np.arange(self.outputs, end, dtype=np.int64))
         starts = base - self.half + 1 - self.history_start  # each output's window in the history
-        windows = np.lib.stride_tricks.sliding_window_view(self.history, 2 * self.half)
         # einsum without `optimize` never hands the sums to BLAS, whose order of additions may
         # depend on how many rows it gets; here it only depends on the window's length
         if self.up == 1:  # whole-number decimation (48 -> 16 kHz): one phase, windows `down` apart, no copy
-            rows = windows[starts[0] :: self.down][: len(starts)]
+            rows = self._windows(int(starts[0]), len(starts), self.down)
             out = np.einsum("ij,j->i", rows, self.bank[0], optimize=False)
-        else:
-            out = np.einsum("ij,ij->i", windows[starts], self.bank[phase], optimize=False)
+        else:  # gathered windows and phase rows, a cache-sized slice of outputs at a time
+            windows = self._windows(0, len(self.history) - 2 * self.half + 1, 1)
+            out = np.empty(len(starts))
+            for i in range(0, len(starts), self.GATHER_ROWS):
+                part = slice(i, i + self.GATHER_ROWS)
+                out[part] = np.einsum("ij,ij->i", windows[starts[part]], self.bank[phase[part]], optimize=False)
         self.outputs = end
         keep_from = int(self._positions(np.array([end], dtype=np.int64))[0][0]) - self.half + 1
         drop = max(0, keep_from - self.history_start)
