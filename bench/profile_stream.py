@@ -100,13 +100,10 @@ def instrument(clock: StageClock) -> None:
 
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
-        for name in ("_to_rgb", "_converter"):
-            if hasattr(self, name):
-                setattr(self, name, _TimedConverter(clock, getattr(self, name)))
+        self._to_rgb = _TimedConverter(clock, self._to_rgb)
 
     decoded._Decoded.__init__ = init
     _wrap(clock, decoded, "_audio_block", "audio block")
-    _wrap(clock, decoded, "_video_frame", "video conversion")
     Chunker = chunker_module.Chunker
     _wrap(clock, Chunker, "push_video", "chunker: video")
     _wrap(clock, Chunker, "push_audio", "chunker: audio")
@@ -194,7 +191,7 @@ def measure(path: Path, rounds: int, cprofile: int) -> dict:
     for _ in range(rounds):
         clock.seconds.clear()
         media, wall, _ = stream_once(path, model, clock)
-        runs.append({"media_s": media, "wall_s": wall, **{k: v for k, v in clock.seconds.items()}})
+        runs.append({"media_s": media, "wall_s": wall, **clock.seconds})
     stages = sorted({k for run in runs for k in run} - {"media_s", "wall_s"})
     media_s = runs[0]["media_s"]
     sessions = [session_rtf(path, model) for _ in range(rounds)]
