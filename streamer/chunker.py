@@ -340,9 +340,11 @@ class Chunker:
         size = (self.spec.height, self.spec.width)
         if rgb.shape[:2] == size:
             return np.ascontiguousarray(rgb)
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+        # antialiased bilinear on the uint8 pixels themselves: torch's fixed-point kernel is ~4x
+        # cheaper than going through float32, and within one level of it
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
         y = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+        return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
 
     def _settle_slots(self, end: int, confirmed: bool) -> None:
         """Slots [next_slot, end) show the last frame.

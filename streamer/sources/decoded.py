@@ -22,6 +22,10 @@ from model.media import AudioBlock, MediaItem, VideoFrame
 from streamer.sources.base import Source, SourceError, paced
 
 REORDER_WINDOW = 1.0  # seconds of one stream held back while waiting for the other, when merging
+# Frames up to this many pixels are decoded and converted in the reading thread: handing a small
+# frame to ffmpeg's helper threads costs more CPU than the work itself, and on a busy machine (many
+# streams on a few cores) every frame then waits for a helper to be scheduled. Larger ones use them.
+THREADED_PIXELS = 640 * 480
 
 
 def _audio_block(frame: av.AudioFrame, t: float) -> AudioBlock:
@@ -51,9 +55,14 @@ class _Decoded:
             raise SourceError(f"{name}: has neither a video nor an audio stream")
         self.tracks = frozenset(kind for kind, stream in (("video", self.video), ("audio", self.audio))
                                 if stream is not None)
+        self._helper_threads = 1  # swscale threads: 1 = none, 0 = as many as ffmpeg likes
         if self.video is not None:
-            self.video.thread_type = "AUTO"
+            width, height = self.video.codec_context.width, self.video.codec_context.height
+            small = 0 < width * height <= THREADED_PIXELS
+            self.video.thread_type = "NONE" if small else "AUTO"
+            self._helper_threads = 1 if small else 0
         self._next_t = {"video": None, "audio": None}  # for frames that carry no timestamp
+        self._frame_seconds: float | None = None  # a video frame's duration, for frames without a stamp
         self.corrupt_packets = 0
         self._to_rgb = VideoReformatter()  # one converter kept for the stream: ~25x faster than per-frame setup
 
@@ -64,8 +73,9 @@ class _Decoded:
         if kind == "audio":
             self._next_t[kind] = t + frame.samples / frame.sample_rate
         else:
-            rate = self.video.average_rate or self.video.guessed_rate or 25
-            self._next_t[kind] = t + 1.0 / float(rate)
+            if self._frame_seconds is None:
+                self._frame_seconds = 1.0 / float(self.video.average_rate or self.video.guessed_rate or 25)
+            self._next_t[kind] = t + self._frame_seconds
         return float(t)
 
     def _frames(self) -> Iterator[MediaItem]:
@@ -82,7 +92,7 @@ class _Decoded:
                 for frame in frames:
                     decoded += 1
                     if isinstance(frame, av.VideoFrame):
-                        rgb = self._to_rgb.reformat(frame, format="rgb24").to_ndarray()
+                        rgb = self._to_rgb.reformat(frame, format="rgb24", threads=self._helper_threads).to_ndarray()
                         yield VideoFrame(t=self._stamp(frame, "video"), rgb=rgb)
                     else:
                         yield _audio_block(frame, self._stamp(frame, "audio"))

@@ -56,3 +56,21 @@ def test_report_publishes_a_run_and_leaves_the_rest_unmeasured(tmp_path):
         assert report.NOT_MEASURED in text.split(f"<!-- bench:{name} -->")[1].split(f"<!-- /bench:{name} -->")[0]
     performance = text.split("<!-- bench:performance -->")[1]
     assert performance.count(report.NOT_MEASURED) >= 5, "a target was reported without a measurement"
+
+
+@pytest.mark.slow
+def test_stream_profile_charges_every_stage_and_compares_two_checkouts(tmp_path):
+    """`python -m bench.profile_stream --against DIR`, this checkout against itself on a short file."""
+    out = tmp_path / "profile.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "bench.profile_stream", "--seconds", "1.5", "--rounds", "1",
+                           "--against", str(ROOT), "--json", str(out)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    measured = json.loads(out.read_text())
+    for side in ("before", "after"):
+        stages = measured[side]["stages_ms_per_s"]
+        assert {"decode", "video conversion", "chunker: resize", "chunker: resample", "step"} <= stages.keys()
+        assert all(ms >= 0 for ms in stages.values()) and stages["step"] > 0
+        assert measured[side]["session_rtf"] > 0 and measured[side]["session_cpu_ms_per_s"] > 0
+    assert "| **total** |" in done.stdout and "after / before" in done.stdout

@@ -104,6 +104,22 @@ def test_resize_rejects_wrong_size_when_disabled():
     Chunker(SPEC, resize=False).push_video(np.zeros((64, 64, 3), np.uint8), 0.0)
 
 
+def test_resize_is_antialiased_and_keeps_gradients():
+    """Scaling 320x240 down to 64x64 averages detail finer than a pixel of the output (no aliasing)
+    and keeps a smooth ramp a ramp, within one level of the exact area average."""
+    checker = (np.indices((240, 320)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    ramp = np.repeat(np.linspace(0, 255, 320)[None, :], 240, axis=0).round().astype(np.uint8)
+    chunker = Chunker(SPEC)
+    chunker.push_video(np.stack([checker, ramp, np.zeros_like(ramp)], axis=2), 0.0)
+    chunker.push_audio(np.zeros(S, np.float32), 0.0, 16000, 1)
+    frame = chunker.flush()[0].video[0]
+    assert np.abs(frame[4:-4, 4:-4, 0].astype(int) - 127.5).max() <= 2
+    columns = frame[32, :, 1].astype(int)
+    exact = ramp[0].reshape(64, 5).mean(axis=1)
+    assert np.all(np.diff(columns) >= 0) and np.abs(columns - exact)[2:-2].max() <= 1.5
+    assert not frame[..., 2].any()
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rate=st.sampled_from([16000, 44100, 48000, 22050]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -80,6 +81,28 @@ def test_file_through_chunker_matches_the_rendered_signal(tmp_path, media):
     assert abs(lag) <= 2
     aligned = expected[2000 + lag : 28000 + lag]
     assert np.sqrt(np.mean((audio[2000:28000] - aligned) ** 2)) < 0.02
+
+
+def _threads_while_decoding(path: Path) -> int:
+    """OS threads the process gained while a File decodes (ffmpeg's helpers are not Python threads)."""
+    before = len(list(Path("/proc/self/task").iterdir()))
+    with File(path) as source:
+        items = iter(source)
+        next(items)
+        during = len(list(Path("/proc/self/task").iterdir()))
+        list(items)
+    return during - before
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
+def test_small_frames_decode_in_the_reading_thread_and_large_ones_use_helpers(tmp_path, media):
+    """Helper threads cost a small frame more than its decoding, and on a busy machine (many
+    streams on few cores) every frame waited for a helper to be scheduled."""
+    small = media.encode(tmp_path / "camera.mp4", seconds=0.2, size=(320, 240))
+    assert _threads_while_decoding(small) == 0
+    if len(os.sched_getaffinity(0)) > 1:  # ffmpeg sizes its pool by the cores
+        large = media.encode(tmp_path / "large.mp4", seconds=0.2, size=(1280, 720))
+        assert _threads_while_decoding(large) > 0
 
 
 def test_start_offset_skips_what_comes_before(tmp_path, media):
