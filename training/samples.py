@@ -6,7 +6,9 @@ any step's clips can be rebuilt on resume and N ranks see what one process would
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -109,12 +111,14 @@ def phrase_pool(model: StreamerModel, samples: list[Sample], length: int) -> dic
     """Every phrase true somewhere in the batch plus the clips' hard negatives (up to
     MAX_PHRASES), each worded with a random template; targets [B, T, P] say, per snippet, which
     are true, false or unclear (padding snippets and clips without phrases: all unclear).
-    Draws from torch's generator, which the trainer seeds per step."""
+    Its random draws are seeded by the clips' names, so the pool is a function of the clips
+    alone: the same whichever process or micro-batch builds it."""
+    rng = np.random.default_rng(zlib.crc32("\n".join(str(s.get("name", "")) for s in samples).encode()))
     true = sorted({p for s in samples if s.get("phrases") for t in s["phrases"].truths for p in t.true})
     negatives = sorted({p for s in samples if s.get("phrases") for p in s["phrases"].negatives} - set(true))
     room = max(0, MAX_PHRASES - len(true))
     if len(negatives) > room:
-        keep = torch.randperm(len(negatives))[:room].sort().values.tolist()
+        keep = np.sort(rng.permutation(len(negatives))[:room])
         negatives = [negatives[i] for i in keep]
     pool = (true + negatives)[:MAX_PHRASES]
     targets = torch.full((len(samples), length, len(pool)), UNCLEAR, dtype=torch.int8)
@@ -127,6 +131,6 @@ def phrase_pool(model: StreamerModel, samples: list[Sample], length: int) -> dic
     worded = []
     for phrase in pool:
         templates = templates_for(phrase)
-        worded.append(templates[int(torch.randint(len(templates), ()))].format(p=phrase))
+        worded.append(templates[int(rng.integers(len(templates)))].format(p=phrase))
     ids, mask = model.phrase_ids(worded)
     return {"align_ids": ids, "align_mask": mask, "align_targets": targets}

@@ -86,3 +86,16 @@ def test_clip_phrases_are_deterministic_and_question_kind_weights_shift_the_mix(
     plain = Counter(q.kind for i in range(40) for q in world.clip(i).questions)
     heavy = Counter(q.kind for i in range(40) for q in weighted.clip(i).questions)
     assert heavy["direction"] > 2 * plain["direction"]
+
+
+def test_hard_negatives_do_not_depend_on_the_hash_seed():
+    """Each DDP rank and a resumed run is another process with another string hash seed."""
+    import subprocess
+    import sys
+
+    code = ("from training.world import World, WorldConfig; from training.world.phrases import clip_phrases; "
+            "print(clip_phrases(World(WorldConfig.preset('train')).clip(7)).negatives)")
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2", "3")}
+    assert len(outputs) == 1

@@ -104,7 +104,7 @@ def hard_negatives(timeline: Timeline, truths: list[SnippetTruth], rng: np.rando
     colors, names = list(COLORS), [s.name for s in timeline.shapes]
     out: set[str] = set()
     for truth in truths:
-        for phrase in truth.true:
+        for phrase in sorted(truth.true):  # in a fixed order: set order changes with each process's hash seed
             words = phrase.split()
             if " makes a " in phrase:
                 name, sound = phrase.split(" makes a ")
