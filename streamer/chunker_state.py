@@ -13,15 +13,27 @@ with a much longer `max_lag` or `max_jump` may be refused by a chunker with the 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
+from model.media import MediaSpec
 from streamer.audio import StreamingResampler
 from streamer.state_fields import MAX_INT, StateFields, join
 
-if TYPE_CHECKING:
-    from streamer.chunker import Chunker
+class ChunkerSettings(Protocol):
+    """What the checks need of the loading chunker (a `Chunker`): its spec and its settings.
+    A protocol, not the class, so this module never imports the chunker that imports it."""
+
+    spec: MediaSpec
+    frames: int
+    samples: int
+    duration: float
+    max_lag: float
+    max_jump: float
+    resize: bool
+    video_tolerance: float
+
 
 STATE_VERSION = 1
 JUMP_CONFIRMATIONS = 3  # consecutive far-ahead stamps on a modality that prove a real clock jump
@@ -108,7 +120,7 @@ class ChunkerState:
     new_source: bool
 
 
-def read_chunker_state(state: object, chunker: Chunker) -> ChunkerState:
+def read_chunker_state(state: object, chunker: ChunkerSettings) -> ChunkerState:
     """`state` as `chunker` (its spec and settings) may take it; a ValueError naming the field if not."""
     read = StateFields("chunker state")
     version = state.get("version") if isinstance(state, dict) else None
@@ -167,7 +179,7 @@ def _read_suspects(read: StateFields, raw: object) -> dict[str, list[float]]:
     return suspects
 
 
-def _read_runs(read: StateFields, raw: object, chunker: Chunker) -> list[list]:
+def _read_runs(read: StateFields, raw: object, chunker: ChunkerSettings) -> list[list]:
     shape = (chunker.spec.height, chunker.spec.width, 3)
     runs = []
     for i, run in enumerate(read.items(raw, "runs")):
@@ -182,7 +194,7 @@ def _read_runs(read: StateFields, raw: object, chunker: Chunker) -> list[list]:
     return runs
 
 
-def _read_last_raw(read: StateFields, raw: object, chunker: Chunker) -> np.ndarray | None:
+def _read_last_raw(read: StateFields, raw: object, chunker: ChunkerSettings) -> np.ndarray | None:
     if raw is None:
         return None
     frame = read.array(raw, "last_raw", np.uint8, 3)
@@ -207,7 +219,7 @@ def _read_pieces(read: StateFields, raw: object) -> list[list]:
     return pieces
 
 
-def _check_consistent(read: StateFields, state: ChunkerState, chunker: Chunker) -> None:
+def _check_consistent(read: StateFields, state: ChunkerState, chunker: ChunkerSettings) -> None:
     """Fields that agree with each other as `state_dict` writes them, and positions no further
     past the data held than the stream could have run (else the next call emits without end)."""
     t0, newest, last_t, segment, audio_end = state.t0, state.newest, state.last_t, state.segment, state.audio_end
@@ -245,7 +257,7 @@ def _check_consistent(read: StateFields, state: ChunkerState, chunker: Chunker) 
                          f"past the data held, which ends at {max(newest, data_end)} s")
 
 
-def _check_video(read: StateFields, state: ChunkerState, chunker: Chunker) -> None:
+def _check_video(read: StateFields, state: ChunkerState, chunker: ChunkerSettings) -> None:
     """Runs of slots in order from the next snippet's first slot to next_slot, none showing one
     real frame for longer than max_lag, and no slot settled past the newest stamp."""
     fps = chunker.spec.fps
@@ -269,7 +281,7 @@ def _check_video(read: StateFields, state: ChunkerState, chunker: Chunker) -> No
         raise read.error("next_slot", f"is {state.next_slot}, past the newest stamp's slot {newest_slot:.0f}")
 
 
-def _check_audio(read: StateFields, state: ChunkerState, chunker: Chunker) -> None:
+def _check_audio(read: StateFields, state: ChunkerState, chunker: ChunkerSettings) -> None:
     """Pieces in order from the next snippet's first sample to audio_end, which runs past the
     newest stamp by the samples held at most, and a segment placed where its stamp says."""
     rate, audio_end = chunker.spec.sample_rate, state.audio_end
