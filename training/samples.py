@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from model import StreamerModel
+from model.align import FALSE, TRUE, UNCLEAR
 from training.config import TrainingError
 from training.data import CLIPS_PER_SEED, FolderDataset, Sample, collate, world_sample
-from model.align import UNCLEAR
 from training.world.clip import World, WorldConfig
 from training.world.phrases import templates_for
 from training.world.wild import wild_sample
@@ -121,13 +121,17 @@ def phrase_pool(model: StreamerModel, samples: list[Sample], length: int) -> dic
         keep = np.sort(rng.permutation(len(negatives))[:room])
         negatives = [negatives[i] for i in keep]
     pool = (true + negatives)[:MAX_PHRASES]
+    column = {phrase: j for j, phrase in enumerate(pool)}
     targets = torch.full((len(samples), length, len(pool)), UNCLEAR, dtype=torch.int8)
     for i, sample in enumerate(samples):
         phrases = sample.get("phrases")
         if phrases is None:
             continue
         for k, truth in enumerate(phrases.truths[: len(sample["video"])]):
-            targets[i, k] = torch.tensor([truth.target(p) for p in pool], dtype=torch.int8)
+            row = targets[i, k]
+            row.fill_(FALSE)  # every pool phrase is false here unless the snippet's truth says otherwise
+            row[[column[p] for p in truth.unclear if p in column]] = UNCLEAR
+            row[[column[p] for p in truth.true if p in column]] = TRUE
     worded = []
     for phrase in pool:
         templates = templates_for(phrase)
