@@ -24,6 +24,7 @@ class Sizes:
     baseline_minutes: tuple[float, ...]  # where the baselines are probed (they fail early, so they start small)
     model_batches: tuple[int, ...] = (1, 4, 16, 64)
     watch_counts: tuple[int, ...] = (1000,)  # watches spread over 16 batched sessions (the target)
+    cluster_streams: tuple[int, ...] = (2,)  # live streams on the in-process engine and on 1 and 2 cluster workers
 
 
 SIZES = {
@@ -33,11 +34,12 @@ SIZES = {
         scale_streams_gpu=(1, 4, 16, 64, 128, 256, 512, 768, 1024),
         memory_minutes=(1, 5, 15, 30, 60, 120, 240),
         baseline_minutes=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 15, 30, 60, 120, 240),
+        cluster_streams=(1, 4, 8, 16),
     ),
     "quick": Sizes(
         name="quick", file_seconds=10.0, rtf_rounds=2, step_rounds=100, questions=40, scale_seconds=5.0,
         scale_streams_cpu=(1, 16, 32), scale_streams_gpu=(1, 64, 256),
-        memory_minutes=(1, 5, 10), baseline_minutes=(0.05, 0.25, 1, 5, 10),
+        memory_minutes=(1, 5, 10), baseline_minutes=(0.05, 0.25, 1, 5, 10), cluster_streams=(1, 8),
     ),
     "smoke": Sizes(
         name="smoke", file_seconds=2.0, rtf_rounds=1, step_rounds=2, questions=2, scale_seconds=1.5,

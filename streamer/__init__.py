@@ -29,6 +29,8 @@ _EXPORTS = {
     "Snippet": "streamer.media",
     "VideoFrame": "streamer.media",
     "AudioBlock": "streamer.media",
+    "connect": "streamer.cluster",
+    "ClusterEngine": "streamer.cluster",
 }
 _SUBMODULES = {"sources", "chunker", "media"}
 

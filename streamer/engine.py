@@ -13,7 +13,7 @@ from model.checkpoint import CONFIG
 from model.media import MediaSpec
 from streamer.scheduler import Scheduler
 from streamer.session import Session
-from streamer.state_io import load_session_file
+from streamer.state_io import decode_session, load_session_file
 from streamer.watch import DEFAULT_INDEX_HOURS, SnippetScores, WatchTable
 
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "tiny"
@@ -102,6 +102,15 @@ class Engine:
         (`index_hours` None: as long as it was); refuses state from another model (StateError)."""
         saved = load_session_file(path, fingerprint=self.fingerprint, spec=self._state_spec, media=self.media,
                                   align_dim=self.model.cfg.align.dim)
+        return self._attach(Session(self, max_queued=max_queued or self.max_queued, saved=saved,
+                                    index_hours=index_hours))
+
+    def restore_session(self, data: bytes, *, max_queued: int | None = None,
+                        index_hours: float | None = None) -> Session:
+        """`load_session` from the bytes of `session.to_bytes()`, for state that travels rather than
+        sits in a file (a cluster moving a session between workers)."""
+        saved = decode_session(data, fingerprint=self.fingerprint, spec=self._state_spec, media=self.media,
+                               align_dim=self.model.cfg.align.dim)
         return self._attach(Session(self, max_queued=max_queued or self.max_queued, saved=saved,
                                     index_hours=index_hours))
 

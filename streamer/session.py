@@ -28,16 +28,13 @@ watches and the index), so they are one class, read together.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import threading
 import time
-import warnings
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from numbers import Real
-from os import PathLike
 from pathlib import Path
 from typing import Protocol
 
@@ -50,7 +47,7 @@ from streamer.chunker import Chunker
 from streamer.events import DEFAULT_FEED_SIZE, EventFeed
 from streamer.files import file_path, write_atomic
 from streamer.scheduler import StepInfo
-from streamer.sources.base import TRACKS, MissingTrackWarning
+from streamer.sources.reading import check_sources, close_sources, corrupt_packets, on_wall_clock, plan_readers
 from streamer.state_io import SavedSession, StateError, StreamClock, encode_session
 from streamer.watch import (DEFAULT_INDEX_HOURS, Event, Moment, SnippetIndex, SnippetScores, Watch, WatchSet,
                             WatchTable, index_capacity, search_spans)
@@ -61,9 +58,6 @@ _EMBED_BATCH = 256  # phrases embedded per call when many are watched or restore
 # The answer to any question while the state holds no snippet: the model would answer from
 # its untouched initial state, which is letter soup, not "I don't know".
 NOTHING_SEEN = "nothing seen yet: no snippet of the stream has been stepped"
-
-# What the chunker puts in place of a missing track, for the warning that says so.
-_FILLED_WITH = {"video": "black frames, so answers about what is seen", "audio": "silence, so answers about what is heard"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +83,9 @@ class Update:
     video_filled: bool
     audio_filled: bool
     events: tuple[Event, ...] = ()  # watches this snippet fired (see `Session.watch`)
+    # Cluster sessions only: set on the first update after the session's worker failed and the
+    # session was restored elsewhere (`streamer.cluster.session.Restore`: what it cost).
+    restored: object = None
     # The state right after this snippet, so `session.ask(q, at=update)` can answer exactly
     # as of this moment even when the engine has already moved on (kept out of repr/eq).
     _state: State | None = field(default=None, repr=False, compare=False)
@@ -237,7 +234,7 @@ class Session:
         """Undecodable packets its sources skipped and went on (`File.corrupt_packets`), in every
         stream of this session object so far (not saved with the state)."""
         with self._lock:
-            return self._corrupt_before + _corrupt_packets(self._sources)
+            return self._corrupt_before + corrupt_packets(self._sources)
 
     @property
     def closed(self) -> bool:
@@ -266,24 +263,8 @@ class Session:
         timeline where it stopped (see `Chunker.start_source`). Sources are closed when the
         stream ends. Closing the session or its engine ends the stream at once.
         """
-        if not sources:
-            raise ValueError("stream() needs a source, e.g. session.stream(sources.File('clip.mp4'))")
-        for source in sources:
-            if isinstance(source, (str, bytes, PathLike)):
-                raise TypeError(f"stream() takes a source, not a path: use File({str(source)!r}) from streamer.sources")
-            if not isinstance(source, Iterable):
-                raise TypeError(f"stream() takes a source (File, Camera, Microphone, Arrays or any iterable of "
-                                f"VideoFrame and AudioBlock), got {type(source).__name__}")
-        _warn_missing_tracks(sources)
-        live_sources = [source for source in sources if getattr(source, "is_live", False)]
-        offline = [source for source in sources if not getattr(source, "is_live", False)]
-        live, align = bool(live_sources), len(live_sources) > 1
-        # Offline sources are merged by time in one reader so none runs ahead of the others
-        # (the chunker would take that for a lagging modality); live ones each get a reader.
-        readers = [([source], source, align) for source in live_sources]
-        if offline:
-            merged = offline[0] if len(offline) == 1 else heapq.merge(*offline, key=lambda item: item.t)
-            readers.append((offline, merged, False))
+        check_sources(sources)
+        live, readers = plan_readers(sources)
         with self._lock:
             if self._closed:
                 raise RuntimeError(
@@ -299,13 +280,14 @@ class Session:
             self._producers_left, self._stopped_early, self._error = len(readers), False, None
             self._outbox = deque(maxlen=4 * self.max_queued) if live else deque()
             self._chunker.start_source()  # its clock may start anywhere: it continues this stream's timeline
-            self._corrupt_before += _corrupt_packets(self._sources)
+            self._corrupt_before += corrupt_packets(self._sources)
             self._sources = sources
             origin = time.perf_counter()
             producers = self._producers = [
                 threading.Thread(target=self._produce, name="streamer-source", daemon=True,
-                                 args=(owned, items, live, flush, generation, origin if restamp else None))
-                for owned, items, restamp in readers
+                                 args=(reader.owned, on_wall_clock(reader.items, origin) if reader.wall_clock
+                                       else reader.items, live, flush, generation))
+                for reader in readers
             ]
         for producer in producers:
             producer.start()
@@ -348,16 +330,13 @@ class Session:
     def _drained(self) -> bool:
         return self._producers_left == 0 and not self._queue and self._in_flight is None
 
-    def _produce(self, owned: list[Iterable[MediaItem]], items: Iterable[MediaItem], live: bool, flush: bool,
-                 generation: int, wall_origin: float | None) -> None:
-        """Read items into the chunker, then close the `owned` sources; with `wall_origin`,
-        restamp items onto the wall clock (live sources, each on its own clock)."""
-        finished, offset = True, None
+    def _produce(self, owned: list[Iterable[MediaItem]], items: Iterable[MediaItem | Snippet], live: bool,
+                 flush: bool, generation: int) -> None:
+        """Read items into the chunker, then close the `owned` sources. A source may also yield
+        snippets already cut (an engine worker's, from a cluster front): they are queued as they are."""
+        finished = True
         try:
             for item in items:
-                if wall_origin is not None:
-                    offset = (time.perf_counter() - wall_origin) - item.t if offset is None else offset
-                    item = replace(item, t=item.t + offset)
                 with self._lock:
                     while not live and len(self._queue) >= self.max_queued and self._current(generation):
                         self._lock.wait()
@@ -366,8 +345,11 @@ class Session:
                         return  # a newer stream owns the session now
                     # An item already taken from the source is kept even when the stream is
                     # being stopped, so a caller who continues the same iterator loses nothing.
-                    self._chunker.push(item)
-                    self._enqueue(self._chunker.pop_ready(), live)
+                    if isinstance(item, Snippet):
+                        self._enqueue([item], live)
+                    else:
+                        self._chunker.push(item)
+                        self._enqueue(self._chunker.pop_ready(), live)
                     if self._stop:
                         finished = False
                         break
@@ -379,10 +361,7 @@ class Session:
                     self._error = exc
                     self._lock.notify_all()
         finally:
-            for source in owned:
-                close = getattr(source, "close", None)
-                if callable(close):
-                    close()
+            close_sources(owned)
             with self._lock:
                 if self._generation == generation:
                     self._producers_left -= 1
@@ -690,11 +669,14 @@ class Session:
     def save(self, path: str | Path) -> Path:
         """Write the stream's state to `path` (msgpack); resume it with `engine.load_session(path)`."""
         path = file_path(path)  # refuse an empty path or a folder before waiting for the step in flight
+        return write_atomic(path, self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """What `save` writes, as bytes; resume them with `engine.restore_session(data)`."""
         with self._lock:
             while self._in_flight is not None:
                 self._lock.wait()
-            data = encode_session(self._snapshot_locked())  # encode under the lock: the chunker may reuse buffers
-        return write_atomic(path, data)
+            return encode_session(self._snapshot_locked())  # encode under the lock: the chunker may reuse buffers
 
     def close(self) -> None:
         """Stop stepping this session and leave the engine; a running stream ends and its readers are joined.
@@ -718,22 +700,6 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _warn_missing_tracks(sources: tuple[Iterable[MediaItem], ...]) -> None:
-    """Warn (MissingTrackWarning) when the sources together lack video or audio; sources
-    that cannot tell what they carry (no `tracks`) leave the question open, and say nothing."""
-    declared = [getattr(source, "tracks", None) for source in sources]
-    if any(tracks is None for tracks in declared):
-        return
-    for kind in sorted(TRACKS - frozenset().union(*declared)):
-        what = f"the source has no {kind} track" if len(sources) == 1 else f"none of the sources has a {kind} track"
-        warnings.warn(f"{what}: every snippet's {kind} is {_FILLED_WITH[kind]} mean nothing",
-                      MissingTrackWarning, stacklevel=3)
-
-
-def _corrupt_packets(sources: Iterable[object]) -> int:
-    return sum(getattr(source, "corrupt_packets", 0) for source in sources)
 
 
 def _join(producers: list[threading.Thread]) -> None:

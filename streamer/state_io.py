@@ -137,6 +137,10 @@ def encode_session(saved: SavedSession) -> bytes:
         "watches": saved.watches,
         "index": saved.index,
     }
+    return _seal(body)
+
+
+def _seal(body: dict[str, Any]) -> bytes:
     body_bytes = msgpack.packb(body, default=_default, use_bin_type=True)
     envelope = {
         "format": FORMAT,
@@ -375,6 +379,37 @@ def _unpack(data: bytes, what: str) -> dict:
     if not isinstance(obj, dict):
         raise StateError(f"the session state {what} is a {type(obj).__name__}, not a map")
     return obj
+
+
+def _body(data: bytes) -> dict:
+    """The checked body of saved bytes (format, version and checksum), not yet validated against a model."""
+    envelope = _unpack(bytes(data), "file")
+    if envelope.get("format") != FORMAT or envelope.get("version") != VERSION:
+        raise StateError(f"not a streamer session state of version {VERSION}")
+    body_bytes = _require(envelope, "body", bytes)
+    if _require(envelope, "crc32", int) != zlib.crc32(body_bytes):
+        raise StateError("the session state is corrupted (checksum mismatch); the file was damaged or truncated")
+    return _unpack(body_bytes, "body")
+
+
+def split_front(data: bytes, media: MediaSpec) -> tuple[bytes, dict[str, Any], list[Snippet]]:
+    """Saved bytes split for a cluster: the state its worker resumes (without the queue), and the
+    chunker tail and queued snippets for the front, which cuts the media and sends the queue on.
+    The worker's copy of the tail is never used: no media reaches its chunker."""
+    body = _body(data)
+    chunker = _require(body, "chunker", dict)
+    pending = [_decode_snippet(raw, media) for raw in _require(body, "pending", list)[:_MAX_PENDING]]
+    body["pending"] = []
+    return _seal(body), chunker, pending
+
+
+def with_front(data: bytes, chunker: dict[str, Any], pending: list[Snippet]) -> bytes:
+    """A worker's saved bytes completed with the front's chunker tail and queued snippets, so they
+    resume anywhere, in one process too (the inverse of `split_front`)."""
+    body = _body(data)
+    body["chunker"] = chunker
+    body["pending"] = [_snippet_record(s) for s in pending]
+    return _seal(body)
 
 
 def load_session_file(

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("streamer.cli.model_info", "parameters per component and state bytes per stream"),
     "run": ("streamer.cli.run", "stream a file, camera, mic, lavfi or world source and answer questions"),
     "serve": ("streamer.serve.command", "the live server: browser page, WebRTC and WHIP ingest, answers as you stream"),
+    "cluster": ("streamer.cli.cluster", "the engine workers of a Ray cluster: device, sessions, speed, lag"),
     "train": ("training.train", "train a model on the synthetic world or a dataset folder (also under torchrun)"),
     "eval": ("training.evaluate", "exact-match accuracy of a checkpoint per question kind, by streaming"),
     "export": ("training.export", "copy a checkpoint for shipping with float16 or bfloat16 weights"),

@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume-ttl", type=float, default=120.0, metavar="SECONDS",
                         help="how long a disconnected session waits for a reconnect carrying its id (default 120)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument("--cluster", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="step sessions on engine workers of a Ray cluster: no ADDRESS starts one on this "
+                             "machine, 'auto' or ray://HOST:PORT joins one (needs streamer[cluster])")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="engine workers to start with --cluster, one per device (default 2)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,8 +57,11 @@ def main(args: argparse.Namespace) -> int:
     from streamer.engine import CheckpointNotFound, Engine
 
     try:
-        engine = Engine.load(config.checkpoint, device=config.device)
-    except (CheckpointNotFound, ValueError) as exc:
+        if args.cluster is None:
+            engine = Engine.load(config.checkpoint, device=config.device)
+        else:
+            engine = _connect(args, config)
+    except (CheckpointNotFound, ValueError, ImportError) as exc:
         print(f"streamer serve: {exc}", file=sys.stderr)
         return 2
     app = build_app(config, engine)
@@ -61,3 +69,15 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("streamer.serve").info("serving the page at %s (WHIP: POST /whip)", shown)
     web.run_app(app, host=config.host, port=config.port, print=None, shutdown_timeout=5.0)
     return 0
+
+
+def _connect(args: argparse.Namespace, config):
+    """The cluster engine: this process stays the front (WebRTC, decoding, chunking); the model runs on workers."""
+    from streamer.cluster import connect
+
+    checkpoint = None if config.checkpoint is None else str(Path(config.checkpoint).resolve())
+    address = None if args.cluster == "local" else args.cluster
+    engine = connect(address, workers=args.workers, checkpoint=checkpoint, device=config.device)
+    where = f"a local Ray cluster in {engine.local_folder}" if address is None else address
+    logging.getLogger("streamer.serve").info("stepping sessions on %d cluster workers (%s)", len(engine.workers), where)
+    return engine

@@ -171,6 +171,10 @@ class LiveSession:
                 self.loop.call_soon_threadsafe(self._stream_done.set)
 
     def _on_update(self, update, now: float) -> None:
+        if update.restored is not None:  # cluster mode: the session's worker failed, it runs elsewhere now
+            r = update.restored
+            self.publish({"type": "restored", "from": r.from_worker, "to": r.to_worker, "at": round(r.at_t, 3),
+                          "lost_s": round(r.lost_s, 3), "replayed": r.replayed, "took_s": round(r.took_s, 3)})
         for event in update.events:
             self.publish({"type": "event", **event.to_dict()})
         s = self.stats

@@ -22,9 +22,12 @@ Server → client:
    "score": 0.61, "checked": false}              (a watch fired: the phrase started to match)
   {"type": "moments", "id": "s1", "text": "whistle", "moments": [{"start": 3.84, "end": 5.12,
    "score": 0.58, "first": 6, "last": 7}, ...]}  (best first; spans of neighbouring snippets)
+  {"type": "restored", "from": "worker-0", "to": "worker-1", "at": 26.88, "lost_s": 0.0, "replayed": 3,
+   "took_s": 1.2}                                 (`serve --cluster` only: the session's worker failed and
+                                                  the session continues on another; lost_s of stream lost)
   error codes of these: "unsupported" (the checkpoint has no alignment head), "refused" (a phrase
   the model cannot read), "too_many_watches", "unknown_watch", "bad_message", "too_long"
-The same `token`/`answer`/`status`/`error`/`watching`/`unwatched`/`event`/`moments` objects are
+The same `token`/`answer`/`status`/`error`/`watching`/`unwatched`/`event`/`moments`/`restored` objects are
 the server-sent events of GET /sessions/{id}/events (event name = type); POST
 /sessions/{id}/watch, /unwatch and /search take the same objects (without "type") as bodies.
 """

@@ -125,7 +125,7 @@ async def stream_and_ask(url: str, clip, codec: str, hold_s: float, token: str |
 
 async def clips(options: dict, out_dir: Path) -> dict:
     """N peers at once, each streaming its own world clip and asking the easy questions."""
-    server = ServerProcess(out_dir, "--max-peers", str(options.get("max_peers", 8)))
+    server = ServerProcess(out_dir, "--max-peers", str(options.get("max_peers", 8)), *options.get("server_args", []))
     try:
         await server.ready()
         chosen = world_clips(options["clips"], options.get("max_snippets", 8))
@@ -135,9 +135,15 @@ async def clips(options: dict, out_dir: Path) -> dict:
                                          for n, (_, clip) in enumerate(chosen)))
         cpu, wall = server.cpu_s() - cpu0, time.perf_counter() - wall0
     finally:
-        code = server.stop()
+        code = server.stop(timeout=options.get("stop_timeout", 15.0))
     return {"clips": [index for index, _ in chosen], "results": results, "server_cpu_s": cpu, "wall_s": wall,
-            "exit_code": code, "server_log": server.log_path.read_text()[-4000:]}
+            "exit_code": code, "server_log": log_excerpt(server.log_path)}
+
+
+def log_excerpt(path: Path) -> str:
+    """The server log's start (how it was set up) and end (how it went)."""
+    text = path.read_text()
+    return text if len(text) <= 10000 else text[:4000] + "\n[...]\n" + text[-6000:]
 
 
 async def ask_easy_over_sse(http: aiohttp.ClientSession, session: SessionEvents, clip, prefix: str) -> list[dict]:
