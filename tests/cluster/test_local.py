@@ -84,7 +84,7 @@ def test_cluster_runs_tasks_and_a_named_actor_on_loopback_only_and_leaves_nothin
                 return self.count
 
         assert ray.get([square.remote(i) for i in range(4)]) == [0, 1, 4, 9]
-        Counter.options(name="counter").remote()
+        counter = Counter.options(name="counter").remote()  # a named actor lives while a handle does
         assert ray.get(ray.get_actor("counter").add.remote()) == 1
 
         pids = set(cluster.processes())
@@ -126,16 +126,17 @@ OWNER = textwrap.dedent(
 def test_head_stops_when_its_owner_is_killed(short_folder, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
+    log = tmp_path / "owner.log"
     owner = subprocess.Popen(
         [sys.executable, "-c", OWNER, str(short_folder)],
         cwd=REPO,
         env={**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w"),
         text=True,
     )
     try:
-        assert owner.stdout.readline().strip() == "ready"
+        assert owner.stdout.readline().strip() == "ready", log.read_text()[-3000:]
         running = cluster_processes(short_folder)
         assert len(running) >= 3
         owner.kill()
