@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from streamer.cluster.local import RAY_MISSING, LocalCluster, cluster_processes, ray_available, reap
+from streamer.cluster.local import (
+    RAY_MISSING,
+    LocalCluster,
+    cluster_processes,
+    driver_environment,
+    ray_available,
+    reap,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 needs_ray = pytest.mark.skipif(not ray_available(), reason="Ray is not installed (pip install 'streamer[cluster]')")
@@ -63,7 +70,7 @@ def test_cluster_runs_tasks_and_a_named_actor_on_loopback_only_and_leaves_nothin
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))  # where Ray would write its token (~/.ray/auth_token)
-    environment_before = dict(os.environ)
+    environment_before = {name: os.environ.get(name) for name in driver_environment("/x")}
 
     with LocalCluster(num_cpus=2, folder=short_folder, object_store_memory=SMALL_STORE) as cluster:
         assert cluster.address.startswith("127.0.0.1:")
@@ -98,7 +105,7 @@ def test_cluster_runs_tasks_and_a_named_actor_on_loopback_only_and_leaves_nothin
     assert cluster_processes(short_folder) == []
     assert all(not Path(f"/proc/{pid}").exists() or _is_zombie(pid) for pid in pids)
     assert not (home / ".ray").exists(), "Ray wrote into ~/.ray"
-    assert dict(os.environ) == environment_before
+    assert {name: os.environ.get(name) for name in environment_before} == environment_before
     cluster.close()  # idempotent
 
 
