@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,mic,webrtc,bench]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,mic,webrtc,bench,cluster]'
 	@touch $(STAMP)
 
 # Debian packages: PortAudio for the microphone source (PyAV wheels bundle ffmpeg); Chromium and
