@@ -24,13 +24,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from streamer.cluster.local import LocalCluster, require_ray
 from streamer.cluster.session import ClusterSession, WorkerLost
 from streamer.cluster.worker import EngineWorker, SessionNotHeld, WorkerConfig
 from streamer.state_io import split_front
 
 log = logging.getLogger(__name__)
 
-RAY_MISSING = "the cluster mode needs Ray: pip install 'streamer[cluster]'"
 _PING_S = 1.0  # a worker that does not answer a ping this fast is taken for dead when placing
 
 
@@ -91,10 +91,9 @@ def rendezvous(key: str, names: list[str]) -> str:
 def _ray():
     # never let a stray call start a Ray of its own (it would listen on every interface)
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
-    try:
-        import ray
-    except ImportError:
-        raise ImportError(RAY_MISSING) from None
+    require_ray()
+    import ray
+
     return ray
 
 
@@ -352,8 +351,6 @@ def connect(address: str | None = None, workers: int = 2, *, config: ClusterConf
     local, owns_ray = None, False
     if not ray.is_initialized():
         if address is None:
-            from streamer.cluster.local import LocalCluster
-
             local = LocalCluster(num_cpus=max(os.cpu_count() or 1, int(workers * config.cpus_per_worker + 1)))
             address = local.address
         try:
