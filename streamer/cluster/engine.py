@@ -20,12 +20,12 @@ import logging
 import os
 import threading
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from streamer.cluster.local import LocalCluster, require_ray
-from streamer.cluster.session import ClusterSession, WorkerLost
+from streamer.cluster.session import ClusterSession, WorkerHandle, WorkerLost
 from streamer.cluster.worker import EngineWorker, SessionNotHeld, WorkerConfig
 from streamer.state_io import split_front
 
@@ -68,16 +68,6 @@ class ClusterConfig:
             raise ValueError(f"a cluster needs at least one worker, got workers={self.workers}")
         if self.window < 1 or self.checkpoint_every < 1 or self.max_queued < 1:
             raise ValueError("window, checkpoint_every and max_queued are counts of snippets, at least 1")
-
-
-@dataclass(eq=False)
-class WorkerHandle:
-    """A worker as the front knows it: its stable name and its Ray actor."""
-
-    name: str
-    actor: Any
-    draining: bool = False
-    info: dict = field(default_factory=dict)
 
 
 def rendezvous(key: str, names: list[str]) -> str:

@@ -26,9 +26,9 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from model.media import MediaItem, Snippet
 from streamer.chunker import Chunker
@@ -40,9 +40,6 @@ from streamer.sources.reading import check_sources, close_sources, on_wall_clock
 from streamer.state_io import StreamClock, with_front
 from streamer.watch import Moment, Watch
 
-if TYPE_CHECKING:
-    from streamer.cluster.engine import ClusterEngine, WorkerHandle
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _JOIN_TIMEOUT_S = 5.0
@@ -50,6 +47,36 @@ _JOIN_TIMEOUT_S = 5.0
 
 class WorkerLost(RuntimeError):
     """A session's worker failed and restoring the session elsewhere failed too."""
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """A worker as the front knows it: its stable name and its Ray actor."""
+
+    name: str
+    actor: Any
+    draining: bool = False
+    info: dict = field(default_factory=dict)
+
+
+class Front(Protocol):
+    """What a cluster session needs from the engine that placed it (`ClusterEngine` is one)."""
+
+    config: Any  # ClusterConfig: window, checkpoint_every, timeouts
+    media: Any  # MediaSpec: what the front's chunker cuts
+    can_align: bool
+
+    def get(self, ref: Any, timeout: float | None = None) -> Any:
+        """A call's result."""
+
+    def is_worker_failure(self, exc: BaseException) -> bool:
+        """Whether the call failed because its worker did."""
+
+    def place_after_failure(self, sid: str, failed: WorkerHandle) -> WorkerHandle:
+        """A live worker to restore a session on."""
+
+    def forget(self, session: ClusterSession) -> None:
+        """The session closed."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +107,7 @@ class _Sent:
 class ClusterSession:
     """A stream whose state lives on a cluster worker. Create with `cluster.session()`."""
 
-    def __init__(self, engine: ClusterEngine, sid: str, worker: WorkerHandle, opened: dict, *, max_queued: int,
+    def __init__(self, engine: Front, sid: str, worker: WorkerHandle, opened: dict, *, max_queued: int,
                  index_hours: float | None, initial: bytes | None, chunker_state: dict | None = None,
                  pending: Sequence[Snippet] = ()) -> None:
         self.id = sid
