@@ -222,7 +222,12 @@ class ClusterSession:
                             break
                         self._lock.wait(0.05)
                     continue
-                update = self._result(sent)
+                try:
+                    update = self._result(sent)
+                except Exception:
+                    if self.closed:  # close() let go of the state on the worker: the stream just ends
+                        break
+                    raise
                 item = sent.popleft()
                 with self._lock:
                     self._in_flight -= 1
@@ -392,6 +397,8 @@ class ClusterSession:
         """A stream left with snippets in flight: book the ones the worker steps (their updates
         go unseen, as in `Session.stream`); if that fails, put the rest back at the front of the
         queue for the next stream and restore the session so its sequence starts afresh."""
+        if self.closed:
+            return  # the worker let go of the state: nothing to book
         while sent:
             try:
                 update = self.engine.get(sent[0].ref)

@@ -109,6 +109,7 @@ class _Lane:
         self.cond = threading.Condition()
         self.waiting: dict[int, Update | None] = {}  # snippet index -> its update once stepped
         self.error: BaseException | None = None
+        self.ended = False  # the stream ended (the session closed or moved): waiting calls get no update
         self.lag_s = 0.0
         self.thread = threading.Thread(target=self._run, name="streamer-worker-lane", daemon=True)
         self.thread.start()
@@ -124,6 +125,9 @@ class _Lane:
         except BaseException as exc:  # the engine failed: every waiting call says so
             with self.cond:
                 self.error = exc
+        finally:
+            with self.cond:
+                self.ended = True
                 self.cond.notify_all()
 
     def step(self, seq: int, snippet: Snippet, timeout_s: float) -> Update:
@@ -135,14 +139,17 @@ class _Lane:
         deadline = time.monotonic() + timeout_s
         with self.cond:
             try:
-                while self.waiting[snippet.index] is None and self.error is None:
+                while self.waiting[snippet.index] is None and self.error is None and not self.ended:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError(f"snippet {snippet.index} was not stepped within {timeout_s:.0f} s")
                     self.cond.wait(left)
-                if self.waiting[snippet.index] is None:
+                if self.waiting[snippet.index] is not None:
+                    return self.waiting[snippet.index]
+                if self.error is not None:
                     raise RuntimeError(f"this session's stream failed on the worker: {self.error}") from self.error
-                return self.waiting[snippet.index]
+                raise SessionNotHeld(f"the session was closed on this worker before snippet {snippet.index} "
+                                     "was stepped")
             finally:
                 self.waiting.pop(snippet.index, None)
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -144,3 +145,17 @@ def test_cluster_status_command_shows_each_worker(started):
     assert set(rows) == set(cluster.workers)
     for name, row in rows.items():
         assert row[1] == "127.0.0.1" and int(row[2]) == cluster.worker_pid(name) and row[3] == "cpu"
+
+
+def test_closing_a_streaming_session_ends_its_stream_at_once(cluster, clips):
+    session = cluster.session()
+    seen = []
+    started = time.monotonic()
+    for update in session.stream(clips[5].source(realtime=True)):
+        seen.append(update)
+        if len(seen) == 2:
+            threading.Thread(target=session.close).start()
+    snippets = round(clips[5].duration / cluster.media.snippet_seconds)
+    assert 2 <= len(seen) < snippets, "the stream ended before the clip did"
+    assert time.monotonic() - started < clips[5].duration + 5.0, "no call waited for a step that never came"
+    assert session.closed
