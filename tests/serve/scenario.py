@@ -298,6 +298,8 @@ async def browser(options: dict, out_dir: Path) -> dict:
                                                        "window.streamer.status.snippets >= 2", 40)
                 run["state"] = await page.eval("window.streamer.state")
                 run["sent_codec"] = await page.eval("window.streamerCodec()")
+                phrase = "a " + colour_question.rstrip("?").split()[-1]  # its subject shape: on screen throughout
+                run["watch_request"] = await page.eval(f"window.streamerWatch({json.dumps(phrase)})")
                 for n in range(options["rounds"] * len(questions)):
                     kind, text = questions[n % len(questions)]
                     request = await page.eval(f"window.streamerAsk({json.dumps(text)})")
@@ -310,6 +312,16 @@ async def browser(options: dict, out_dir: Path) -> dict:
                     record.update(kind=kind, question=text)
                     run["asked"].append(record)
                     await asyncio.sleep(options.get("gap_s", 0.5))
+                search = await page.eval(f"window.streamerSearch({json.dumps(phrase)})")
+                await page.wait(f"window.streamer.searches[{json.dumps(search)}].moments !== null || "
+                                f"window.streamer.searches[{json.dumps(search)}].error !== null", 10)
+                run["standing"] = await page.eval(
+                    f"(() => {{ const s = window.streamer; return {{watches: Object.values(s.watches).map(w => w.text),"
+                    f" events: s.events, search: s.searches[{json.dumps(search)}],"
+                    f" watches_shown: document.querySelectorAll('#watches li').length,"
+                    f" events_shown: document.querySelectorAll('#events li').length,"
+                    f" moments_shown: document.querySelectorAll('#moments li').length}}; }})()")
+                run["standing"]["phrase"] = phrase
                 run["first_snippet_ms"] = await page.eval("window.streamer.firstSnippetAt")
                 run["answer_text_on_page"] = await page.eval(
                     "document.querySelector('#answers li .a') && document.querySelector('#answers li .a').textContent")

@@ -55,6 +55,14 @@ def test_browser_page_answers_easy_kinds_vp8_and_h264(tmp_path):
         asked = run["asked"]
         assert all(a["error"] is None and a["final"] is not None for a in asked), asked
         assert run["answer_text_on_page"] == asked[-1]["final"], "the page shows the last answer"
+        standing = run["standing"]  # the page's watch and search controls, over the data channel
+        assert standing["watches"] == [standing["phrase"]] and standing["watches_shown"] == 1, standing
+        assert standing["events_shown"] == len(standing["events"]), "every event is listed on the page"
+        assert all(e["phrase"] == standing["phrase"] and 0 <= e["t0"] < e["t1"] for e in standing["events"])
+        found = standing["search"]
+        assert found["error"] is None and isinstance(found["moments"], list), found
+        assert standing["moments_shown"] == len(found["moments"])
+        assert all(0 <= m["start"] < m["end"] for m in found["moments"])
         total += len(asked)
         for a in asked:
             status = a["status"]
