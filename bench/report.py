@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.measure import percentiles
 
-BENCHMARKS = ("micro", "stream", "scale", "memory", "attention", "watch")
+BENCHMARKS = ("micro", "stream", "scale", "memory", "attention", "watch", "cluster")
 RUN_KEYS = ("machine", "versions", "device", "size")  # stored once per results file, not per test
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -331,8 +331,45 @@ def watch_table(document: dict) -> str:
                   "added with the watches", "the watches themselves"], body) + note
 
 
+def cluster_live_rows(document: dict) -> list[dict]:
+    order = {"in-process": 0, "workers1": 1, "workers2": 2}
+    return sorted((t["measured"] for t in tests_named(document, "test_cluster_live_streams")),
+                  key=lambda m: (order.get(m["where"], 9), m["streams"]))
+
+
+def cluster_table(document: dict) -> str:
+    parts = []
+    overhead = one_test(document, "test_cluster_overhead")
+    if overhead is not None:
+        m = overhead["measured"]
+        inside, cluster = m["in_process"], m["cluster"]
+        parts.append(table(
+            ["one session, offline", "in process", "cluster, 1 worker", "ratio", "added"],
+            [["per snippet (stream wall time / snippets)", f"{inside['ms_per_snippet']:.1f} ms",
+              f"{cluster['ms_per_snippet']:.1f} ms", f"{m['step_ratio']:.2f}×", f"{m['step_overhead_ms']:+.1f} ms"],
+             ["per answer (median)", f"{inside['answer_ms_median']:.1f} ms", f"{cluster['answer_ms_median']:.1f} ms",
+              f"{m['answer_ratio']:.2f}×", f"{m['answer_overhead_ms']:+.1f} ms"]]))
+    rows = cluster_live_rows(document)
+    if rows:
+        parts.append(table(
+            ["engine", "live streams", "snippet latency, p50 / p95 / p99", "worst-stream RTF", "mean batch",
+             "first answer token, p50 / p95 / p99", "real time"],
+            [[r["where"].replace("workers", "cluster, ") + (" worker(s)" if r["where"] != "in-process" else ""),
+              str(r["streams"]), ms_triplet(r["latency_ms"], scale=1e-3), f"{r['worst_stream_rtf']:.3f}",
+              f"{r['mean_batch']:.1f}", ms_triplet(r["first_token_ms"], scale=1e-3),
+              "yes" if r["real_time"] else "**no**"] for r in rows]))
+    restore = one_test(document, "test_cluster_restore")
+    if restore is not None:
+        m = restore["measured"]
+        parts.append(f"A worker killed (SIGKILL) under 4 streaming sessions: {m['restores']} session(s) restored, in "
+                     + ", ".join(f"{t:.2f} s" for t in m["took_s"]) + " (replaying "
+                     + ", ".join(str(n) for n in m["replayed"]) + " snippets); nothing lost.")
+    return "\n\n".join(parts)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {"micro": micro_table, "stream": stream_table, "scale": scale_table,
-                                            "memory": memory_table, "attention": attention_table, "watch": watch_table}
+                                            "memory": memory_table, "attention": attention_table, "watch": watch_table,
+                                            "cluster": cluster_table}
 
 
 def benchmark_section(name: str, documents: list[dict]) -> str:
@@ -524,7 +561,23 @@ def plot_watch(plt, document: dict):
     return fig
 
 
-PLOTS = {"micro": plot_micro, "stream": plot_stream, "scale": plot_scale, "memory": plot_memory, "watch": plot_watch}
+def plot_cluster(plt, document: dict):
+    rows = cluster_live_rows(document)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for where in dict.fromkeys(r["where"] for r in rows):
+        mine = [r for r in rows if r["where"] == where]
+        ax.plot([r["streams"] for r in mine], [r["latency_ms"]["p95"] for r in mine], marker="o", label=where)
+    if rows:
+        ax.axhline(rows[0]["snippet_s"] * 1e3, color="red", ls="--", label="snippet duration")
+    ax.set(xscale="log", yscale="log", xlabel="live streams", ylabel="p95 snippet latency (ms)",
+           title="live streams: in process and on the cluster")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+PLOTS = {"micro": plot_micro, "stream": plot_stream, "scale": plot_scale, "memory": plot_memory, "watch": plot_watch,
+         "cluster": plot_cluster}
 
 
 def main(argv: list[str] | None = None) -> None:

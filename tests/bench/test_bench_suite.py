@@ -14,7 +14,7 @@ import pytest
 from bench import report
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("micro", "stream", "scale", "memory", "attention", "performance")
+SECTIONS = ("micro", "stream", "scale", "memory", "attention", "cluster", "performance")
 
 
 def _pytest(*args: str, timeout: int) -> subprocess.CompletedProcess:
@@ -52,7 +52,7 @@ def test_report_publishes_a_run_and_leaves_the_rest_unmeasured(tmp_path):
     assert "old" not in text and text.startswith("intro\n")
     micro = text.split("<!-- bench:micro -->")[1].split("<!-- /bench:micro -->")[0]
     assert "log-mel of one snippet's audio" in micro and "resample 48 → 16 kHz" in micro and "× real time" in micro
-    for name in ("stream", "scale", "memory", "attention"):
+    for name in ("stream", "scale", "memory", "attention", "cluster"):
         assert report.NOT_MEASURED in text.split(f"<!-- bench:{name} -->")[1].split(f"<!-- /bench:{name} -->")[0]
     performance = text.split("<!-- bench:performance -->")[1]
     assert performance.count(report.NOT_MEASURED) >= 5, "a target was reported without a measurement"
