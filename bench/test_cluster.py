@@ -39,8 +39,13 @@ class _Cluster:
 
     def __init__(self, workers: int, threads: int, **overrides) -> None:
         self.local = LocalCluster(num_cpus=max(4, workers + 2))
-        ray.init(address=self.local.address, namespace="streamer", log_to_driver=False)
-        self.engine = ClusterEngine(ClusterConfig(workers=workers, threads_per_worker=threads, **overrides))
+        try:
+            ray.init(address=self.local.address, namespace="streamer", log_to_driver=False)
+            self.engine = ClusterEngine(ClusterConfig(workers=workers, threads_per_worker=threads, **overrides))
+        except BaseException:
+            ray.shutdown()
+            self.local.close()
+            raise
 
     def close(self) -> None:
         self.engine.close()

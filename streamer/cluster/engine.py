@@ -49,6 +49,7 @@ class ClusterConfig:
     checkpoint_every: int = 8  # snippets between a session's checkpoints (the most a failure replays)
     call_timeout_s: float = 60.0
     restore_timeout_s: float = 60.0
+    start_timeout_s: float = 300.0  # a worker loading its model on a busy node
     worker_restarts: int = 3  # Ray restarts of a worker process that died
     max_concurrency: int = 64  # calls one worker serves at once (its sessions' steps batch together)
     namespace: str = "streamer"
@@ -103,7 +104,7 @@ class ClusterEngine:
         try:
             self._start([self._free_name() for _ in range(config.workers)])
             first = next(iter(self._workers.values()))
-            about = self.get(first.actor.info.remote(), timeout=config.restore_timeout_s)
+            about = first.info
         except BaseException:
             self.close()
             raise
@@ -148,11 +149,11 @@ class ClusterEngine:
             ).remote(WorkerConfig(name, self.config.checkpoint, device, self.config.max_batch,
                                   self.config.threads_per_worker))
             handles.append(WorkerHandle(name, actor))
-        infos = self.get([h.actor.info.remote() for h in handles], timeout=self.config.restore_timeout_s)
-        with self._lock:
-            for handle, info in zip(handles, infos):
-                handle.info = info
-                self._workers[handle.name] = handle
+        with self._lock:  # known before they answer, so close() stops them even if they never do
+            self._workers.update((handle.name, handle) for handle in handles)
+        infos = self.get([h.actor.info.remote() for h in handles], timeout=self.config.start_timeout_s)
+        for handle, info in zip(handles, infos):
+            handle.info = info
 
     def _wants_gpu(self) -> bool:
         if self.config.device is not None:
