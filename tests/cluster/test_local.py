@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -162,12 +163,12 @@ def test_head_stops_when_its_owner_is_killed(short_folder, tmp_path):
 @needs_ray
 @pytest.mark.slow
 def test_reap_stops_what_a_killed_head_left(short_folder):
+    """Whether the GCS and raylet outlive a SIGKILLed head varies from run to run here (both
+    were seen); either way nothing of the cluster is left after `reap`."""
     cluster = LocalCluster(num_cpus=1, folder=short_folder, object_store_memory=SMALL_STORE)
     try:
         os.kill(cluster.head_pid, signal.SIGKILL)
         cluster._head.wait()
-        orphans = cluster_processes(short_folder)
-        assert orphans, "expected the GCS and raylet to outlive a SIGKILLed head"
         assert reap(short_folder, grace_s=10.0) == []
         assert cluster_processes(short_folder) == []
     finally:
@@ -183,15 +184,14 @@ def test_a_folder_too_long_for_ray_sockets_is_refused_before_starting(tmp_path):
     assert not folder.exists()
 
 
-def test_without_ray_the_error_names_the_extra_to_install():
-    """Run with site-packages off (-S), so Ray cannot be found."""
-    code = "from streamer.cluster.local import LocalCluster\nLocalCluster(num_cpus=1)"
-    result = subprocess.run(
-        [sys.executable, "-S", "-c", code],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode != 0
-    assert RAY_MISSING in result.stderr
+def test_without_ray_the_error_names_the_extra_to_install(monkeypatch):
+    """As if Ray were not installed: the cluster refuses to start and says what to install."""
+    import streamer.cluster.local as local
+
+    monkeypatch.setattr(local, "ray_available", lambda: False)
+    with pytest.raises(ModuleNotFoundError, match=re.escape(RAY_MISSING)):
+        LocalCluster(num_cpus=1)
+    import streamer
+
+    with pytest.raises(ModuleNotFoundError, match=re.escape(RAY_MISSING)):
+        streamer.connect(workers=1)
