@@ -316,16 +316,8 @@ class Session:
 
     async def astream(self, *sources: Iterable[MediaItem], flush: bool = True) -> AsyncIterator[Update]:
         """`stream` for asyncio: the waiting happens on a worker thread, never on the event loop."""
-        updates = self.stream(*sources, flush=flush)
-        done = object()
-        try:
-            while True:
-                update = await asyncio.to_thread(next, updates, done)
-                if update is done:
-                    return
-                yield update
-        finally:
-            await asyncio.to_thread(updates.close)
+        async for update in on_threads(self.stream(*sources, flush=flush)):
+            yield update
 
     def _drained(self) -> bool:
         return self._producers_left == 0 and not self._queue and self._in_flight is None
@@ -700,6 +692,20 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def on_threads(updates: Iterator[Update]) -> AsyncIterator[Update]:
+    """A blocking update iterator for asyncio: each wait runs on a worker thread, and the iterator
+    is closed (its stream stopped) however the loop ends."""
+    done = object()
+    try:
+        while True:
+            update = await asyncio.to_thread(next, updates, done)
+            if update is done:
+                return
+            yield update
+    finally:
+        await asyncio.to_thread(updates.close)
 
 
 def _join(producers: list[threading.Thread]) -> None:

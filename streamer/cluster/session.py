@@ -35,7 +35,7 @@ from streamer.chunker import Chunker
 from streamer.cluster.worker import Checkpoint
 from streamer.events import DEFAULT_FEED_SIZE, EventFeed
 from streamer.files import file_path, write_atomic
-from streamer.session import Answer, Update
+from streamer.session import Answer, Update, on_threads
 from streamer.sources.reading import check_sources, close_sources, on_wall_clock, plan_readers
 from streamer.state_io import StreamClock, with_front
 from streamer.watch import Moment, Watch
@@ -246,16 +246,9 @@ class ClusterSession:
                 producer.join(_JOIN_TIMEOUT_S)
 
     async def astream(self, *sources: Iterable[MediaItem], flush: bool = True) -> AsyncIterator[Update]:
-        updates = self.stream(*sources, flush=flush)
-        done = object()
-        try:
-            while True:
-                update = await asyncio.to_thread(next, updates, done)
-                if update is done:
-                    return
-                yield update
-        finally:
-            await asyncio.to_thread(updates.close)
+        """`stream` for asyncio (waits on worker threads)."""
+        async for update in on_threads(self.stream(*sources, flush=flush)):
+            yield update
 
     def _produce(self, owned: list[Iterable[MediaItem]], items: Iterable[MediaItem], live: bool, flush: bool) -> None:
         finished = True
