@@ -202,8 +202,10 @@ class ClusterSession:
         try:
             while True:
                 with self._lock:
+                    # snippets in flight count towards the next checkpoint, so a restore replays at most
+                    # `checkpoint_every` of them
                     while len(sent) < self.engine.config.window and self._queue and not self._holds \
-                            and self._acked_since_checkpoint < self.engine.config.checkpoint_every:
+                            and self._acked_since_checkpoint + len(sent) < self.engine.config.checkpoint_every:
                         item = self._queue.popleft()
                         self._in_flight += 1
                         sent.append(item)
