@@ -20,15 +20,15 @@ once (`WatchSet.fire`). Events go into that snippet's `Update` and to the sessio
 feeds. A watch with a check is confirmed by asking the decoder on the thread that reads
 the stream (`stream()`), never on the scheduler's, which serves every session.
 
-Why one module of ~600 lines: the producer, stepping and caller halves of `Session` share
-one lock and one set of invariants (the queue, the snippet in flight, the outbox, the
-watches and the index), so they are one class, read together.
+The producer half (source threads, chunker, queue) is `streamer.producing.SnippetProducer`,
+shared with the cluster front's session. The stepping and caller halves share one lock and
+one set of invariants with it (the queue, the snippet in flight, the outbox, the watches and
+the index), so they stay one class, read together.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import weakref
 from collections import deque
@@ -43,16 +43,15 @@ import torch
 from model import StreamerModel
 from model.media import MediaItem, MediaSpec, Snippet
 from model.state import State
-from streamer.chunker import Chunker
 from streamer.events import DEFAULT_FEED_SIZE, EventFeed
 from streamer.files import file_path, write_atomic
+from streamer.producing import Queued, SnippetProducer, join_readers
 from streamer.scheduler import StepInfo
-from streamer.sources.reading import check_sources, close_sources, corrupt_packets, on_wall_clock, plan_readers
+from streamer.sources.reading import check_sources, corrupt_packets, plan_readers
 from streamer.state_io import SavedSession, StateError, StreamClock, encode_session
 from streamer.watch import (DEFAULT_INDEX_HOURS, Event, Moment, SnippetIndex, SnippetScores, Watch, WatchSet,
                             WatchTable, index_capacity, search_spans)
 
-_JOIN_TIMEOUT_S = 5.0
 _EMBED_BATCH = 256  # phrases embedded per call when many are watched or restored at once
 
 # The answer to any question while the state holds no snippet: the model would answer from
@@ -119,12 +118,6 @@ class Answer:
         return self.snippets > 0
 
 
-@dataclass
-class _Queued:
-    snippet: Snippet
-    ready_at: float  # perf_counter() when the chunker emitted it
-
-
 class Host(Protocol):
     """What a Session needs from whatever steps it (the Engine is one)."""
 
@@ -141,35 +134,22 @@ class Host(Protocol):
         """Stop stepping `session`: it is closing."""
 
 
-class Session:
+class Session(SnippetProducer):
     """A stream attached to an Engine. Create with `engine.session()` or `engine.load_session(path)`."""
 
     def __init__(self, host: Host, *, max_queued: int = 4, saved: SavedSession | None = None,
                  index_hours: float | None = None) -> None:
         """`index_hours`: stream hours the moment index keeps (None: `DEFAULT_INDEX_HOURS`, or
         what the saved session kept)."""
-        if max_queued < 1:
-            raise ValueError(f"max_queued must be at least 1 snippet, got {max_queued}")
         capacity = None if index_hours is None else index_capacity(index_hours, host.media.snippet_seconds)
         self.host = host
-        self.max_queued = max_queued
-        self._lock = threading.Condition()
-        self._chunker = Chunker(host.media)
-        self._queue: deque[_Queued] = deque()
+        self._init_producer(host.media, max_queued)
         self._outbox: deque[Update] = deque()
-        self._in_flight: _Queued | None = None
+        self._in_flight: Queued | None = None
         self._attached = False  # a stream() is running: only then are snippets stepped
         self._live = False
-        self._stop = False
-        self._generation = 0
-        self._producers_left = 0  # sources of the running stream still being read
-        self._stopped_early = False
-        self._error: BaseException | None = None
-        self._producers: list[threading.Thread] = []  # the running stream's source readers
         self._sources: tuple[Iterable[MediaItem], ...] = ()  # the latest stream's sources
         self._corrupt_before = 0  # corrupt packets skipped by the sources of earlier streams
-        self._newest_t1 = 0.0
-        self._dropped_since_update = 0
         self._closed = False
         self._feeds: weakref.WeakSet[EventFeed] = weakref.WeakSet()
         self._next_watch = 1  # id of the next watch
@@ -191,7 +171,7 @@ class Session:
             except Exception as exc:
                 raise StateError(f"the saved chunker data is malformed: {exc}") from None
             now = time.perf_counter()
-            self._queue.extend(_Queued(s, now) for s in saved.pending)
+            self._queue.extend(Queued(s, now) for s in saved.pending)
             self._newest_t1 = max([self.clock.t] + [s.t1 for s in saved.pending])
 
     def _restore_alignment(self, table: WatchTable, saved: SavedSession | None, capacity: int | None) -> None:
@@ -274,21 +254,11 @@ class Session:
                 raise RuntimeError(
                     "this session is already streaming a source; use one session per stream (engine.session())"
                 )
-            self._generation += 1
-            generation = self._generation
-            self._attached, self._live, self._stop = True, live, False
-            self._producers_left, self._stopped_early, self._error = len(readers), False, None
+            self._attached, self._live = True, live
             self._outbox = deque(maxlen=4 * self.max_queued) if live else deque()
-            self._chunker.start_source()  # its clock may start anywhere: it continues this stream's timeline
             self._corrupt_before += corrupt_packets(self._sources)
             self._sources = sources
-            origin = time.perf_counter()
-            producers = self._producers = [
-                threading.Thread(target=self._produce, name="streamer-source", daemon=True,
-                                 args=(reader.owned, on_wall_clock(reader.items, origin) if reader.wall_clock
-                                       else reader.items, live, flush, generation))
-                for reader in readers
-            ]
+            producers = self._start_readers(readers, live, flush, name="streamer-source")
         for producer in producers:
             producer.start()
         self.host.wake()
@@ -312,7 +282,7 @@ class Session:
                 self._stop, self._attached = True, False
                 self._outbox.clear()
                 self._lock.notify_all()
-            _join(producers)
+            join_readers(producers)
 
     async def astream(self, *sources: Iterable[MediaItem], flush: bool = True) -> AsyncIterator[Update]:
         """`stream` for asyncio: the waiting happens on a worker thread, never on the event loop."""
@@ -322,60 +292,8 @@ class Session:
     def _drained(self) -> bool:
         return self._producers_left == 0 and not self._queue and self._in_flight is None
 
-    def _produce(self, owned: list[Iterable[MediaItem]], items: Iterable[MediaItem | Snippet], live: bool,
-                 flush: bool, generation: int) -> None:
-        """Read items into the chunker, then close the `owned` sources. A source may also yield
-        snippets already cut (an engine worker's, from a cluster front): they are queued as they are."""
-        finished = True
-        try:
-            for item in items:
-                with self._lock:
-                    while not live and len(self._queue) >= self.max_queued and self._current(generation):
-                        self._lock.wait()
-                    if self._generation != generation:
-                        finished = False
-                        return  # a newer stream owns the session now
-                    # An item already taken from the source is kept even when the stream is
-                    # being stopped, so a caller who continues the same iterator loses nothing.
-                    if isinstance(item, Snippet):
-                        self._enqueue([item], live)
-                    else:
-                        self._chunker.push(item)
-                        self._enqueue(self._chunker.pop_ready(), live)
-                    if self._stop:
-                        finished = False
-                        break
-                self.host.wake()
-        except Exception as exc:  # a source or chunker error ends the stream; stream() re-raises it
-            finished = False
-            with self._lock:
-                if self._current(generation):
-                    self._error = exc
-                    self._lock.notify_all()
-        finally:
-            close_sources(owned)
-            with self._lock:
-                if self._generation == generation:
-                    self._producers_left -= 1
-                    self._stopped_early |= not finished
-                    if self._producers_left == 0 and flush and not (self._stopped_early or self._stop):
-                        self._enqueue(self._chunker.flush(), live)  # the last source ended: cut the tail
-                self._lock.notify_all()
-            self.host.wake()
-
-    def _current(self, generation: int) -> bool:
-        return self._generation == generation and not self._stop
-
-    def _enqueue(self, snippets: list[Snippet], live: bool) -> None:
-        now = time.perf_counter()
-        for snippet in snippets:
-            self._queue.append(_Queued(snippet, now))
-            self._newest_t1 = max(self._newest_t1, snippet.t1)
-        while live and len(self._queue) > self.max_queued:
-            self._queue.popleft()
-            self.clock.dropped += 1
-            self._dropped_since_update += 1
-        self._lock.notify_all()
+    def _wake(self) -> None:
+        self.host.wake()
 
     # ------------------------------------------------------------------ scheduler lane
     def take_ready(self) -> tuple[Snippet, State] | None:
@@ -680,12 +598,12 @@ class Session:
                 return
             self._closed = True
             self._stop, self._attached = True, False
-            producers = self._producers
+            producers = self._readers
             for feed in list(self._feeds):
                 feed.close()
             self._lock.notify_all()
         self.host.detach(self)
-        _join(producers)
+        join_readers(producers)
 
     def __enter__(self) -> Session:
         return self
@@ -706,10 +624,3 @@ async def on_threads(updates: Iterator[Update]) -> AsyncIterator[Update]:
             yield update
     finally:
         await asyncio.to_thread(updates.close)
-
-
-def _join(producers: list[threading.Thread]) -> None:
-    """Wait for source readers to stop; each stops after the item it is reading (bounded, for a stuck device)."""
-    for producer in producers:
-        if producer is not threading.current_thread():
-            producer.join(_JOIN_TIMEOUT_S)

@@ -31,18 +31,17 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from model.media import MediaItem, Snippet
-from streamer.chunker import Chunker
 from streamer.cluster.worker import Checkpoint
 from streamer.events import DEFAULT_FEED_SIZE, EventFeed
 from streamer.files import file_path, write_atomic
+from streamer.producing import Queued, SnippetProducer, join_readers
 from streamer.session import Answer, Update, on_threads
-from streamer.sources.reading import check_sources, close_sources, on_wall_clock, plan_readers
+from streamer.sources.reading import check_sources, plan_readers
 from streamer.state_io import StreamClock, with_front
 from streamer.watch import Moment, Watch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_JOIN_TIMEOUT_S = 5.0
 
 
 class WorkerLost(RuntimeError):
@@ -104,7 +103,7 @@ class _Sent:
     worker: WorkerHandle | None = None  # where it was sent
 
 
-class ClusterSession:
+class ClusterSession(SnippetProducer):
     """A stream whose state lives on a cluster worker. Create with `cluster.session()`."""
 
     def __init__(self, engine: Front, sid: str, worker: WorkerHandle, opened: dict, *, max_queued: int,
@@ -112,15 +111,14 @@ class ClusterSession:
                  pending: Sequence[Snippet] = ()) -> None:
         self.id = sid
         self.engine = engine
-        self.max_queued = max_queued
+        self._init_producer(engine.media, max_queued)  # its lock guards the chunker, queue, clock and holds
         self._index_hours = index_hours
         self._worker = worker
-        self._lock = threading.Condition()  # chunker, queue, clock, holds
         self._calls = threading.RLock()  # the worker handle, sequence numbers and restores
-        self._chunker = Chunker(engine.media)
         if chunker_state:
             self._chunker.load_state_dict(chunker_state)
-        self._queue: deque[_Sent] = deque(_Sent(s, time.perf_counter()) for s in pending)
+        now = time.perf_counter()
+        self._queue.extend(Queued(s, now) for s in pending)
         self.clock = StreamClock(steps=opened["steps"], dropped=opened["dropped"], t=opened["t"])
         self._seq = 0  # snippets sent to the current worker since it opened the session
         self._checkpoint: Checkpoint | None = None
@@ -130,12 +128,8 @@ class ClusterSession:
         self._holds = 0  # save/drain waiting for no snippet in flight
         self._in_flight = 0
         self._attached = False
-        self._stop = False
         self._closed = False
-        self._producers_left = 0
-        self._error: BaseException | None = None
         self._newest_t1 = self.clock.t
-        self._dropped_since_update = 0
         self._feeds: weakref.WeakSet[EventFeed] = weakref.WeakSet()
         self._restored: Restore | None = None  # to put on the next update
         self.restores: list[Restore] = []
@@ -186,16 +180,8 @@ class ClusterSession:
                 raise RuntimeError("this session is closed; start another with cluster.session()")
             if self._attached:
                 raise RuntimeError("this session is already streaming a source; use one session per stream")
-            self._attached, self._stop, self._error = True, False, None
-            self._producers_left = len(readers)
-            self._chunker.start_source()
-            origin = time.perf_counter()
-            producers = [
-                threading.Thread(target=self._produce, name="streamer-front-source", daemon=True,
-                                 args=(reader.owned, on_wall_clock(reader.items, origin) if reader.wall_clock
-                                       else reader.items, live, flush))
-                for reader in readers
-            ]
+            self._attached = True
+            producers = self._start_readers(readers, live, flush, name="streamer-front-source")
         for producer in producers:
             producer.start()
         sent: deque[_Sent] = deque()
@@ -206,9 +192,9 @@ class ClusterSession:
                     # `checkpoint_every` of them
                     while len(sent) < self.engine.config.window and self._queue and not self._holds \
                             and self._acked_since_checkpoint + len(sent) < self.engine.config.checkpoint_every:
-                        item = self._queue.popleft()
+                        queued = self._queue.popleft()
                         self._in_flight += 1
-                        sent.append(item)
+                        sent.append(_Sent(queued.snippet, queued.ready_at))
                         self._lock.notify_all()
                     unsent = [item for item in sent if item.ref is None]
                 for item in unsent:
@@ -244,48 +230,12 @@ class ClusterSession:
                 self._stop, self._attached = True, False
                 self._lock.notify_all()
             self._settle(sent)
-            for producer in producers:
-                producer.join(_JOIN_TIMEOUT_S)
+            join_readers(producers)
 
     async def astream(self, *sources: Iterable[MediaItem], flush: bool = True) -> AsyncIterator[Update]:
         """`stream` for asyncio (waits on worker threads)."""
         async for update in on_threads(self.stream(*sources, flush=flush)):
             yield update
-
-    def _produce(self, owned: list[Iterable[MediaItem]], items: Iterable[MediaItem], live: bool, flush: bool) -> None:
-        finished = True
-        try:
-            for item in items:
-                with self._lock:
-                    while not live and len(self._queue) >= self.max_queued and not self._stop:
-                        self._lock.wait()
-                    self._chunker.push(item)
-                    self._enqueue(self._chunker.pop_ready(), live)
-                    if self._stop:
-                        finished = False
-                        break
-        except Exception as exc:
-            finished = False
-            with self._lock:
-                self._error = exc
-        finally:
-            close_sources(owned)
-            with self._lock:
-                self._producers_left -= 1
-                if self._producers_left == 0 and flush and finished and not self._stop:
-                    self._enqueue(self._chunker.flush(), live)
-                self._lock.notify_all()
-
-    def _enqueue(self, snippets: list[Snippet], live: bool) -> None:
-        now = time.perf_counter()
-        for snippet in snippets:
-            self._queue.append(_Sent(snippet, now))
-            self._newest_t1 = max(self._newest_t1, snippet.t1)
-        while live and len(self._queue) > self.max_queued:
-            self._queue.popleft()
-            self.clock.dropped += 1
-            self._dropped_since_update += 1
-        self._lock.notify_all()
 
     def _acknowledge(self, item: _Sent, update: Update) -> Update:
         """Book a stepped snippet (under the lock) and make the update the caller sees."""
@@ -399,7 +349,7 @@ class ClusterSession:
                 update = self.engine.get(sent[0].ref)
             except Exception as exc:
                 with self._lock:
-                    self._queue.extendleft(_Sent(item.snippet, item.ready_at) for item in reversed(sent))
+                    self._queue.extendleft(Queued(item.snippet, item.ready_at) for item in reversed(sent))
                     self._in_flight -= len(sent)
                     self._lock.notify_all()
                 try:
