@@ -1,0 +1,133 @@
+"""What goes wrong when the model binds a sound to its shape? Sorts every `who_made` and
+`sound_of` answer of a checkpoint by the kind of mistake.
+
+    .venv/bin/python -m experiments.binding_errors [CHECKPOINT] [--split test] [--clips 100]
+
+`who_made` ("which shape made the drum?") answers are sorted into: right; colour right but
+shape wrong; shape right but colour wrong; another shape the clip showed (the sound bound to
+the wrong object); and neither (a pair the clip never showed). `sound_of` answers into: right;
+another sound the clip played (wrong object); "silence" for a shape that sounded; a sound for a
+shape that made none; and a sound the clip never played. Each `who_made` question is also split
+by how many shapes were on screen when the sound first played, and by how long ago that was,
+so one can tell a perception limit (the shape misread) from a binding or a memory limit.
+Writes experiments/results/understanding/binding-errors-SPLIT.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+
+from model.streamer_model import StreamerModel
+from training import checkpointing
+from training.data import world_sample
+from training.evaluate import EvalClip, EvalQuestion, evaluate, normalise
+from training.world.clip import World, WorldConfig
+from training.world.timeline import Timeline
+
+RESULTS = Path(__file__).parent / "results" / "understanding"
+KINDS = ("who_made", "sound_of")
+
+
+def who_made_error(timeline: Timeline, t_ask: float, truth: str, got: str) -> str:
+    if got == truth:
+        return "right"
+    seen = {s.name for s in timeline.shapes if s.t_start < t_ask}
+    if got in seen:
+        return "another shape of the clip"
+    truth_color, _, truth_shape = truth.partition(" ")
+    got_color, _, got_shape = got.partition(" ")
+    if got_color == truth_color:
+        return "colour right, shape wrong"
+    if got_shape == truth_shape:
+        return "shape right, colour wrong"
+    return "neither"
+
+
+def sound_of_error(timeline: Timeline, t_ask: float, truth: str, got: str) -> str:
+    if got == truth:
+        return "right"
+    heard = {s.sound for s in timeline.sounds if s.t_start < t_ask}
+    if truth == "silence":
+        return "a sound for a silent shape"
+    if got == "silence":
+        return "silence for a shape that sounded"
+    if got in heard:
+        return "another sound of the clip"
+    return "a sound never played"
+
+
+def first_play_context(timeline: Timeline, sound: str, t_ask: float) -> tuple[int, float] | None:
+    """Shapes on screen at the sound's first play, and seconds from that play to the question."""
+    play = next((s for s in timeline.sounds if s.sound == sound and s.t_start < t_ask), None)
+    if play is None:
+        return None
+    on_screen = sum(1 for s in timeline.shapes if s.t_start <= play.t_start < s.t_end)
+    return on_screen, t_ask - play.t_start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", nargs="?", default="streamer/checkpoints/tiny")
+    parser.add_argument("--split", default="test", choices=("test", "compositional", "long"))
+    parser.add_argument("--clips", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model_dir = checkpointing.resolve_model_dir(args.checkpoint)
+    model = StreamerModel.load(model_dir).eval()
+    world = World(WorldConfig.preset(args.split, spec=model.cfg.media, kinds=KINDS, questions_per_clip=4))
+    clips, timelines = [], []
+    for i in range(args.clips):
+        clip = world.clip(i)
+        sample = world_sample(clip)
+        questions = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in sample["questions"]]
+        clips.append(EvalClip(sample["video"], sample["audio"], questions, name=str(i)))
+        timelines.append(clip)
+    result = evaluate(model, clips, data=f"world:{args.split}", keep_mistakes=10**9)
+
+    wrong = {(m["clip"], m["question"]): normalise(m["generated"]) for m in result.mistakes}
+    errors: dict[str, Counter] = {k: Counter() for k in KINDS}
+    by_context: dict[str, Counter] = defaultdict(Counter)
+    for clip, eval_clip in zip(timelines, clips):
+        t_snippet = clip.spec.snippet_seconds
+        for q in eval_clip.questions:
+            truth = normalise(q.answer)
+            got = wrong.get((eval_clip.name, q.text), truth)
+            t_ask = q.ask_snippets * t_snippet
+            if q.kind == "who_made":
+                error = who_made_error(clip.timeline, t_ask, truth, got)
+                sound = q.text.rstrip("?").split()[-1]
+                context = first_play_context(clip.timeline, sound, t_ask)
+                if context is not None:
+                    shapes, ago = context
+                    ago_bin = "< 2 s" if ago < 2 else "2-5 s" if ago < 5 else ">= 5 s"
+                    by_context[f"{shapes} on screen at the play"][error == "right"] += 1
+                    by_context[f"play {ago_bin} before the question"][error == "right"] += 1
+            else:
+                error = sound_of_error(clip.timeline, t_ask, truth, got)
+            errors[q.kind][error] += 1
+
+    report = {
+        "checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "split": args.split,
+        "clips": args.clips, "accuracy": {k: result.accuracy(k) for k in KINDS},
+        "errors": {k: dict(v.most_common()) for k, v in errors.items()},
+        "who_made_accuracy_by_context": {
+            k: {"right": v[True], "total": v[True] + v[False], "accuracy": round(v[True] / (v[True] + v[False]), 3)}
+            for k, v in sorted(by_context.items())
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"binding-errors-{args.split}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
