@@ -55,6 +55,24 @@ class SnippetProducer:
         self._dropped_since_update = 0
         self._readers: list[threading.Thread] = []  # the running stream's source threads
 
+    @property
+    def t(self) -> float:
+        """Stream seconds covered by the state."""
+        with self._lock:
+            return self.clock.t
+
+    @property
+    def steps(self) -> int:
+        """Snippets stepped into the state."""
+        with self._lock:
+            return self.clock.steps
+
+    @property
+    def dropped(self) -> int:
+        """Snippets a live source dropped because stepping fell behind."""
+        with self._lock:
+            return self.clock.dropped
+
     def _wake(self) -> None:
         """A snippet may be ready to step."""
 

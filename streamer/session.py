@@ -194,22 +194,6 @@ class Session(SnippetProducer):
 
     # ----------------------------------------------------------------------------- info
     @property
-    def t(self) -> float:
-        """Stream seconds covered by the state."""
-        with self._lock:
-            return self.clock.t
-
-    @property
-    def steps(self) -> int:
-        with self._lock:
-            return self.clock.steps
-
-    @property
-    def dropped(self) -> int:
-        with self._lock:
-            return self.clock.dropped
-
-    @property
     def corrupt_packets(self) -> int:
         """Undecodable packets its sources skipped and went on (`File.corrupt_packets`), in every
         stream of this session object so far (not saved with the state)."""

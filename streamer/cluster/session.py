@@ -141,21 +141,6 @@ class ClusterSession(SnippetProducer):
         return self._worker.name
 
     @property
-    def t(self) -> float:
-        with self._lock:
-            return self.clock.t
-
-    @property
-    def steps(self) -> int:
-        with self._lock:
-            return self.clock.steps
-
-    @property
-    def dropped(self) -> int:
-        with self._lock:
-            return self.clock.dropped
-
-    @property
     def closed(self) -> bool:
         with self._lock:
             return self._closed
