@@ -10,7 +10,7 @@ another sound the clip played (wrong object); "silence" for a shape that sounded
 shape that made none; and a sound the clip never played. Each `who_made` question is also split
 by how many shapes were on screen when the sound first played, and by how long ago that was,
 so one can tell a perception limit (the shape misread) from a binding or a memory limit.
-Writes experiments/results/understanding/binding-errors-SPLIT.json.
+Writes experiments/results/understanding/binding-errors-SPLIT.json (or `--out`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import torch
 from model.streamer_model import StreamerModel
 from training import checkpointing
 from training.data import world_sample
-from training.evaluate import EvalClip, EvalQuestion, evaluate, normalise
-from training.world.clip import World, WorldConfig
+from training.evaluate import EvalClip, EvalQuestion, EvalResult, evaluate, normalise
+from training.world.clip import Clip, World, WorldConfig
 from training.world.timeline import Timeline
 
 RESULTS = Path(__file__).parent / "results" / "understanding"
@@ -70,48 +70,57 @@ def first_play_context(timeline: Timeline, sound: str, t_ask: float) -> tuple[in
     return on_screen, t_ask - play.t_start
 
 
+def ask_world(model: StreamerModel, split: str, kinds: tuple[str, ...], clips: int, per_clip: int = 4
+              ) -> tuple[EvalResult, list[tuple[Clip, EvalQuestion, str, str]]]:
+    """Stream `clips` clips of a world split with questions of `kinds` only, answering each at its
+    time; returns the result and, per question, (clip, question, true answer, model answer)."""
+    world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=kinds, questions_per_clip=per_clip))
+    rendered = [world.clip(i) for i in range(clips)]
+    asked = []
+    for i, clip in enumerate(rendered):
+        sample = world_sample(clip)
+        questions = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in sample["questions"]]
+        asked.append(EvalClip(sample["video"], sample["audio"], questions, name=str(i)))
+    result = evaluate(model, asked, data=f"world:{split}", keep_mistakes=10**9)
+    wrong = {(m["clip"], m["question"]): normalise(m["generated"]) for m in result.mistakes}
+    answered = []
+    for clip, eval_clip in zip(rendered, asked):
+        for q in eval_clip.questions:
+            truth = normalise(q.answer)
+            answered.append((clip, q, truth, wrong.get((eval_clip.name, q.text), truth)))
+    return result, answered
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", nargs="?", default="streamer/checkpoints/tiny")
     parser.add_argument("--split", default="test", choices=("test", "compositional", "long"))
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="report file (default: results/understanding/binding-errors-SPLIT.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     model_dir = checkpointing.resolve_model_dir(args.checkpoint)
     model = StreamerModel.load(model_dir).eval()
-    world = World(WorldConfig.preset(args.split, spec=model.cfg.media, kinds=KINDS, questions_per_clip=4))
-    clips, timelines = [], []
-    for i in range(args.clips):
-        clip = world.clip(i)
-        sample = world_sample(clip)
-        questions = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in sample["questions"]]
-        clips.append(EvalClip(sample["video"], sample["audio"], questions, name=str(i)))
-        timelines.append(clip)
-    result = evaluate(model, clips, data=f"world:{args.split}", keep_mistakes=10**9)
+    result, answered = ask_world(model, args.split, KINDS, args.clips)
 
-    wrong = {(m["clip"], m["question"]): normalise(m["generated"]) for m in result.mistakes}
     errors: dict[str, Counter] = {k: Counter() for k in KINDS}
     by_context: dict[str, Counter] = defaultdict(Counter)
-    for clip, eval_clip in zip(timelines, clips):
-        t_snippet = clip.spec.snippet_seconds
-        for q in eval_clip.questions:
-            truth = normalise(q.answer)
-            got = wrong.get((eval_clip.name, q.text), truth)
-            t_ask = q.ask_snippets * t_snippet
-            if q.kind == "who_made":
-                error = who_made_error(clip.timeline, t_ask, truth, got)
-                sound = q.text.rstrip("?").split()[-1]
-                context = first_play_context(clip.timeline, sound, t_ask)
-                if context is not None:
-                    shapes, ago = context
-                    ago_bin = "< 2 s" if ago < 2 else "2-5 s" if ago < 5 else ">= 5 s"
-                    by_context[f"{shapes} on screen at the play"][error == "right"] += 1
-                    by_context[f"play {ago_bin} before the question"][error == "right"] += 1
-            else:
-                error = sound_of_error(clip.timeline, t_ask, truth, got)
-            errors[q.kind][error] += 1
+    for clip, q, truth, got in answered:
+        t_ask = q.ask_snippets * clip.spec.snippet_seconds
+        if q.kind == "who_made":
+            error = who_made_error(clip.timeline, t_ask, truth, got)
+            sound = q.text.rstrip("?").split()[-1]
+            context = first_play_context(clip.timeline, sound, t_ask)
+            if context is not None:
+                shapes, ago = context
+                ago_bin = "< 2 s" if ago < 2 else "2-5 s" if ago < 5 else ">= 5 s"
+                by_context[f"{shapes} on screen at the play"][error == "right"] += 1
+                by_context[f"play {ago_bin} before the question"][error == "right"] += 1
+        else:
+            error = sound_of_error(clip.timeline, t_ask, truth, got)
+        errors[q.kind][error] += 1
 
     report = {
         "checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "split": args.split,
@@ -122,8 +131,8 @@ def main() -> None:
             for k, v in sorted(by_context.items())
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"binding-errors-{args.split}.json"
+    out = args.out or RESULTS / f"binding-errors-{args.split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))
     print(f"wrote {out}")

@@ -1,0 +1,79 @@
+"""Does the model misread shapes? Sorts a checkpoint's `shape_now` answers by how much of the
+shape is visible and how long it has been on screen, and counts which shape is taken for which.
+
+    .venv/bin/python -m experiments.shape_errors [CHECKPOINT] [--clips 120] [--out FILE]
+
+If mistakes concentrate on shapes half off the canvas or just appeared, the picture is
+ambiguous or the model answers too early; if fully visible shapes that stayed a while are
+misread, the encoder does not tell the shapes apart. Writes
+experiments/results/understanding/shape-errors.json (or `--out`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from experiments.binding_errors import RESULTS, ask_world
+from model.streamer_model import StreamerModel
+from training import checkpointing
+
+
+def visible_bin(fraction: float) -> str:
+    return "under 60% visible" if fraction < 0.6 else "60-95% visible" if fraction < 0.95 else "fully visible"
+
+
+def age_bin(seconds: float) -> str:
+    return "on screen < 0.64 s" if seconds < 0.64 else "on screen 0.64-1.3 s" if seconds < 1.3 else "on screen >= 1.3 s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", nargs="?", default="streamer/checkpoints/tiny")
+    parser.add_argument("--clips", type=int, default=120)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="report file (default: results/understanding/shape-errors.json)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model_dir = checkpointing.resolve_model_dir(args.checkpoint)
+    model = StreamerModel.load(model_dir).eval()
+    result, answered = ask_world(model, "test", ("shape_now",), args.clips, per_clip=3)
+
+    confusions: Counter = Counter()
+    by_bin: dict[str, Counter] = {}
+    for clip, q, truth, got in answered:
+        spec = clip.spec
+        last_frame = q.ask_snippets * spec.snippet_seconds - 1 / spec.fps  # what the answer is about
+        shown = [s for s in clip.timeline.shapes if s.visible_fraction(last_frame, spec.width, spec.height) > 0]
+        if len(shown) != 1:
+            continue  # shape_now is asked with exactly one shape on screen
+        shape = shown[0]
+        for name in (visible_bin(shape.visible_fraction(last_frame, spec.width, spec.height)),
+                     age_bin(last_frame - shape.t_start)):
+            by_bin.setdefault(name, Counter())[got == truth] += 1
+        if got != truth:
+            confusions[f"{truth} read as {got}"] += 1
+
+    report = {
+        "checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "split": "test", "clips": args.clips,
+        "accuracy": result.accuracy("shape_now"),
+        "by_visibility_and_time": {
+            k: {"right": v[True], "total": v[True] + v[False], "accuracy": round(v[True] / (v[True] + v[False]), 3)}
+            for k, v in sorted(by_bin.items())
+        },
+        "confusions": dict(confusions.most_common()),
+    }
+    out = args.out or RESULTS / "shape-errors.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
