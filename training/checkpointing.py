@@ -170,6 +170,19 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return path
 
 
+def last_checkpoints(run_dir: str | Path, count: int) -> list[Path]:
+    """The newest `count` complete checkpoints of a run, oldest first, ending at `latest`."""
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        raise ValueError(f"{run_dir} is not a training run with a `{LATEST}` checkpoint")
+    complete = sorted(p for p in latest.parent.iterdir()
+                      if p.name.startswith("step-") and p.name <= latest.name and (p / TRAINER_FILE).is_file())
+    if len(complete) < count:
+        raise ValueError(f"{run_dir} keeps {len(complete)} checkpoint(s), fewer than the {count} asked for; "
+                         f"train with --keep-last {count} (or more) to average them")
+    return complete[-count:]
+
+
 def resolve_model_dir(path: str | Path) -> Path:
     """A model folder from either a model folder or a training run folder (its latest)."""
     path = Path(path)

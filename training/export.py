@@ -3,7 +3,9 @@
     streamer export runs/tiny streamer/checkpoints/tiny --dtype float16
 
 CHECKPOINT is a model folder or a training run (its latest checkpoint). Halves the weights
-file. The card (training command, data, machine) and the run's curves and metrics come
+file. `--average-last N` ships the mean of a run's last N checkpoints' weights instead of the
+last one alone: the end of a cosine schedule wanders around a minimum, and the mean of those
+points sits nearer it (train with `--keep-last N` so they are kept). The card (training command, data, machine) and the run's curves and metrics come
 along, but the card's evaluation is dropped: it measured other weights. Re-measure with
 `streamer eval OUT --card ...`.
 """
@@ -33,14 +35,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrate-watch", type=int, default=0, metavar="CLIPS",
                         help="for a model with an alignment head: set the standing-query threshold to the one with "
                              "the best F1 on CLIPS clips of world:val (0 = keep the checkpoint's)")
+    parser.add_argument("--average-last", type=int, default=1, metavar="N",
+                        help="for a training run: ship the mean weights of its last N checkpoints (default 1: the "
+                             "latest alone)")
 
 
-def export(checkpoint: Path, out: Path, dtype: str, calibrate_watch: int = 0) -> dict:
+def average_weights(model_dirs: list[Path]) -> StreamerModel:
+    """One model whose every weight is the mean of the models' (in float64, stored as the last's)."""
+    models = [StreamerModel.load(d, device="cpu") for d in model_dirs]
+    last = models[-1]
+    for other, path in zip(models, model_dirs):
+        if other.cfg != last.cfg:
+            raise ValueError(f"{path} has another model config than {model_dirs[-1]}; average checkpoints of one run")
+    states = [m.state_dict() for m in models]
+    mean = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+            for k, v in states[-1].items()}
+    last.load_state_dict(mean)
+    return last
+
+
+def export(checkpoint: Path, out: Path, dtype: str, calibrate_watch: int = 0, average_last: int = 1) -> dict:
     """Write the exported checkpoint and its card; returns the card."""
     if (out / WEIGHTS).exists():
         raise ValueError(f"{out} already holds a checkpoint; export into a new or empty folder")
+    if average_last < 1:
+        raise ValueError(f"--average-last takes 1 or more checkpoints, got {average_last}")
     model_dir = checkpointing.resolve_model_dir(checkpoint)
-    model = StreamerModel.load(model_dir, device="cpu")
+    averaged = []
+    if average_last > 1:
+        if (checkpoint / WEIGHTS).is_file():
+            raise ValueError(f"{checkpoint} is a model folder; --average-last needs a training run folder")
+        averaged = checkpointing.last_checkpoints(checkpoint, average_last)
+        model = average_weights(averaged)
+    else:
+        model = StreamerModel.load(model_dir, device="cpu")
     source_fingerprint = model.fingerprint()
     calibration = None
     if calibrate_watch:
@@ -58,6 +86,8 @@ def export(checkpoint: Path, out: Path, dtype: str, calibrate_watch: int = 0) ->
     card.pop("evaluation", None)
     card["fingerprint"] = exported_fingerprint
     card["exported"] = {"from_fingerprint": source_fingerprint, "weights_dtype": dtype}
+    if averaged:
+        card["exported"]["averaged_checkpoints"] = [p.name for p in averaged]
     if calibration:
         card["exported"]["watch_calibration"] = calibration
     checkpointing.write_json_atomic(out / CARD, card)
@@ -69,7 +99,7 @@ def export(checkpoint: Path, out: Path, dtype: str, calibrate_watch: int = 0) ->
 
 def main(args: argparse.Namespace) -> int:
     try:
-        export(args.checkpoint, args.out, args.dtype, args.calibrate_watch)
+        export(args.checkpoint, args.out, args.dtype, args.calibrate_watch, args.average_last)
     except ValueError as err:
         print(f"streamer export: {err}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import torch
 from safetensors import safe_open
 
 from model import ModelConfig, StreamerModel
@@ -42,3 +43,34 @@ def test_export_writes_float16_weights_and_a_card_without_the_old_evaluation(tmp
     assert "already holds a checkpoint" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _run_with_checkpoints(root, models):
+    for step, model in enumerate(models, start=1):
+        checkpoint = root / "checkpoints" / f"step-{step:08d}"
+        model.save(checkpoint)
+        (checkpoint / "card.json").write_text(json.dumps({"command": "train", "fingerprint": model.fingerprint()}))
+        (checkpoint / "trainer.json").write_text("{}")
+    (root / "latest").write_text(f"step-{len(models):08d}")
+
+
+def test_average_last_ships_the_mean_of_the_last_checkpoints(tmp_path, capsys):
+    models = [StreamerModel(ModelConfig.from_name("tiny")) for _ in range(3)]  # three different initialisations
+    _run_with_checkpoints(tmp_path / "run", models)
+
+    out = tmp_path / "averaged"
+    assert main(["export", str(tmp_path / "run"), str(out), "--dtype", "float32", "--average-last", "2"]) == 0
+    shipped = StreamerModel.load(out).state_dict()
+    first, second = models[1].state_dict(), models[2].state_dict()
+    for name, value in shipped.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (first[name] + second[name]) / 2)
+    card = json.loads((out / "card.json").read_text())
+    assert card["exported"]["averaged_checkpoints"] == ["step-00000002", "step-00000003"]
+    assert card["exported"]["from_fingerprint"] not in {m.fingerprint() for m in models}
+
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "x"), "--average-last", "4"]) == 2
+    assert "keeps 3 checkpoint(s), fewer than the 4" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "run" / "checkpoints" / "step-00000003"), str(tmp_path / "y"),
+                 "--average-last", "2"]) == 2
+    assert "needs a training run folder" in capsys.readouterr().err
