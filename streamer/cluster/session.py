@@ -96,9 +96,9 @@ class Restore:
 
 
 @dataclass
-class _Sent:
-    snippet: Snippet
-    ready_at: float  # perf_counter() when the front's chunker emitted it
+class _Sent(Queued):
+    """A queued snippet on its way to a worker."""
+
     ref: Any = None  # the step call's result
     worker: WorkerHandle | None = None  # where it was sent
 
