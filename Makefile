@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS ?= constraints-cpu.txt
 SYSTEM_PACKAGES := libportaudio2 chromium iproute2
 
-.PHONY: demo test test-fast bench bench-quick system-deps clean
+.PHONY: demo test test-fast model bench bench-quick system-deps clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@$(MAKE) --no-print-directory system-deps
@@ -37,6 +37,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# The bundled model's whole training recipe (training/recipe.py) into runs/tiny: about 6 hours on
+# 2 CPU cores. Stopped, the same command continues where it stopped.
+RECIPE_OUT ?= runs/tiny
+model: $(STAMP)
+	$(VENV)/bin/streamer recipe tiny --out $(RECIPE_OUT)
 
 # The benchmark suite (bench/README.md); run it on a quiet machine. `bench` publishes: results and
 # plots in bench/results/, the tables in bench/README.md and README.md. `bench-quick` (~2 minutes)

@@ -1,0 +1,74 @@
+"""`streamer recipe`: every stage from the one before, resumable, ending in an evaluated export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from streamer.cli import main
+from training.recipe import RECIPES, Recipe, RecipeRun, Stage, stage_progress
+
+
+def test_the_tiny_recipe_chains_its_stages(tmp_path, capsys):
+    assert main(["recipe", "tiny", "--out", str(tmp_path / "r"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    stages = RECIPES["tiny"].stages
+    for index, stage in enumerate(stages, start=1):
+        assert f"stage {index}/{len(stages)}: train" in printed
+        assert f"--out {tmp_path / 'r'}/stage{index} " in printed
+        assert f"--steps {stage.steps} " in printed
+    assert "--init" not in printed.split("stage 2/")[0]  # stage 1 starts from nothing
+    for index in range(2, len(stages) + 1):
+        assert f"--init {tmp_path / 'r'}/stage{index - 1}" in printed
+    assert "torch.distributed.run --nproc_per_node=2" in printed
+    assert not (tmp_path / "r").exists()  # a dry run writes nothing
+
+    assert main(["recipe", "nope", "--out", str(tmp_path)]) == 2
+    assert "no recipe named 'nope'" in capsys.readouterr().err
+
+
+MINI = Recipe(
+    preset="tiny",
+    stages=(Stage(steps=2, lr=1e-3, warmup=1, snippets="2-3", eval_every=0, align_weight=0.0),
+            Stage(steps=2, lr=1e-3, warmup=1, seed=1, snippets="2-3", eval_every=0, keep_last=2)),
+    batch=2, questions=2, wild=0.0, checkpoint_every=1, eval_clips_during_training=0, average_last=2,
+    calibrate_watch=2, eval_clips=2,
+)
+
+
+@pytest.mark.slow
+def test_a_stopped_recipe_continues_where_it_stopped(tmp_path):
+    out = tmp_path / "run"
+    ran: list[list[str]] = []
+
+    def stop_at_stage_two(command, env):
+        ran.append(command)
+        if "stage2" in " ".join(command):
+            return 130  # as if Ctrl-C stopped it before its first checkpoint
+        return subprocess.call(command, env=env)
+
+    said: list[str] = []
+    assert RecipeRun("mini", MINI, out, processes=1, threads=1, run=stop_at_stage_two, say=said.append)() == 130
+    assert stage_progress(out / "stage1") == 2 and stage_progress(out / "stage2") is None
+    assert "run the same command again" in said[-1]
+
+    ran.clear()
+    assert RecipeRun("mini", MINI, out, processes=1, threads=1,
+                     run=lambda command, env: ran.append(command) or subprocess.call(command, env=env))() == 0
+    assert len(ran) == 1 and "stage2" in " ".join(ran[0])  # stage 1 was not trained again
+    card = json.loads((out / "model" / "card.json").read_text())
+    assert set(card["evaluation"]) == set(MINI.eval_splits)
+    assert card["exported"]["averaged_checkpoints"] == ["step-00000001", "step-00000002"]
+    assert card["exported"]["watch_calibration"]["clips"] == 2
+    recipe = card["recipe"]
+    assert [s["run"] for s in recipe["stages"]] == ["stage1", "stage2"]
+    assert all(s["steps"] == 2 and s["wall_seconds"] > 0 for s in recipe["stages"])
+    assert recipe["wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in recipe["stages"]), abs=0.2)
+
+    said.clear()
+    ran.clear()
+    assert RecipeRun("mini", MINI, out, processes=1, threads=1, run=lambda c, e: ran.append(c) or 1,
+                     say=said.append)() == 0
+    assert not ran and "export: done" in "\n".join(said) and "evaluation: done" in said[-2]
