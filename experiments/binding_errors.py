@@ -15,21 +15,11 @@ Writes experiments/results/understanding/binding-errors-SPLIT.json (or `--out`).
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter, defaultdict
-from pathlib import Path
 
-import torch
-
-from model.streamer_model import StreamerModel
-from training import checkpointing
-from training.data import world_sample
-from training.evaluate import EvalClip, EvalQuestion, EvalResult, evaluate, normalise
-from training.world.clip import Clip, World, WorldConfig
+from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
 from training.world.timeline import Timeline
 
-RESULTS = Path(__file__).parent / "results" / "understanding"
 KINDS = ("who_made", "sound_of")
 
 
@@ -70,39 +60,11 @@ def first_play_context(timeline: Timeline, sound: str, t_ask: float) -> tuple[in
     return on_screen, t_ask - play.t_start
 
 
-def ask_world(model: StreamerModel, split: str, kinds: tuple[str, ...], clips: int, per_clip: int = 4
-              ) -> tuple[EvalResult, list[tuple[Clip, EvalQuestion, str, str]]]:
-    """Stream `clips` clips of a world split with questions of `kinds` only, answering each at its
-    time; returns the result and, per question, (clip, question, true answer, model answer)."""
-    world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=kinds, questions_per_clip=per_clip))
-    rendered = [world.clip(i) for i in range(clips)]
-    asked = []
-    for i, clip in enumerate(rendered):
-        sample = world_sample(clip)
-        questions = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in sample["questions"]]
-        asked.append(EvalClip(sample["video"], sample["audio"], questions, name=str(i)))
-    result = evaluate(model, asked, data=f"world:{split}", keep_mistakes=10**9)
-    wrong = {(m["clip"], m["question"]): normalise(m["generated"]) for m in result.mistakes}
-    answered = []
-    for clip, eval_clip in zip(rendered, asked):
-        for q in eval_clip.questions:
-            truth = normalise(q.answer)
-            answered.append((clip, q, truth, wrong.get((eval_clip.name, q.text), truth)))
-    return result, answered
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", nargs="?", default="streamer/checkpoints/tiny")
+    parser = parser_for(__doc__, clips=100, default_out="binding-errors-SPLIT.json")
     parser.add_argument("--split", default="test", choices=("test", "compositional", "long"))
-    parser.add_argument("--clips", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, help="report file (default: results/understanding/binding-errors-SPLIT.json)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    model_dir = checkpointing.resolve_model_dir(args.checkpoint)
-    model = StreamerModel.load(model_dir).eval()
+    model_dir, model = load(args)
     result, answered = ask_world(model, args.split, KINDS, args.clips)
 
     errors: dict[str, Counter] = {k: Counter() for k in KINDS}
@@ -126,16 +88,9 @@ def main() -> None:
         "checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "split": args.split,
         "clips": args.clips, "accuracy": {k: result.accuracy(k) for k in KINDS},
         "errors": {k: dict(v.most_common()) for k, v in errors.items()},
-        "who_made_accuracy_by_context": {
-            k: {"right": v[True], "total": v[True] + v[False], "accuracy": round(v[True] / (v[True] + v[False]), 3)}
-            for k, v in sorted(by_context.items())
-        },
+        "who_made_accuracy_by_context": rates(by_context),
     }
-    out = args.out or RESULTS / f"binding-errors-{args.split}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(report, args.out or RESULTS / f"binding-errors-{args.split}.json")
 
 
 if __name__ == "__main__":

@@ -11,16 +11,9 @@ experiments/results/understanding/shape-errors.json (or `--out`).
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
-from pathlib import Path
 
-import torch
-
-from experiments.binding_errors import RESULTS, ask_world
-from model.streamer_model import StreamerModel
-from training import checkpointing
+from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
 
 
 def visible_bin(fraction: float) -> str:
@@ -32,16 +25,8 @@ def age_bin(seconds: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", nargs="?", default="streamer/checkpoints/tiny")
-    parser.add_argument("--clips", type=int, default=120)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, help="report file (default: results/understanding/shape-errors.json)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    model_dir = checkpointing.resolve_model_dir(args.checkpoint)
-    model = StreamerModel.load(model_dir).eval()
+    args = parser_for(__doc__, clips=120, default_out="shape-errors.json").parse_args()
+    model_dir, model = load(args)
     result, answered = ask_world(model, "test", ("shape_now",), args.clips, per_clip=3)
 
     confusions: Counter = Counter()
@@ -62,17 +47,10 @@ def main() -> None:
     report = {
         "checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "split": "test", "clips": args.clips,
         "accuracy": result.accuracy("shape_now"),
-        "by_visibility_and_time": {
-            k: {"right": v[True], "total": v[True] + v[False], "accuracy": round(v[True] / (v[True] + v[False]), 3)}
-            for k, v in sorted(by_bin.items())
-        },
+        "by_visibility_and_time": rates(by_bin),
         "confusions": dict(confusions.most_common()),
     }
-    out = args.out or RESULTS / "shape-errors.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(report, args.out or RESULTS / "shape-errors.json")
 
 
 if __name__ == "__main__":
