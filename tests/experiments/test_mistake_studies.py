@@ -1,0 +1,49 @@
+"""The mistake studies sort answers by what went wrong, against hand-built timelines."""
+
+from __future__ import annotations
+
+from experiments.binding_errors import first_play_context, sound_of_error, who_made_error
+from experiments.shape_errors import age_bin, visible_bin
+from training.world import ShapeEvent, SoundEvent, Timeline
+from training.world.vocab import COLORS
+
+
+def _shape(kind: str, color: str, t_start: float, t_end: float) -> ShapeEvent:
+    return ShapeEvent(kind, color, COLORS[color], 20.0, 32.0, 32.0, "still", 0.0, t_start, t_end)
+
+
+# A red circle (drum) then a blue square (beep) on screen together; a chirp with no shape at 6 s.
+TIMELINE = Timeline(64, 64, 10.0, (_shape("circle", "red", 0.0, 4.0), _shape("square", "blue", 1.0, 5.0)),
+                    (SoundEvent("drum", 0.1, owner=0), SoundEvent("beep", 1.1, owner=1), SoundEvent("chirp", 6.0)))
+
+
+def test_who_made_mistakes_are_told_apart():
+    assert who_made_error(TIMELINE, 3.0, "red circle", "red circle") == "right"
+    assert who_made_error(TIMELINE, 3.0, "red circle", "blue square") == "another shape of the clip"
+    assert who_made_error(TIMELINE, 3.0, "red circle", "red triangle") == "colour right, shape wrong"
+    assert who_made_error(TIMELINE, 3.0, "red circle", "green circle") == "shape right, colour wrong"
+    assert who_made_error(TIMELINE, 3.0, "red circle", "white cross") == "neither"
+    # a shape not yet seen at the question is no "other shape of the clip"
+    assert who_made_error(TIMELINE, 0.5, "red circle", "blue square") == "neither"
+
+
+def test_sound_of_mistakes_are_told_apart():
+    assert sound_of_error(TIMELINE, 3.0, "drum", "drum") == "right"
+    assert sound_of_error(TIMELINE, 3.0, "drum", "beep") == "another sound of the clip"
+    assert sound_of_error(TIMELINE, 3.0, "drum", "silence") == "silence for a shape that sounded"
+    assert sound_of_error(TIMELINE, 3.0, "drum", "whistle") == "a sound never played"
+    assert sound_of_error(TIMELINE, 3.0, "silence", "drum") == "a sound for a silent shape"
+    assert sound_of_error(TIMELINE, 3.0, "drum", "chirp") == "a sound never played"  # not played before 3 s
+
+
+def test_the_play_context_counts_shapes_on_screen_and_the_time_since():
+    assert first_play_context(TIMELINE, "drum", 3.0) == (1, 2.9)
+    shapes, ago = first_play_context(TIMELINE, "beep", 3.0)
+    assert shapes == 2 and abs(ago - 1.9) < 1e-9
+    assert first_play_context(TIMELINE, "chirp", 7.0) == (0, 1.0)
+    assert first_play_context(TIMELINE, "chirp", 5.0) is None  # not played yet
+
+
+def test_shape_bins():
+    assert [visible_bin(f) for f in (0.4, 0.8, 1.0)] == ["under 60% visible", "60-95% visible", "fully visible"]
+    assert [age_bin(t) for t in (0.1, 1.0, 2.0)] == ["on screen < 0.64 s", "on screen 0.64-1.3 s", "on screen >= 1.3 s"]
