@@ -210,19 +210,21 @@ class RecipeRun:
         checkpointing.write_json_atomic(card_path, card)
 
     def _evaluate(self, recipe: Recipe) -> None:
-        from streamer.cli import main as streamer_main
+        from training import evaluate
 
         model = self.out / EXPORTED
         card = checkpointing.read_card(model)
         if all(split in card.get("evaluation", {}) for split in recipe.eval_splits):
             self.say("evaluation: done")
             return
-        argv = ["eval", str(model), "--clips", str(recipe.eval_clips), "--card", "--align", "--threads",
+        argv = [str(model), "--clips", str(recipe.eval_clips), "--card", "--align", "--threads",
                 str(self.processes * self.threads)]
         for split in recipe.eval_splits:
             argv += ["--data", split]
-        self.say("evaluation: streamer " + " ".join(argv))
-        if streamer_main(argv) != 0:
+        self.say("evaluation: streamer eval " + " ".join(argv))
+        parser = argparse.ArgumentParser()
+        evaluate.add_arguments(parser)
+        if evaluate.main(parser.parse_args(argv)) != 0:
             raise RuntimeError(f"the evaluation of {model} failed; run the same command again to retry it")
 
 
