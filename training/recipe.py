@@ -118,11 +118,9 @@ RECIPES: dict[str, Recipe] = {
                   kind_weights="who_made=3.5,sound_of=2.5,describe=2,count_sound=2,first_shape=2,order=1.5,"
                                "shape_now=1.5"),
             Stage(steps=2400, lr=1.2e-4, warmup=40, seed=4, snippets="4-48", align_weight=0.2, eval_every=800,
-                  keep_last=6,
                   kind_weights="who_made=3.5,sound_of=2.5,describe=2,count_sound=2,first_shape=2,order=2,"
                                "shape_now=2"),
         ),
-        average_last=6,
     ),
 }
 
