@@ -16,7 +16,6 @@ checkpoint (`--resume`), and the export and the evaluation run only if not alrea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -200,12 +199,10 @@ class RecipeRun:
             return
         last = stage_dir(self.out, len(recipe.stages) - 1)
         self.say(f"export: {last} -> {model}")
-        export(last, model, "float16", calibrate_watch=recipe.calibrate_watch, average_last=recipe.average_last)
-        card_path = model / CARD
-        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card = export(last, model, "float16", calibrate_watch=recipe.calibrate_watch, average_last=recipe.average_last)
         card["recipe"] = recipe_record(self.name, f"streamer recipe {self.name} --out {self.out}",
                                        [stage_dir(self.out, i) for i in range(len(recipe.stages))])
-        checkpointing.write_json_atomic(card_path, card)
+        checkpointing.write_json_atomic(model / CARD, card)
 
     def _evaluate(self, recipe: Recipe) -> None:
         from training import evaluate
