@@ -87,6 +87,9 @@ class TrainConfig:
     wild: float = option(  # share of world clips whose media go through training.world.wild (codecs, rates)
         0.0, "share of world clips re-made as media from the wild: other frame and sample rates, stereo, "
              "H.264/VP8 + AAC/Opus round trips, camera response (default %(default)s)")
+    off_palette: float = option(  # share of world clips re-coloured by training.world.off_palette
+        0.0, "share of world clips whose shapes wear colours outside the palette, asked only colour-free "
+             "questions, so shape is read from geometry (default %(default)s)")
     # a bad sample in a folder dataset stops the run instead of being skipped
     strict: bool = option(False, "stop at the first bad sample of a dataset folder")
     seed: int = option(0, "seed of the initial weights, the data order and the generated world clips "
@@ -119,6 +122,9 @@ class TrainConfig:
             )
         if not 0.0 <= self.wild <= 1.0:
             raise TrainingError(f"--wild is the share of clips made wild, between 0 and 1, got {self.wild}")
+        if not 0.0 <= self.off_palette <= 1.0:
+            raise TrainingError(f"--off-palette is the share of clips re-coloured, between 0 and 1, "
+                                f"got {self.off_palette}")
         unknown = [k for k, _ in self.kind_weights if k not in QUESTION_KINDS]
         if unknown or any(not (w >= 0 and math.isfinite(w)) for _, w in self.kind_weights):
             raise TrainingError(f"--kind-weights names question kinds ({', '.join(QUESTION_KINDS)}) with weights "
@@ -130,6 +136,7 @@ class TrainConfig:
         """The settings that fix which clips each step sees: must not change on resume."""
         return {"data": self.data, "batch": self.batch, "seed": self.seed, "snippets": list(self.snippets),
                 "curriculum": self.curriculum, "questions_per_clip": self.questions_per_clip, "wild": self.wild,
+                **({"off_palette": self.off_palette} if self.off_palette else {}),
                 **({"kind_weights": [list(p) for p in self.kind_weights]} if self.kind_weights else {})}
 
 

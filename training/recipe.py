@@ -44,6 +44,7 @@ class Stage:
     curriculum: int = 0  # steps over which the longest clip grows to the maximum
     align_weight: float | None = None  # None: the model config's
     kind_weights: str = ""  # question kinds drawn more often, "who_made=3,describe=2"
+    off_palette: float = 0.0  # share of clips whose shapes wear colours outside the palette
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -57,6 +58,8 @@ class Stage:
             flags += ["--align-weight", str(self.align_weight)]
         if self.kind_weights:
             flags += ["--kind-weights", self.kind_weights]
+        if self.off_palette:
+            flags += ["--off-palette", str(self.off_palette)]
         return flags
 
 

@@ -17,6 +17,7 @@ from model.align import FALSE, TRUE, UNCLEAR
 from training.config import TrainingError
 from training.data import CLIPS_PER_SEED, FolderDataset, Sample, collate, world_sample
 from training.world.clip import World, WorldConfig
+from training.world.off_palette import off_palette_sample
 from training.world.phrases import templates_for
 from training.world.wild import wild_sample
 
@@ -30,10 +31,12 @@ class TrainingData:
     """
 
     def __init__(self, source: str, media, seed: int, questions_per_clip: int, folder=None,
-                 wild: float = 0.0, kind_weights: tuple[tuple[str, float], ...] = ()) -> None:
+                 wild: float = 0.0, kind_weights: tuple[tuple[str, float], ...] = (),
+                 off_palette: float = 0.0) -> None:
         self.source = source
         self.kind_weights = kind_weights
         self.wild = wild
+        self.off_palette = off_palette
         self.media = media
         self.seed = seed
         self.questions_per_clip = questions_per_clip
@@ -43,14 +46,18 @@ class TrainingData:
     @classmethod
     def open(cls, spec: str, media, seed: int = 0, questions_per_clip: int = 8,
              strict: bool = False, wild: float = 0.0,
-             kind_weights: tuple[tuple[str, float], ...] = ()) -> TrainingData:
+             kind_weights: tuple[tuple[str, float], ...] = (), off_palette: float = 0.0) -> TrainingData:
         if spec in ("world", "world:train"):
-            return cls("world", media, seed, questions_per_clip, wild=wild, kind_weights=kind_weights)
+            return cls("world", media, seed, questions_per_clip, wild=wild, kind_weights=kind_weights,
+                       off_palette=off_palette)
         if kind_weights:
             raise TrainingError("--kind-weights weighs the question kinds of world clips; it does not apply to a "
                                 "folder dataset")
         if wild:
             raise TrainingError("--wild re-makes the media of world clips; it does not apply to a folder dataset")
+        if off_palette:
+            raise TrainingError("--off-palette re-colours the shapes of world clips; it does not apply to a "
+                                "folder dataset")
         if spec.startswith("world:"):
             raise TrainingError(f"train on --data world (the train split); {spec} is for `streamer eval`")
         path = Path(spec)
@@ -82,6 +89,8 @@ class TrainingData:
                                         kind_weights=self.kind_weights)
             world_index = (self.seed * CLIPS_PER_SEED + index) % config.size
             clip = World(config).clip(world_index)
+            if self.off_palette and np.random.default_rng([self.seed, index, 0x0FF]).random() < self.off_palette:
+                return off_palette_sample(clip, config, name=f"world:train#{world_index}(off-palette)")
             if self.wild and np.random.default_rng([self.seed, index, 0x3A1]).random() < self.wild:
                 return wild_sample(clip, name=f"world:train#{world_index}(wild)")
             return world_sample(clip, name=f"world:train#{world_index}")

@@ -96,7 +96,7 @@ class Trainer:
             raise TrainingError(str(err)) from None
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
                                       questions_per_clip=cfg.questions_per_clip, strict=cfg.strict, wild=cfg.wild,
-                                      kind_weights=cfg.kind_weights)
+                                      kind_weights=cfg.kind_weights, off_palette=cfg.off_palette)
         self.total_steps = self._total_steps()
         self.start_step, self.wall_before, model = self._load_or_create(model_cfg)
         self.model = model.to(self.d.device)
