@@ -104,7 +104,8 @@ class Recipe:
 # and hear (clips grow to 32 snippets over its first third); the alignment loss joins at stage 2,
 # as it did for the bundled weights, trained before the head existed. Later stages draw the
 # kinds left weakest more often at lower learning rates; stage 5 trains on clips up to 48
-# snippets for memory over longer streams.
+# snippets for memory over longer streams; stage 6 re-colours 30% of its clips outside the
+# palette, so that shape is read from the outline and not from the colour.
 RECIPES: dict[str, Recipe] = {
     "tiny": Recipe(
         preset="tiny",
@@ -120,6 +121,10 @@ RECIPES: dict[str, Recipe] = {
                   kind_weights="who_made=3.5,sound_of=2.5,describe=2,count_sound=2,first_shape=2,order=1.5,"
                                "shape_now=1.5"),
             Stage(steps=2400, lr=1.2e-4, warmup=40, seed=4, snippets="4-48", align_weight=0.2, eval_every=800,
+                  kind_weights="who_made=3.5,sound_of=2.5,describe=2,count_sound=2,first_shape=2,order=2,"
+                               "shape_now=2"),
+            Stage(steps=1400, lr=1e-4, warmup=30, seed=5, snippets="4-48", align_weight=0.2, eval_every=700,
+                  off_palette=0.3,
                   kind_weights="who_made=3.5,sound_of=2.5,describe=2,count_sound=2,first_shape=2,order=2,"
                                "shape_now=2"),
         ),

@@ -64,8 +64,6 @@ def test_a_watch_fires_once_per_appearance_near_its_onset(streamed):
     assert 0 <= square_moment.first <= 3 or 7 <= square_moment.first <= 10
 
 
-@pytest.mark.xfail(strict=True, reason="the stage-5 model scores a drum on an empty screen 0.394-0.399, just under "
-                                       "the calibrated watch threshold 0.400 (README, 'The bundled model')")
 def test_a_sound_watch_fires_with_nothing_on_screen(streamed):
     fired, _ = streamed
     assert len(fired["drum"]) == 2 and all(abs(got - want) <= 1 for got, want in zip(fired["drum"], [5, 12])), fired
