@@ -56,9 +56,22 @@ def off_palette_clip(clip: Clip, config: WorldConfig) -> Clip:
 
 
 def off_palette_phrases(clip: Clip) -> ClipPhrases:
-    """The alignment truth of an off-palette clip. A phrase naming a shape by its palette
-    colour is left unclear wherever it was true or unclear: a light blue is far from the
-    palette's blue but not so far that "blue square" is plainly false."""
+    """The alignment truth of an off-palette clip (see `_colour_names_unclear`)."""
+    return _colour_names_unclear(clip, clip_phrases(clip))
+
+
+def off_palette_sample(clip: Clip, config: WorldConfig, name: str = "") -> Sample:
+    """A training sample of `clip` re-made off the palette."""
+    recoloured = off_palette_clip(clip, config)
+    sample = world_sample(recoloured, name=name or f"world:{clip.seed}(off-palette)")
+    sample["phrases"] = _colour_names_unclear(recoloured, sample["phrases"])
+    return sample
+
+
+def _colour_names_unclear(clip: Clip, phrases: ClipPhrases) -> ClipPhrases:
+    """`phrases` with every phrase that names a shape by its palette colour left unclear
+    wherever it was true or unclear: a light blue is far from the palette's blue but not so
+    far that "blue square" is plainly false."""
     named = {shape.name for shape in clip.timeline.shapes}
 
     def names_a_colour(phrase: str) -> bool:
@@ -68,15 +81,7 @@ def off_palette_phrases(clip: Clip) -> ClipPhrases:
         SnippetTruth(frozenset(p for p in t.true if not names_a_colour(p)),
                      frozenset(p for p in t.unclear if not names_a_colour(p))
                      | frozenset(p for p in t.true if names_a_colour(p)))
-        for t in clip_phrases(clip).truths
+        for t in phrases.truths
     ]
     rng = np.random.default_rng([clip.seed, 0x0FF, 0xA11])
     return ClipPhrases(tuple(truths), tuple(hard_negatives(clip.timeline, truths, rng)))
-
-
-def off_palette_sample(clip: Clip, config: WorldConfig, name: str = "") -> Sample:
-    """A training sample of `clip` re-made off the palette."""
-    recoloured = off_palette_clip(clip, config)
-    sample = world_sample(recoloured, name=name or f"world:{clip.seed}(off-palette)")
-    sample["phrases"] = off_palette_phrases(recoloured)
-    return sample
