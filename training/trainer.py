@@ -177,6 +177,9 @@ class Trainer:
         if cfg.init is not None:
             init_dir = checkpointing.resolve_model_dir(cfg.init)
             model = StreamerModel.load(init_dir)
+            # An exported model carries a standing-query threshold calibrated on world:val; it is
+            # no part of the architecture, and this run's export calibrates its own.
+            model.cfg.align.watch_threshold = model_cfg.align.watch_threshold
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:

@@ -288,6 +288,21 @@ def test_a_damaged_training_checkpoint_is_refused_naming_the_file(one_step_run, 
     assert message in err and "cannot be resumed" in err and str(run / "latest") in err
 
 
+def test_init_from_an_exported_model_with_a_calibrated_threshold(one_step_run, tmp_path):
+    """A shipped checkpoint (threshold calibrated at export) fine-tunes under its own preset."""
+    exported = StreamerModel.load(checkpointing.latest_checkpoint(one_step_run))
+    exported.cfg.align.watch_threshold = 0.375
+    exported.save(tmp_path / "exported")
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(tmp_path / "exported"), "--lr", "1e-9",
+                      *FAST]) == 0
+    kept = exported.state_dict()
+    tuned = _weights(run)
+    assert set(tuned) == set(kept)
+    for name, tensor in kept.items():
+        torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+
+
 def test_init_from_a_checkpoint_without_an_alignment_head_keeps_its_weights_and_grows_one(tmp_path):
     import dataclasses
 
