@@ -8,8 +8,8 @@ shape wrong; shape right but colour wrong; another shape the clip showed (the so
 the wrong object); and neither (a pair the clip never showed). `sound_of` answers into: right;
 another sound the clip played (wrong object); "silence" for a shape that sounded; a sound for a
 shape that made none; and a sound the clip never played. Each `who_made` question is also split
-by how many shapes were on screen when the sound first played, and by how long ago that was,
-so one can tell a perception limit (the shape misread) from a binding or a memory limit.
+by how many shapes were on screen when the sound first played, and by how long ago that was
+(and whether that is inside the latent window the decoder reads directly), so one can tell a perception limit (the shape misread) from a binding or a memory limit.
 Writes experiments/results/understanding/binding-errors-SPLIT.json (or `--out`).
 """
 
@@ -69,6 +69,8 @@ def main() -> None:
 
     errors: dict[str, Counter] = {k: Counter() for k in KINDS}
     by_context: dict[str, Counter] = defaultdict(Counter)
+    # The decoder reads the last `latent.window` snippets directly; older plays only through memory.
+    window_seconds = model.cfg.latent.window * model.cfg.media.snippet_seconds
     for clip, q, truth, got in answered:
         t_ask = q.ask_snippets * clip.spec.snippet_seconds
         if q.kind == "who_made":
@@ -77,16 +79,18 @@ def main() -> None:
             context = first_play_context(clip.timeline, sound, t_ask)
             if context is not None:
                 shapes, ago = context
-                ago_bin = "< 2 s" if ago < 2 else "2-5 s" if ago < 5 else ">= 5 s"
+                ago_bin = "< 2 s" if ago < 2 else "2-5 s" if ago < 5 else "5-10 s" if ago < 10 else ">= 10 s"
+                reach = "inside" if ago < window_seconds else "older than"
                 by_context[f"{shapes} on screen at the play"][error == "right"] += 1
                 by_context[f"play {ago_bin} before the question"][error == "right"] += 1
+                by_context[f"play {reach} the latent window"][error == "right"] += 1
         else:
             error = sound_of_error(clip.timeline, t_ask, truth, got)
         errors[q.kind][error] += 1
 
     report = {
         "checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "split": args.split,
-        "clips": args.clips, "accuracy": {k: result.accuracy(k) for k in KINDS},
+        "clips": args.clips, "latent_window_seconds": window_seconds, "accuracy": {k: result.accuracy(k) for k in KINDS},
         "errors": {k: dict(v.most_common()) for k, v in errors.items()},
         "who_made_accuracy_by_context": rates(by_context),
     }

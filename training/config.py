@@ -77,6 +77,9 @@ class TrainConfig:
     video_weight: float | None = option(None, "video reconstruction loss weight")
     align_weight: float | None = option(None, "alignment (contrastive phrase/snippet) loss weight")
     init: str | None = option(None, "start from this checkpoint's weights (fine-tuning)")  # instead of random
+    latent_window: int | None = option(  # None: the preset's; a larger one grows an --init checkpoint's
+        None, "snippets of latent state the decoder reads directly (default: the preset's); with --init, a "
+              "larger window than the checkpoint's is grown, its new ages starting as the oldest one")
     snippets: tuple[int, int] = option(  # clip length range for the on-the-fly world
         (4, 16), "clip length range in snippets for --data world (default 4-16)", type=snippet_range)
     curriculum: int = option(0, "steps over which the longest clip grows from the shortest to the max (0 = off)")
@@ -114,6 +117,8 @@ class TrainConfig:
             raise TrainingError(f"--lr must be a positive number, got {self.lr}")
         if self.amp not in ("auto", "bf16", "off"):
             raise TrainingError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
+        if self.latent_window is not None and self.latent_window < 1:
+            raise TrainingError(f"--latent-window must be at least 1 snippet, got {self.latent_window}")
         low, high = self.snippets
         if not 2 <= low <= high:
             raise TrainingError(

@@ -24,7 +24,7 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,8 @@ class Trainer:
         self.d = setup_distributed(cfg)
         try:
             model_cfg = ModelConfig.from_name(cfg.preset)
+            if cfg.latent_window is not None:
+                model_cfg = replace(model_cfg, latent=replace(model_cfg.latent, window=cfg.latent_window))
         except ValueError as err:
             raise TrainingError(str(err)) from None
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
@@ -180,6 +182,8 @@ class Trainer:
             # An exported model carries a standing-query threshold calibrated on world:val; it is
             # no part of the architecture, and this run's export calibrates its own.
             model.cfg.align.watch_threshold = model_cfg.align.watch_threshold
+            if model.cfg.latent.window < model_cfg.latent.window:
+                model = _grow_latent_window(model, model_cfg.latent.window)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
@@ -411,6 +415,18 @@ class Trainer:
     def close(self) -> None:
         if self.d.active and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _grow_latent_window(model: StreamerModel, window: int) -> StreamerModel:
+    """The same model reading `window` snippets of latent state directly. Attention over the
+    window is relative (RoPE), so only the decoder's age embeddings grow; the new, older ages
+    start as the oldest trained one."""
+    grown = StreamerModel(replace(model.cfg, latent=replace(model.cfg.latent, window=window)))
+    state = model.state_dict()
+    ages = state["decoder.age_emb"]
+    state["decoder.age_emb"] = torch.cat([ages, ages[-1:].expand(window - len(ages), -1, -1)])
+    grown.load_state_dict(state)
+    return grown
 
 
 def _without_align(cfg: ModelConfig) -> dict[str, Any]:

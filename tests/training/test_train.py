@@ -303,6 +303,25 @@ def test_init_from_an_exported_model_with_a_calibrated_threshold(one_step_run, t
         torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
 
 
+def test_init_grows_the_latent_window_and_keeps_every_weight(one_step_run, tmp_path):
+    """--latent-window over an --init checkpoint's: new ages start as its oldest, the rest is kept."""
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
+                      "--latent-window", "12", "--lr", "1e-9", *FAST]) == 0
+    old = _weights(one_step_run)
+    grown = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    assert grown.cfg.latent.window == 12
+    tuned = grown.state_dict()
+    ages = old["decoder.age_emb"]
+    assert tuned["decoder.age_emb"].shape[0] == 12 and ages.shape[0] == 8
+    torch.testing.assert_close(tuned["decoder.age_emb"][:8], ages, atol=1e-6, rtol=0)
+    torch.testing.assert_close(tuned["decoder.age_emb"][8:], ages[-1:].expand(4, -1, -1), atol=1e-6, rtol=0)
+    for name, tensor in old.items():
+        if name != "decoder.age_emb":
+            torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+    assert train_cli(["--out", str(tmp_path / "bad"), "--steps", "1", "--latent-window", "0", *FAST]) == 1
+
+
 def test_init_from_a_checkpoint_without_an_alignment_head_keeps_its_weights_and_grows_one(tmp_path):
     import dataclasses
 
