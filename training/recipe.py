@@ -45,6 +45,7 @@ class Stage:
     align_weight: float | None = None  # None: the model config's
     kind_weights: str = ""  # question kinds drawn more often, "who_made=3,describe=2"
     off_palette: float = 0.0  # share of clips whose shapes wear colours outside the palette
+    latent_window: int | None = None  # snippets the decoder reads directly; None: the preset's (or the last stage's)
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -60,6 +61,8 @@ class Stage:
             flags += ["--kind-weights", self.kind_weights]
         if self.off_palette:
             flags += ["--off-palette", str(self.off_palette)]
+        if self.latent_window is not None:
+            flags += ["--latent-window", str(self.latent_window)]
         return flags
 
 
@@ -105,7 +108,11 @@ class Recipe:
 # as it did for the bundled weights, trained before the head existed. Later stages draw the
 # kinds left weakest more often at lower learning rates; stage 5 trains on clips up to 48
 # snippets for memory over longer streams; stage 6 re-colours 30% of its clips outside the
-# palette, so that shape is read from the outline and not from the colour.
+# palette, so that shape is read from the outline and not from the colour. Stages 7 and 8 train
+# on clips up to 64 snippets with the memory kinds weighted up; stage 8 doubles the latent window
+# the decoder reads directly (8 -> 16 snippets), as binding beyond the window is mostly lost.
+MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
+
 RECIPES: dict[str, Recipe] = {
     "tiny": Recipe(
         preset="tiny",
@@ -127,6 +134,10 @@ RECIPES: dict[str, Recipe] = {
                   off_palette=0.3,
                   kind_weights="who_made=3.5,sound_of=2.5,describe=2,count_sound=2,first_shape=2,order=2,"
                                "shape_now=2"),
+            Stage(steps=700, lr=8e-5, warmup=30, seed=6, snippets="4-64", align_weight=0.2, eval_every=350,
+                  off_palette=0.3, kind_weights=MEMORY_KIND_WEIGHTS),
+            Stage(steps=700, lr=8e-5, warmup=30, seed=7, snippets="4-64", align_weight=0.2, eval_every=700,
+                  off_palette=0.3, latent_window=16, kind_weights=MEMORY_KIND_WEIGHTS),
         ),
     ),
 }
