@@ -9,7 +9,8 @@ the wrong object); and neither (a pair the clip never showed). `sound_of` answer
 another sound the clip played (wrong object); "silence" for a shape that sounded; a sound for a
 shape that made none; and a sound the clip never played. Each `who_made` question is also split
 by how many shapes were on screen when the sound first played, and by how long ago that was
-(and whether that is inside the latent window the decoder reads directly), so one can tell a perception limit (the shape misread) from a binding or a memory limit.
+(and whether inside the latent window the decoder reads directly or older), so one can tell a
+perception limit (the shape misread) from a binding or a memory limit.
 Writes experiments/results/understanding/binding-errors-SPLIT.json (or `--out`).
 """
 
@@ -90,7 +91,8 @@ def main() -> None:
 
     report = {
         "checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "split": args.split,
-        "clips": args.clips, "latent_window_seconds": window_seconds, "accuracy": {k: result.accuracy(k) for k in KINDS},
+        "clips": args.clips, "latent_window_seconds": window_seconds,
+        "accuracy": {k: result.accuracy(k) for k in KINDS},
         "errors": {k: dict(v.most_common()) for k, v in errors.items()},
         "who_made_accuracy_by_context": rates(by_context),
     }

@@ -45,7 +45,7 @@ class Stage:
     align_weight: float | None = None  # None: the model config's
     kind_weights: str = ""  # question kinds drawn more often, "who_made=3,describe=2"
     off_palette: float = 0.0  # share of clips whose shapes wear colours outside the palette
-    latent_window: int | None = None  # snippets the decoder reads directly; None: the preset's (or the last stage's)
+    latent_window: int | None = None  # snippets the decoder reads directly; None: the preset's
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
