@@ -4,7 +4,9 @@
 together with the inputs (TokenLearner), a small transformer processes the read tokens,
 and a second TokenLearner writes the new memory from [memory ; outputs ; inputs]. Cost
 per snippet is constant and the memory is the only thing that carries information past
-the latent model's window.
+the latent model's window. Its write is the paper's (`memory_update="pool"`) or gated
+(`"gated"`): pooling rewrites every slot each snippet, so what the memory held fades within
+a few snippets; a gated slot keeps its value until its gate opens.
 
 `TransformerCombiner`: the paper's causal transformer over all snippets' tokens with
 chunk-causal attention (windowed to stream, with a ring-buffer KV cache); the last m
@@ -24,6 +26,23 @@ from model.layers import Block, TokenLearner, ring_validity, rope_angles
 from model.state import State, StateSpec
 
 
+class MemoryGate(nn.Module):
+    """Per-slot update gate: new slot = old + g·(written − old), g = sigmoid(w·[old; written] + b).
+
+    The biases start spread over timescales from about one snippet to about a minute of
+    snippets (g from 0.95 down to 0.007), so some slots hold what they saw from the first
+    step, and w (zero at first) learns when an event is worth writing."""
+
+    def __init__(self, dim: int, slots: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(2 * dim))
+        self.bias = nn.Parameter(torch.linspace(3.0, -5.0, slots))
+
+    def forward(self, old: torch.Tensor, old_normed: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(torch.cat((old_normed, written), dim=-1) @ self.weight + self.bias)
+        return old + gate.unsqueeze(-1) * (written - old)
+
+
 class TTMCombiner(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -40,6 +59,7 @@ class TTMCombiner(nn.Module):
         self.process_norm = nn.LayerNorm(d)
         self.write = TokenLearner(d, c.memory_tokens, c.token_learner_hidden)
         self.output = TokenLearner(d, c.out_tokens, c.token_learner_hidden)
+        self.write_gate = MemoryGate(d, c.memory_tokens) if c.memory_update == "gated" else None
 
     @property
     def memory_tokens(self) -> int:
@@ -61,6 +81,8 @@ class TTMCombiner(nn.Module):
             processed = block(processed)
         processed = self.process_norm(processed)
         new_memory = self.write(torch.cat((mem, processed + self.kind_emb[2], inp), dim=1))
+        if self.write_gate is not None:
+            new_memory = self.write_gate(memory, mem, new_memory)
         return self.output(processed), new_memory
 
     def clip(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,6 +50,7 @@ class EncoderConfig:
 # any other missing field is an error, since a silent default would build another model.
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
+    "combiner": {"memory_update": "pool"},
     "loss": {"align": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -80,6 +81,9 @@ class CombinerConfig:
     read_tokens: int = 16  # k: tokens the processor works on
     process_layers: int = 1
     token_learner_hidden: int = 64
+    # "pool": the TTM paper's write, new memory = TokenLearner([memory; processed; inputs]);
+    # "gated": each slot keeps its old value unless a learned gate lets the pooled write in
+    memory_update: str = "pool"
     # causal transformer combiner
     layers: int = 2
     window: int | None = 4  # chunks of attention context; must be set to stream
@@ -226,6 +230,8 @@ class ModelConfig:
             raise ValueError(f"encoder.positions must be 'sincos' or 'learned', got {e.positions!r}")
         if c.kind not in ("ttm", "transformer"):
             raise ValueError(f"combiner.kind must be 'ttm' or 'transformer', got {c.kind!r}")
+        if c.memory_update not in ("pool", "gated"):
+            raise ValueError(f"combiner.memory_update must be 'pool' or 'gated', got {c.memory_update!r}")
         for what, side, size in (("tube_size", m.height, e.tube_size), ("tube_size", m.width, e.tube_size),
                                  ("patch_size", m.height, e.patch_size), ("patch_size", m.width, e.patch_size)):
             if side % size:

@@ -80,6 +80,10 @@ class TrainConfig:
     latent_window: int | None = option(  # None: the preset's; a larger one grows an --init checkpoint's
         None, "snippets of latent state the decoder reads directly (default: the preset's); with --init, a "
               "larger window than the checkpoint's is grown, its new ages starting as the oldest one")
+    memory_update: str | None = option(  # None: the preset's; "gated" over a pooled --init adds fresh gates
+        None, "how the TTM memory is written: pool (the paper's) or gated (slots keep their value until a "
+              "learned gate opens; default: the preset's); with --init, a pooled checkpoint gets new gates",
+        choices=("pool", "gated"))
     snippets: tuple[int, int] = option(  # clip length range for the on-the-fly world
         (4, 16), "clip length range in snippets for --data world (default 4-16)", type=snippet_range)
     curriculum: int = option(0, "steps over which the longest clip grows from the shortest to the max (0 = off)")

@@ -94,6 +94,8 @@ class Trainer:
             model_cfg = ModelConfig.from_name(cfg.preset)
             if cfg.latent_window is not None:
                 model_cfg = replace(model_cfg, latent=replace(model_cfg.latent, window=cfg.latent_window))
+            if cfg.memory_update is not None:
+                model_cfg = replace(model_cfg, combiner=replace(model_cfg.combiner, memory_update=cfg.memory_update))
         except ValueError as err:
             raise TrainingError(str(err)) from None
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
@@ -184,6 +186,8 @@ class Trainer:
             model.cfg.align.watch_threshold = model_cfg.align.watch_threshold
             if model.cfg.latent.window < model_cfg.latent.window:
                 model = _grow_latent_window(model, model_cfg.latent.window)
+            if (model.cfg.combiner.memory_update, model_cfg.combiner.memory_update) == ("pool", "gated"):
+                model = _gate_memory(model)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
@@ -427,6 +431,14 @@ def _grow_latent_window(model: StreamerModel, window: int) -> StreamerModel:
     state["decoder.age_emb"] = torch.cat([ages, ages[-1:].expand(window - len(ages), -1, -1)])
     grown.load_state_dict(state)
     return grown
+
+
+def _gate_memory(model: StreamerModel) -> StreamerModel:
+    """The same model with gated memory writes: every weight kept, the gates new (`MemoryGate`)."""
+    gated = StreamerModel(replace(model.cfg, combiner=replace(model.cfg.combiner, memory_update="gated")))
+    missing, unexpected = gated.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("combiner.write_gate.") for name in missing), (missing, unexpected)
+    return gated
 
 
 def _without_align(cfg: ModelConfig) -> dict[str, Any]:

@@ -24,7 +24,20 @@ def test_forward_equals_step_by_step_tiny(combiner_kind):
     """Latents h and answer logits at every ask time: whole-clip forward == snippet-by-snippet step."""
     cfg = ModelConfig.from_name("tiny")
     cfg.combiner.kind = combiner_kind
+    _check_forward_equals_step_by_step(cfg)
+
+
+def test_forward_equals_step_by_step_with_gated_memory():
+    cfg = ModelConfig.from_name("tiny")
+    cfg.combiner.memory_update = "gated"
     model = make_model(cfg)
+    with torch.no_grad():  # gates that depend on what they see, as after training
+        model.combiner.write_gate.weight.normal_(std=0.5)
+    _check_forward_equals_step_by_step(cfg, model)
+
+
+def _check_forward_equals_step_by_step(cfg: ModelConfig, model=None) -> None:
+    model = model or make_model(cfg)
     snippets = 11  # longer than both windows, so the ring buffers wrap
     video, audio = random_clip(cfg, 2, snippets, seed=1)
     questions = [[("what color is the square?", "red", 0), ("how many times did you hear the beep?", "three", 5),

@@ -322,6 +322,27 @@ def test_init_grows_the_latent_window_and_keeps_every_weight(one_step_run, tmp_p
     assert train_cli(["--out", str(tmp_path / "bad"), "--steps", "1", "--latent-window", "0", *FAST]) == 1
 
 
+def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
+    """--memory-update gated over a pooled --init checkpoint: new gates, every other weight kept."""
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
+                      "--memory-update", "gated", "--lr", "1e-9", *FAST]) == 0
+    old = _weights(one_step_run)
+    gated = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    assert gated.cfg.combiner.memory_update == "gated"
+    tuned = gated.state_dict()
+    assert set(tuned) - set(old) == {"combiner.write_gate.weight", "combiner.write_gate.bias"}
+    for name, tensor in old.items():
+        torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+    bias = tuned["combiner.write_gate.bias"]  # timescales from about a snippet to about a minute
+    assert torch.sigmoid(bias).max() > 0.9 and torch.sigmoid(bias).min() < 0.01
+    # Back to pooled writes would drop what the gates learned: refused, naming the field.
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "back"), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(run)),
+                      "--memory-update", "pool", *FAST]) == 1
+    assert "combiner.memory_update: gated vs pool" in capsys.readouterr().err
+
+
 def test_init_from_a_checkpoint_without_an_alignment_head_keeps_its_weights_and_grows_one(tmp_path):
     import dataclasses
 
