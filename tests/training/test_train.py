@@ -338,7 +338,8 @@ def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, ca
     assert torch.sigmoid(bias).max() > 0.9 and torch.sigmoid(bias).min() < 0.01
     # Back to pooled writes would drop what the gates learned: refused, naming the field.
     capsys.readouterr()
-    assert train_cli(["--out", str(tmp_path / "back"), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(run)),
+    gated_checkpoint = str(checkpointing.latest_checkpoint(run))
+    assert train_cli(["--out", str(tmp_path / "back"), "--steps", "1", "--init", gated_checkpoint,
                       "--memory-update", "pool", *FAST]) == 1
     assert "combiner.memory_update: gated vs pool" in capsys.readouterr().err
 
