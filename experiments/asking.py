@@ -46,12 +46,13 @@ def ask_world(model: StreamerModel, split: str, kinds: tuple[str, ...], clips: i
         questions = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in sample["questions"]]
         asked.append(EvalClip(sample["video"], sample["audio"], questions, name=str(i)))
     result = evaluate(model, asked, data=f"world:{split}", keep_mistakes=10**9)
-    wrong = {(m["clip"], m["question"]): normalise(m["generated"]) for m in result.mistakes}
+    # A clip may ask the same question at two times, with one answer right and one wrong.
+    wrong = {(m["clip"], m["question"], m["ask_snippets"]): normalise(m["generated"]) for m in result.mistakes}
     answered = []
     for clip, eval_clip in zip(rendered, asked):
         for q in eval_clip.questions:
             truth = normalise(q.answer)
-            answered.append((clip, q, truth, wrong.get((eval_clip.name, q.text), truth)))
+            answered.append((clip, q, truth, wrong.get((eval_clip.name, q.text, q.ask_snippets), truth)))
     return result, answered
 
 

@@ -173,7 +173,8 @@ def evaluate(model: StreamerModel, clips: list[EvalClip], batch: int = 8, data: 
                         result.add(q.kind, ok)
                         if not ok and len(result.mistakes) < keep_mistakes:
                             result.mistakes.append({"clip": clip.name, "kind": q.kind, "question": q.text,
-                                                    "answer": q.answer, "generated": got})
+                                                    "ask_snippets": q.ask_snippets, "answer": q.answer,
+                                                    "generated": got})
                         bar.update(1)
                 if t == last:
                     break  # nothing is asked later: no need to step further

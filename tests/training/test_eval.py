@@ -48,6 +48,9 @@ def test_evaluate_streams_every_question_at_its_ask_time():
     assert sum(result.total.values()) == sum(len(c.questions) for c in clips) > 0
     # Every answer that was not right is kept for inspection with what was generated.
     assert len(result.mistakes) == sum(result.total.values()) - sum(result.correct.values())
+    # ... and when it was asked: a clip may ask the same question at two times.
+    asked = {(c.name, q.text, q.ask_snippets) for c in clips for q in c.questions}
+    assert all((m["clip"], m["question"], m["ask_snippets"]) in asked for m in result.mistakes)
 
     # Streaming the clips one at a time gives the same verdicts as a batch of two.
     alone = EvalResult("x")
