@@ -46,6 +46,7 @@ class Stage:
     kind_weights: str = ""  # question kinds drawn more often, "who_made=3,describe=2"
     off_palette: float = 0.0  # share of clips whose shapes wear colours outside the palette
     latent_window: int | None = None  # snippets the decoder reads directly; None: the preset's
+    memory_update: str | None = None  # "pool" or "gated" TTM memory writes; None: the preset's
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -63,6 +64,8 @@ class Stage:
             flags += ["--off-palette", str(self.off_palette)]
         if self.latent_window is not None:
             flags += ["--latent-window", str(self.latent_window)]
+        if self.memory_update is not None:
+            flags += ["--memory-update", self.memory_update]
         return flags
 
 
@@ -109,8 +112,9 @@ class Recipe:
 # kinds left weakest more often at lower learning rates; stage 5 trains on clips up to 48
 # snippets for memory over longer streams; stage 6 re-colours 30% of its clips outside the
 # palette, so that shape is read from the outline and not from the colour. Stages 7 and 8 train
-# on clips up to 64 snippets with the memory kinds weighted up; stage 8 doubles the latent window
-# the decoder reads directly (8 -> 16 snippets), as binding beyond the window is mostly lost.
+# on clips up to 64 snippets with the memory kinds weighted up; stages 8 and 9 double the latent
+# window the decoder reads directly (8 -> 16 -> 32 snippets), as binding beyond the window is
+# mostly lost.
 MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
 
 RECIPES: dict[str, Recipe] = {
@@ -138,6 +142,8 @@ RECIPES: dict[str, Recipe] = {
                   off_palette=0.3, kind_weights=MEMORY_KIND_WEIGHTS),
             Stage(steps=700, lr=8e-5, warmup=30, seed=7, snippets="4-64", align_weight=0.2, eval_every=700,
                   off_palette=0.3, latent_window=16, kind_weights=MEMORY_KIND_WEIGHTS),
+            Stage(steps=500, lr=8e-5, warmup=30, seed=8, snippets="4-64", align_weight=0.2, eval_every=500,
+                  off_palette=0.3, latent_window=32, kind_weights=MEMORY_KIND_WEIGHTS),
         ),
     ),
 }
