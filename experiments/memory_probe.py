@@ -115,8 +115,9 @@ def examples(clips, source: str):
 def select(rows, bin_name: str):
     """The examples whose delay falls in one bin."""
     tokens, sound, maker, mask, delays = rows
-    keep = torch.tensor([delay_bin(d) == bin_name for d in delays])
-    return tokens[keep], sound[keep], maker[keep], mask[keep], [d for d in delays if delay_bin(d) == bin_name]
+    in_bin = [delay_bin(d) == bin_name for d in delays]
+    keep = torch.tensor(in_bin)
+    return tokens[keep], sound[keep], maker[keep], mask[keep], [d for d, kept in zip(delays, in_bin) if kept]
 
 
 def train_and_score(train, test, dim: int, steps: int = 600, seed: int = 0) -> dict:
