@@ -187,7 +187,8 @@ class Trainer:
             if model.cfg.latent.window < model_cfg.latent.window:
                 model = _grow_latent_window(model, model_cfg.latent.window)
             if (model.cfg.combiner.memory_update, model_cfg.combiner.memory_update) == ("pool", "gated"):
-                model = _gate_memory(model)
+                gated = replace(model.cfg, combiner=replace(model.cfg.combiner, memory_update="gated"))
+                model = _with_new_part(model, gated, "combiner.write_gate.", cfg)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
@@ -197,11 +198,7 @@ class Trainer:
                 )
             # A checkpoint from before the alignment head: keep every weight it has, start the head fresh.
             torch.manual_seed(cfg.seed)
-            grown = StreamerModel(model_cfg)
-            missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-            if unexpected or any(not name.startswith("align.") for name in missing):
-                raise TrainingError(f"--init {cfg.init}: weights {unexpected or missing} do not fit --preset {cfg.preset}")
-            return 0, 0.0, grown
+            return 0, 0.0, _with_new_part(model, model_cfg, "align.", cfg)
         torch.manual_seed(cfg.seed)
         return 0, 0.0, StreamerModel(model_cfg)
 
@@ -433,12 +430,14 @@ def _grow_latent_window(model: StreamerModel, window: int) -> StreamerModel:
     return grown
 
 
-def _gate_memory(model: StreamerModel) -> StreamerModel:
-    """The same model with gated memory writes: every weight kept, the gates new (`MemoryGate`)."""
-    gated = StreamerModel(replace(model.cfg, combiner=replace(model.cfg.combiner, memory_update="gated")))
-    missing, unexpected = gated.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(name.startswith("combiner.write_gate.") for name in missing), (missing, unexpected)
-    return gated
+def _with_new_part(model: StreamerModel, model_cfg: ModelConfig, part: str, cfg: TrainConfig) -> StreamerModel:
+    """`model`'s weights in a model of `model_cfg`, which adds the part whose weights are named
+    `part...` (the alignment head, the memory gates); that part starts fresh."""
+    grown = StreamerModel(model_cfg)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not name.startswith(part) for name in missing):
+        raise TrainingError(f"--init {cfg.init}: weights {unexpected or missing} do not fit --preset {cfg.preset}")
+    return grown
 
 
 def _without_align(cfg: ModelConfig) -> dict[str, Any]:
