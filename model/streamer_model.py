@@ -282,7 +282,9 @@ class StreamerModel(nn.Module):
         """Training pass over whole clips with questions at arbitrary ask times.
 
         batch: video uint8 [B, T, F, H, W, 3], audio float32 [B, T, S], snippet_mask bool [B, T]
-        (real snippets first), and the question tensors of `encode_batch_questions`."""
+        (real snippets first), the question tensors of `encode_batch_questions` and, optionally,
+        window_snippets int64 [B, Q]: how many of the most recent snippets of h each question's
+        decoder may read (the rest of the window is hidden; 0 leaves the memory alone)."""
         video, audio = batch["video"], batch["audio"]
         if video.dim() != 6 or audio.dim() != 3:
             raise ValueError("forward expects video [B, T, F, H, W, 3] and audio [B, T, S]")
@@ -367,7 +369,11 @@ class StreamerModel(nn.Module):
         chunks = ask_v[:, None] - w + torch.arange(w, device=device)  # [N, W] oldest first
         h_ctx = h[rows[0][:, None], chunks.clamp(min=0)]  # [N, W, m, dl]
         memory = memories[rows[0], ask_v] if memories is not None else None
-        context, ctx_mask = self.decoder.context(memory, h_ctx, chunks >= 0)
+        h_valid = chunks >= 0
+        visible = batch.get("window_snippets")
+        if visible is not None:
+            h_valid = h_valid & (torch.arange(w, device=device)[None] >= w - visible.to(device)[rows][:, None])
+        context, ctx_mask = self.decoder.context(memory, h_ctx, h_valid)
 
         ids, answer_at = self._pack_questions(q_ids[rows], q_mask[rows], a_ids[rows], a_mask[rows])
         logits, _ = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,

@@ -84,6 +84,10 @@ class TrainConfig:
         None, "how the TTM memory is written: pool (the paper's) or gated (slots keep their value until a "
               "learned gate opens; default: the preset's); with --init, a pooled checkpoint gets new gates",
         choices=("pool", "gated"))
+    window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
+        0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
+             "recent snippets of latent state, so that answers about older events must come from the TTM "
+             "memory (default %(default)s)")
     snippets: tuple[int, int] = option(  # clip length range for the on-the-fly world
         (4, 16), "clip length range in snippets for --data world (default 4-16)", type=snippet_range)
     curriculum: int = option(0, "steps over which the longest clip grows from the shortest to the max (0 = off)")
@@ -131,6 +135,9 @@ class TrainConfig:
             )
         if not 0.0 <= self.wild <= 1.0:
             raise TrainingError(f"--wild is the share of clips made wild, between 0 and 1, got {self.wild}")
+        if not 0.0 <= self.window_dropout <= 1.0:
+            raise TrainingError(f"--window-dropout is the share of questions whose window is cut, between 0 "
+                                f"and 1, got {self.window_dropout}")
         if not 0.0 <= self.off_palette <= 1.0:
             raise TrainingError(f"--off-palette is the share of clips re-coloured, between 0 and 1, "
                                 f"got {self.off_palette}")

@@ -47,6 +47,7 @@ class Stage:
     off_palette: float = 0.0  # share of clips whose shapes wear colours outside the palette
     latent_window: int | None = None  # snippets the decoder reads directly; None: the preset's
     memory_update: str | None = None  # "pool" or "gated" TTM memory writes; None: the preset's
+    window_dropout: float = 0.0  # share of questions whose latent window is cut, so the memory must answer
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -66,6 +67,8 @@ class Stage:
             flags += ["--latent-window", str(self.latent_window)]
         if self.memory_update is not None:
             flags += ["--memory-update", self.memory_update]
+        if self.window_dropout:
+            flags += ["--window-dropout", str(self.window_dropout)]
         return flags
 
 

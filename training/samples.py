@@ -116,6 +116,19 @@ def to_model_batch(model: StreamerModel, samples: list[Sample]) -> dict[str, tor
     return batch
 
 
+def cut_windows(batch: dict[str, torch.Tensor], share: float, window: int,
+                generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Hide the older part of the latent window from a `share` of the batch's questions:
+    window_snippets [B, Q] is the window W for most and a uniform 0..W-1 for the cut ones.
+
+    The window answers most questions on its own, so the memory otherwise learns from the few
+    asked about what is older than W snippets; a cut window makes every kind a memory question."""
+    shape = batch["ask_snippets"].shape
+    cut = torch.rand(shape, generator=generator) < share
+    kept = torch.randint(0, window, shape, generator=generator)
+    return {**batch, "window_snippets": torch.where(cut, kept, torch.full(shape, window))}
+
+
 def phrase_pool(model: StreamerModel, samples: list[Sample], length: int) -> dict[str, torch.Tensor]:
     """Every phrase true somewhere in the batch plus the clips' hard negatives (up to
     MAX_PHRASES), each worded with a random template; targets [B, T, P] say, per snippet, which

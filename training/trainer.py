@@ -39,7 +39,7 @@ from training.config import TrainConfig, TrainingError
 from training.distributed import all_reduce, setup_distributed
 from training.machine import machine_description
 from training.metrics import MetricsLog, truncate_after
-from training.samples import TrainingData, to_model_batch
+from training.samples import TrainingData, cut_windows, to_model_batch
 from training.schedule import clip_lengths_at, lr_at
 
 
@@ -213,16 +213,21 @@ class Trainer:
         lengths = clip_lengths_at(step, self.cfg)
         return [self.data.sample(i, lengths) for i in self._local_indices(step)]
 
-    def _micro_batches(self, samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
+    def _micro_batches(self, step: int, samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
         size = self.cfg.micro_batch or len(samples)
-        return [to_model_batch(self.model, samples[i:i + size]) for i in range(0, len(samples), size)]
+        batches = [to_model_batch(self.model, samples[i:i + size]) for i in range(0, len(samples), size)]
+        if self.cfg.window_dropout:
+            generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 16 + self.d.rank)
+            window = self.model.cfg.latent.window
+            batches = [cut_windows(b, self.cfg.window_dropout, window, generator) for b in batches]
+        return batches
 
     def _train_step(self, step: int, samples: list[dict[str, Any]]) -> dict[str, float]:
         torch.manual_seed(self.cfg.seed * 1_000_003 + step * 1009 + self.d.rank)
         lr = lr_at(step, self.total_steps, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batches = self._micro_batches(samples)
+        batches = self._micro_batches(step, samples)
 
         # Global normalisers: answer tokens and (snippet, next snippet) pairs over all ranks.
         counts = torch.zeros(3, dtype=torch.float64)

@@ -71,3 +71,33 @@ def test_clear_errors_on_wrong_inputs():
         model(dict(video=video, audio=audio, **model.encode_batch_questions([[("what?", "red", 4)]])))
     with pytest.raises(ValueError, match="one stream"):
         list(model.answer(model.init_state(2), "what?"))
+
+
+def test_a_cut_window_hides_the_older_snippets_from_the_decoder():
+    """window_snippets k: the decoder reads the memory and the k most recent snippets of h, no older one."""
+    cfg = micro_config("ttm")
+    model = make_model(cfg)
+    w = cfg.latent.window
+    video, audio = random_clip(cfg, 1, 6, seed=14)
+    batch = dict(video=video, audio=audio, **model.encode_batch_questions([[("what color?", "red", 6)] * 3]))
+    batch["window_snippets"] = torch.tensor([[w, 1, 0]])
+    with torch.no_grad():
+        _, memories, h = model._clip_latents(video, audio)
+
+        def logits(h_seen):
+            return model._question_pass(batch, memories, h_seen, torch.device("cpu"))[0][0]
+
+        seen = logits(h)
+        older, newest = h.clone(), h.clone()
+        older[:, :5] += 1.0  # every snippet but the last
+        newest[:, 5] += 1.0
+        after_older, after_newest = logits(older), logits(newest)
+        whole = model._question_pass({k: v for k, v in batch.items() if k != "window_snippets"},
+                                     memories, h, torch.device("cpu"))[0][0]
+    assert not torch.allclose(after_older[0], seen[0]) and not torch.allclose(after_newest[0], seen[0])
+    torch.testing.assert_close(after_older[1], seen[1])  # sees the last snippet only
+    assert not torch.allclose(after_newest[1], seen[1])
+    torch.testing.assert_close(after_older[2], seen[2])  # the memory alone
+    torch.testing.assert_close(after_newest[2], seen[2])
+    torch.testing.assert_close(whole[0], seen[0])  # a whole window is no cut
+    assert not torch.allclose(seen[2], seen[0])

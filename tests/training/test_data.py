@@ -147,3 +147,16 @@ def test_world_stream_is_endless_seeded_and_split_across_workers():
     loader = DataLoader(WorldStream(config, seed=1), batch_size=2, num_workers=2, collate_fn=collate)
     names = [name for _, batch in zip(range(3), loader) for name in batch["names"]]
     assert len(set(names)) == len(names) == 6
+
+
+def test_cut_windows_hides_older_snippets_from_a_share_of_the_questions():
+    from training.samples import cut_windows
+
+    batch = {"ask_snippets": torch.zeros(64, 32, dtype=torch.long)}
+    cut = cut_windows(batch, 0.5, 8, torch.Generator().manual_seed(1))["window_snippets"]
+    assert cut.shape == (64, 32) and cut.dtype == torch.long
+    assert 0.4 < float((cut < 8).float().mean()) < 0.6  # half of them, each cut to 0..7 snippets
+    assert set(cut.unique().tolist()) == set(range(9))
+    again = cut_windows(batch, 0.5, 8, torch.Generator().manual_seed(1))["window_snippets"]
+    assert torch.equal(cut, again)
+    assert bool((cut_windows(batch, 0.0, 8, torch.Generator())["window_snippets"] == 8).all())

@@ -207,6 +207,8 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert "no checkpoint to continue" in capsys.readouterr().err
     assert train_cli(["--out", str(tmp_path / "d")]) == 1
     assert "--steps" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "e"), "--steps", "1", "--window-dropout", "1.5"]) == 1
+    assert "--window-dropout is the share of questions" in capsys.readouterr().err
 
 
 def test_existing_run_needs_resume(one_step_run, tmp_path, capsys):
@@ -307,7 +309,7 @@ def test_init_grows_the_latent_window_and_keeps_every_weight(one_step_run, tmp_p
     """--latent-window over an --init checkpoint's: new ages start as its oldest, the rest is kept."""
     run = tmp_path / "run"
     assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
-                      "--latent-window", "12", "--lr", "1e-9", *FAST]) == 0
+                      "--latent-window", "12", "--window-dropout", "0.5", "--lr", "1e-9", *FAST]) == 0
     old = _weights(one_step_run)
     grown = StreamerModel.load(checkpointing.latest_checkpoint(run))
     assert grown.cfg.latent.window == 12
