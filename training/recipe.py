@@ -115,9 +115,9 @@ class Recipe:
 # kinds left weakest more often at lower learning rates; stage 5 trains on clips up to 48
 # snippets for memory over longer streams; stage 6 re-colours 30% of its clips outside the
 # palette, so that shape is read from the outline and not from the colour. Stages 7 and 8 train
-# on clips up to 64 snippets with the memory kinds weighted up; stages 8 and 9 double the latent
-# window the decoder reads directly (8 -> 16 -> 32 snippets), as binding beyond the window is
-# mostly lost.
+# on clips up to 64 snippets with the memory kinds weighted up; stages 8 to 10 double the latent
+# window the decoder reads directly (8 -> 16 -> 32 -> 64 snippets), as binding beyond the window
+# is mostly lost.
 MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
 
 RECIPES: dict[str, Recipe] = {
@@ -147,6 +147,8 @@ RECIPES: dict[str, Recipe] = {
                   off_palette=0.3, latent_window=16, kind_weights=MEMORY_KIND_WEIGHTS),
             Stage(steps=500, lr=8e-5, warmup=30, seed=8, snippets="4-64", align_weight=0.2, eval_every=500,
                   off_palette=0.3, latent_window=32, kind_weights=MEMORY_KIND_WEIGHTS),
+            Stage(steps=500, lr=8e-5, warmup=30, seed=9, snippets="4-64", align_weight=0.2, eval_every=500,
+                  off_palette=0.3, latent_window=64, kind_weights=MEMORY_KIND_WEIGHTS),
         ),
     ),
 }

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from experiments.ask_time import tally
 from experiments.binding_errors import first_play_context, sound_of_error, who_made_error
 from experiments.shape_errors import age_bin, visible_bin
+from model.media import MEDIA_PRESETS
+from training.evaluate import EvalQuestion
 from training.world import ShapeEvent, SoundEvent, Timeline
 from training.world.vocab import COLORS
 
@@ -83,3 +88,16 @@ def test_the_probe_names_a_binding_that_is_there_and_only_then():
     absent = train_and_score(_planted(4000, False, 0), _planted(500, False, 1), dim=16, steps=300)
     assert there["chance"] == absent["chance"] == 0.25
     assert there["accuracy"] > 0.9 and absent["accuracy"] < 0.35, (there, absent)
+
+
+def test_answers_are_counted_by_ask_time_and_by_events_seen():
+    clip = SimpleNamespace(timeline=TIMELINE, spec=MEDIA_PRESETS["tiny"])
+    step = clip.spec.snippet_seconds
+    early = EvalQuestion("what sound did the red circle make?", "drum", 4, "sound_of")  # 2 shapes, 2 sounds
+    late = EvalQuestion("what sound did the red circle make?", "drum", 40, "sound_of")  # and the chirp
+    assert 4 * step < 6.0 < 40 * step
+    table = tally([(clip, early, "drum", "drum"), (clip, late, "drum", "beep"), (clip, late, "drum", "drum")])
+    by = table["sound_of"]
+    assert by["all"] == {"right": 2, "total": 3, "accuracy": 0.667}
+    assert by["asked at 1-16 snippets"]["accuracy"] == 1.0 and by["asked at 33-64+"]["accuracy"] == 0.5
+    assert by["<= 4 events before"]["total"] == 1 and by["5-8 events"]["total"] == 2
