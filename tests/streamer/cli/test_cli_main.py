@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from cli_helpers import cli_process
+from cli_helpers import cli_process, finish
 
 from streamer.cli import COMMANDS, INTERRUPTED, build_parser, main
 
@@ -48,7 +48,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(checkpoint):
     assert process.stdout.readline().strip() == "ready"
     time.sleep(0.2)  # into main(): importing torch or loading the model, which take seconds
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    out, err = finish(process, timeout=120)
     assert process.returncode == INTERRUPTED, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("streamer")

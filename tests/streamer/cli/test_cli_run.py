@@ -9,7 +9,7 @@ import signal
 
 import pytest
 import torch
-from cli_helpers import TEST_PATTERN, cli_process
+from cli_helpers import TEST_PATTERN, cli_process, finish
 
 from streamer import Engine
 from streamer.cli import INTERRUPTED, build_parser, main
@@ -149,7 +149,7 @@ def test_ctrl_c_saves_answers_and_exits_130(checkpoint, tmp_path):
     first = process.stdout.readline()
     assert first.startswith(f"answer @   0.64s  {QUESTION!r}")  # a snippet is in the state
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=300)  # saving and answering; generous for a loaded machine
+    out, err = finish(process, timeout=300)  # saving and answering; generous for a loaded machine
     assert process.returncode == INTERRUPTED, err
     assert f"saved session to {state}" in out
     assert "'later?'" in out and "(asked for 100 s; the stream ended first)" in out
