@@ -51,6 +51,7 @@ class EncoderConfig:
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
     "combiner": {"memory_update": "pool"},
+    "decoder": {"age_code": 0.0},
     "loss": {"align": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -113,6 +114,10 @@ class DecoderConfig:
     mlp_ratio: float = 4.0
     max_question_tokens: int = 96  # <q> + question bytes; longer questions are refused
     max_answer_tokens: int = 80  # answer bytes + </a>: the longest world answer is 66
+    # Amplitude of a fixed sinusoidal code of each h token's age, added beside the learned age
+    # embedding (0 = learned ages only). Learned ages of old snippets trained to near-equal
+    # values, which left `order` between two old events at chance (experiments/order_age.py).
+    age_code: float = 0.0
 
 
 @dataclass
@@ -297,7 +302,7 @@ SECTIONS: dict[str, type] = {
 # Numeric fields that may be zero (a loss left out, no reconstruction layers, weights
 # initialised to zero); every other count, size, rate and ratio must be positive.
 MAY_BE_ZERO = {"loss.text", "loss.latent", "loss.video", "loss.align", "latent.recon_layers", "init_std",
-               "align.dim", "align.watch_threshold"}
+               "align.dim", "align.watch_threshold", "decoder.age_code"}
 
 
 def _check_values(prefix: str, section: Any, cls: type) -> None:

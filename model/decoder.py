@@ -3,10 +3,15 @@ every layer to the context [null ; TTM memory ; h of the last W chunks], MLP.
 
 The context carries its own position cues: memory slots have learned embeddings, and each
 h token gets an embedding of its chunk's age (0 = the snippet just seen) and of its index
-in the chunk — bounded, so answers behave the same at t = 10 and t = 10,000.
+in the chunk — bounded, so answers behave the same at t = 10 and t = 10,000. With
+`decoder.age_code` > 0 a fixed sinusoidal code of the age is added too: the latent
+transformer's positions are relative, so the age is the decoder's only clock, and learned
+ages of old snippets drift together where few questions tell them apart.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +19,18 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.layers import MLP, CrossAttention, SelfAttention, rope_angles
+
+
+def age_code(window: int, dim: int, amplitude: float) -> torch.Tensor:
+    """[window, 1, dim] sinusoids of the age 0..window-1 (the transformer's position code,
+    periods from 2π to 10,000·2π), times `amplitude`. Its slow dimensions rise steadily over the
+    whole window, so "which is older" is one direction in every head's key space."""
+    ages = torch.arange(window, dtype=torch.float32)[:, None]
+    rates = torch.exp(-math.log(10_000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    code = torch.zeros(window, dim)
+    code[:, 0::2] = torch.sin(ages * rates)
+    code[:, 1::2] = torch.cos(ages * rates)
+    return (amplitude * code)[:, None]
 
 
 class DecoderBlock(nn.Module):
@@ -56,6 +73,7 @@ class TextDecoder(nn.Module):
             self.memory_pos = nn.Parameter(torch.zeros(memory_tokens, d))
         self.h_proj = nn.Linear(cfg.latent.dim, d)
         self.age_emb = nn.Parameter(torch.zeros(cfg.latent.window, 1, d))
+        self.register_buffer("age_code", age_code(cfg.latent.window, d, dc.age_code), persistent=False)
         self.h_pos = nn.Parameter(torch.zeros(1, cfg.combiner.out_tokens, d))
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
@@ -71,7 +89,7 @@ class TextDecoder(nn.Module):
         if self.memory_tokens:
             parts.append(self.memory_proj(memory) + self.memory_pos)
             masks.append(torch.ones(b, self.memory_tokens, dtype=torch.bool, device=h.device))
-        ages = self.age_emb.flip(0)  # oldest first: age W-1 ... 0
+        ages = (self.age_emb + self.age_code).flip(0)  # oldest first: age W-1 ... 0
         parts.append((self.h_proj(h) + ages + self.h_pos).reshape(b, w * m, -1))
         masks.append(h_valid.repeat_interleave(m, dim=1))
         return self.context_norm(torch.cat(parts, dim=1)), torch.cat(masks, dim=1)

@@ -84,6 +84,10 @@ class TrainConfig:
         None, "how the TTM memory is written: pool (the paper's) or gated (slots keep their value until a "
               "learned gate opens; default: the preset's); with --init, a pooled checkpoint gets new gates",
         choices=("pool", "gated"))
+    age_code: float | None = option(  # None: the preset's; another value over an --init checkpoint re-codes its ages
+        None, "amplitude of a fixed sinusoidal code of each latent snippet's age in the decoder's context, "
+              "beside the learned age embedding (0 = off; default: the preset's); with --init, the checkpoint's "
+              "weights are kept under the new code")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "
@@ -127,6 +131,8 @@ class TrainConfig:
             raise TrainingError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
         if self.latent_window is not None and self.latent_window < 1:
             raise TrainingError(f"--latent-window must be at least 1 snippet, got {self.latent_window}")
+        if self.age_code is not None and not 0.0 <= self.age_code < math.inf:
+            raise TrainingError(f"--age-code must be 0 (off) or a positive amplitude such as 0.1, got {self.age_code}")
         low, high = self.snippets
         if not 2 <= low <= high:
             raise TrainingError(

@@ -48,6 +48,7 @@ class Stage:
     latent_window: int | None = None  # snippets the decoder reads directly; None: the preset's
     memory_update: str | None = None  # "pool" or "gated" TTM memory writes; None: the preset's
     window_dropout: float = 0.0  # share of questions whose latent window is cut, so the memory must answer
+    age_code: float | None = None  # amplitude of the decoder's fixed sinusoidal age code; None: the preset's
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -69,6 +70,8 @@ class Stage:
             flags += ["--memory-update", self.memory_update]
         if self.window_dropout:
             flags += ["--window-dropout", str(self.window_dropout)]
+        if self.age_code is not None:
+            flags += ["--age-code", str(self.age_code)]
         return flags
 
 

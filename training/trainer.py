@@ -96,6 +96,8 @@ class Trainer:
                 model_cfg = replace(model_cfg, latent=replace(model_cfg.latent, window=cfg.latent_window))
             if cfg.memory_update is not None:
                 model_cfg = replace(model_cfg, combiner=replace(model_cfg.combiner, memory_update=cfg.memory_update))
+            if cfg.age_code is not None:
+                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_code=cfg.age_code))
         except ValueError as err:
             raise TrainingError(str(err)) from None
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
@@ -189,6 +191,8 @@ class Trainer:
             if (model.cfg.combiner.memory_update, model_cfg.combiner.memory_update) == ("pool", "gated"):
                 gated = replace(model.cfg, combiner=replace(model.cfg.combiner, memory_update="gated"))
                 model = _with_new_part(model, gated, "combiner.write_gate.", cfg)
+            if cfg.age_code is not None and model.cfg.decoder.age_code != cfg.age_code:
+                model = _with_age_code(model, cfg.age_code)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
@@ -433,6 +437,13 @@ def _grow_latent_window(model: StreamerModel, window: int) -> StreamerModel:
     state["decoder.age_emb"] = torch.cat([ages, ages[-1:].expand(window - len(ages), -1, -1)])
     grown.load_state_dict(state)
     return grown
+
+
+def _with_age_code(model: StreamerModel, amplitude: float) -> StreamerModel:
+    """The same weights under another fixed age code (a buffer, not a weight)."""
+    recoded = StreamerModel(replace(model.cfg, decoder=replace(model.cfg.decoder, age_code=amplitude)))
+    recoded.load_state_dict(model.state_dict())
+    return recoded
 
 
 def _with_new_part(model: StreamerModel, model_cfg: ModelConfig, part: str, cfg: TrainConfig) -> StreamerModel:

@@ -324,6 +324,27 @@ def test_init_grows_the_latent_window_and_keeps_every_weight(one_step_run, tmp_p
     assert train_cli(["--out", str(tmp_path / "bad"), "--steps", "1", "--latent-window", "0", *FAST]) == 1
 
 
+def test_init_adds_an_age_code_and_keeps_every_weight(one_step_run, tmp_path, capsys):
+    """--age-code over an --init checkpoint: the same weights, the code recorded in the config;
+    a checkpoint with a code is not silently read without it."""
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
+                      "--age-code", "0.1", "--lr", "1e-9", *FAST]) == 0
+    old = _weights(one_step_run)
+    coded = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    assert coded.cfg.decoder.age_code == 0.1
+    tuned = coded.state_dict()
+    assert set(tuned) == set(old)
+    for name, tensor in old.items():
+        torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "plain"), "--steps", "1", "--init",
+                      str(checkpointing.latest_checkpoint(run)), *FAST]) == 1
+    assert "decoder.age_code: 0.1 vs 0.0" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "bad"), "--steps", "1", "--age-code", "-1", *FAST]) == 1
+    assert "--age-code must be 0 (off) or a positive amplitude" in capsys.readouterr().err
+
+
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
     """--memory-update gated over a pooled --init checkpoint: new gates, every other weight kept."""
     run = tmp_path / "run"

@@ -1,0 +1,85 @@
+"""Can the decoder tell which of two old events came first? Splits `order` answers by the
+age (snippets before the question) of the more recent of the two events, and prints how far
+apart the decoder's learned age embeddings are.
+
+    .venv/bin/python -m experiments.order_age [CHECKPOINT] [--clips 150] [--threads 2]
+
+The decoder knows when a snippet's latent tokens were made only from their age embedding
+(the latent transformer's rotary positions are relative, so h itself carries no clock). If
+the embeddings of older ages are nearly equal, an `order` question whose two events are both
+old can only be answered from content, and falls towards a coin toss. Writes
+experiments/results/understanding/order-age.json (or `--out`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+import torch
+
+from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
+from training.world.answers import AnswerKey
+from training.world.clip import World, WorldConfig
+
+SPLITS = ("test", "long")
+SUBJECTS = re.compile(r"the (.+) or the (.+)\?$")
+
+
+def age_bin(snippets: float) -> str:
+    return ("newer event 0-7 snippets old" if snippets < 8 else "newer event 8-15 old" if snippets < 16
+            else "newer event 16+ old")
+
+
+def event_ages(clip, question) -> tuple[float, float]:
+    """Ages in snippets, at the question, of its two events' first sight or sound (newer first)."""
+    a, b = SUBJECTS.search(question.text).groups()
+    t_ask = question.ask_snippets * clip.spec.snippet_seconds
+    key = AnswerKey(clip.timeline, clip.spec, t_ask)
+    ages = sorted((t_ask - key.first_time(name)) / clip.spec.snippet_seconds for name in (a, b))
+    return ages[0], ages[1]
+
+
+def tally(answered: Iterable) -> dict[str, dict[str, float]]:
+    """Right/total/accuracy by the newer event's age, from (clip, question, truth, answer) tuples."""
+    groups: dict[str, Counter] = defaultdict(Counter)
+    for clip, q, truth, got in answered:
+        newer, _ = event_ages(clip, q)
+        groups["all"][truth == got] += 1
+        groups[age_bin(newer)][truth == got] += 1
+    return rates(groups)
+
+
+@torch.no_grad()
+def age_spacing(model) -> dict[str, float]:
+    """Mean distance between the position cues (learned embedding plus fixed code) of
+    neighbouring ages, against how far apart the latent tokens they are added to lie (both
+    before the context LayerNorm), over the first window of a long clip."""
+    ages = (model.decoder.age_emb + model.decoder.age_code).squeeze(1)
+    steps = (ages[1:] - ages[:-1]).norm(dim=-1)
+    clip = World(WorldConfig.preset("long", spec=model.cfg.media)).clip(0)
+    state = model.init_state(1)
+    for snippet in clip.snippets()[:model.cfg.latent.window]:
+        state = model.step(state, torch.as_tensor(snippet.video)[None], torch.as_tensor(snippet.audio)[None])
+    tokens = model.decoder.h_proj(state["h_window"][0]) + model.decoder.h_pos[0]  # [W, m, d]
+    return {"mean step, ages 0-7": round(float(steps[:7].mean()), 4),
+            "mean step, ages 8+": round(float(steps[7:].mean()), 4),
+            "mean distance of a latent token from the same token one snippet later":
+                round(float((tokens[1:] - tokens[:-1]).norm(dim=-1).mean()), 4)}
+
+
+def main() -> None:
+    parser = parser_for(__doc__, clips=150, default_out="order-age.json")
+    args = parser.parse_args()
+    model_dir, model = load(args)
+    report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "clips": args.clips,
+              "latent_window_snippets": model.cfg.latent.window, "age_embeddings": age_spacing(model)}
+    for split in SPLITS:
+        _, answered = ask_world(model, split, ("order",), args.clips)
+        report[split] = tally(answered)
+    write_report(report, args.out or RESULTS / "order-age.json")
+
+
+if __name__ == "__main__":
+    main()
