@@ -10,18 +10,25 @@ another sound the clip played (wrong object); "silence" for a shape that sounded
 shape that made none; and a sound the clip never played. Each `who_made` question is also split
 by how many shapes were on screen when the sound first played, and by how long ago that was
 (and whether inside the latent window the decoder reads directly or older), so one can tell a
-perception limit (the shape misread) from a binding or a memory limit.
+perception limit (the shape misread) from a binding or a memory limit. Each `sound_of`
+question is split by how many plays of other shapes' sounds came while the shape was on screen
+(before the question), by how long it had been on screen, and by how many snippets before the
+question it appeared: a decoder that reads "what played while the shape was there" rather than
+"what played when it appeared" falls with the first two, one that cannot tell old snippets
+apart by age with the last.
 Writes experiments/results/understanding/binding-errors-SPLIT.json (or `--out`).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 
 from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
 from training.world.timeline import Timeline
 
 KINDS = ("who_made", "sound_of")
+SOUND_OF_SUBJECT = re.compile(r"the (\w+) (\w+) (?:make|sound like)\?$")
 
 
 def who_made_error(timeline: Timeline, t_ask: float, truth: str, got: str) -> str:
@@ -61,6 +68,19 @@ def first_play_context(timeline: Timeline, sound: str, t_ask: float) -> tuple[in
     return on_screen, t_ask - play.t_start
 
 
+def sound_of_context(timeline: Timeline, color: str, shape: str, t_ask: float) -> tuple[int, float, float] | None:
+    """Plays of other shapes' sounds, or of no shape's, while the shape was on screen before the
+    question; seconds it had been on screen by then; seconds from its appearance to the question."""
+    index = next((i for i, s in reversed(list(enumerate(timeline.shapes)))
+                  if s.color == color and s.shape == shape and s.t_start < t_ask), None)
+    if index is None:
+        return None
+    event = timeline.shapes[index]
+    until = min(event.t_end, t_ask)
+    others = sum(1 for p in timeline.sounds if p.owner != index and event.t_start <= p.t_start < until)
+    return others, until - event.t_start, t_ask - event.t_start
+
+
 def main() -> None:
     parser = parser_for(__doc__, clips=100, default_out="binding-errors-SPLIT.json")
     parser.add_argument("--split", default="test", choices=("test", "compositional", "long"))
@@ -70,6 +90,7 @@ def main() -> None:
 
     errors: dict[str, Counter] = {k: Counter() for k in KINDS}
     by_context: dict[str, Counter] = defaultdict(Counter)
+    sound_of_by_context: dict[str, Counter] = defaultdict(Counter)
     # The decoder reads the last `latent.window` snippets directly; older plays only through memory.
     window_seconds = model.cfg.latent.window * model.cfg.media.snippet_seconds
     for clip, q, truth, got in answered:
@@ -87,6 +108,16 @@ def main() -> None:
                 by_context[f"play {reach} the latent window"][error == "right"] += 1
         else:
             error = sound_of_error(clip.timeline, t_ask, truth, got)
+            context = sound_of_context(clip.timeline, *SOUND_OF_SUBJECT.search(q.text).groups(), t_ask)
+            if context is not None:
+                others, shown, ago = context
+                others_bin = "no" if others == 0 else "1-2" if others <= 2 else "3+"
+                shown_bin = "< 2 s" if shown < 2 else "2-5 s" if shown < 5 else ">= 5 s"
+                age = ago / clip.spec.snippet_seconds
+                age_bin = "0-7" if age < 8 else "8-15" if age < 16 else "16+"
+                sound_of_by_context[f"{others_bin} other plays while on screen"][error == "right"] += 1
+                sound_of_by_context[f"on screen {shown_bin}"][error == "right"] += 1
+                sound_of_by_context[f"appeared {age_bin} snippets before the question"][error == "right"] += 1
         errors[q.kind][error] += 1
 
     report = {
@@ -95,6 +126,7 @@ def main() -> None:
         "accuracy": {k: result.accuracy(k) for k in KINDS},
         "errors": {k: dict(v.most_common()) for k, v in errors.items()},
         "who_made_accuracy_by_context": rates(by_context),
+        "sound_of_accuracy_by_context": rates(sound_of_by_context),
     }
     write_report(report, args.out or RESULTS / f"binding-errors-{args.split}.json")
 

@@ -1,6 +1,6 @@
 """Can the decoder tell which of two old events came first? Splits `order` answers by the
-age (snippets before the question) of the more recent of the two events, and prints how far
-apart the decoder's learned age embeddings are.
+age (snippets before the question) of the more recent of the two events and by whether the
+two were ever on screen together, and prints how far apart the decoder's age cues are.
 
     .venv/bin/python -m experiments.order_age [CHECKPOINT] [--clips 150] [--threads 2]
 
@@ -22,6 +22,7 @@ import torch
 from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
 from training.world.answers import AnswerKey
 from training.world.clip import World, WorldConfig
+from training.world.vocab import SOUNDS
 
 SPLITS = ("test", "long")
 SUBJECTS = re.compile(r"the (.+) or the (.+)\?$")
@@ -41,14 +42,30 @@ def event_ages(clip, question) -> tuple[float, float]:
     return ages[0], ages[1]
 
 
-def tally(answered: Iterable) -> dict[str, dict[str, float]]:
-    """Right/total/accuracy by the newer event's age, from (clip, question, truth, answer) tuples."""
+def pair_kind(clip, question) -> str:
+    """Two sounds, two shapes seen together at some time, or two shapes never on screen together."""
+    a, b = SUBJECTS.search(question.text).groups()
+    if a in SOUNDS:
+        return "two sounds"
+    t_ask = question.ask_snippets * clip.spec.snippet_seconds
+    key = AnswerKey(clip.timeline, clip.spec, t_ask)
+    first, second = (clip.timeline.shapes[key.find_seen_shape(*name.split(" ", 1))] for name in (a, b))
+    together = max(first.t_start, second.t_start) < min(first.t_end, second.t_end, t_ask)
+    return "two shapes seen together" if together else "two shapes never seen together"
+
+
+def tally(answered: Iterable) -> dict[str, dict]:
+    """Right/total/accuracy by the newer event's age and by the pair's kind, and what the wrong
+    answers named, from (clip, question, truth, answer) tuples."""
     groups: dict[str, Counter] = defaultdict(Counter)
+    wrong: Counter = Counter()
     for clip, q, truth, got in answered:
         newer, _ = event_ages(clip, q)
-        groups["all"][truth == got] += 1
-        groups[age_bin(newer)][truth == got] += 1
-    return rates(groups)
+        for group in ("all", age_bin(newer), pair_kind(clip, q)):
+            groups[group][truth == got] += 1
+        if truth != got:
+            wrong["the other of the two" if got in SUBJECTS.search(q.text).groups() else "neither"] += 1
+    return {**rates(groups), "wrong answers named": dict(wrong)}
 
 
 @torch.no_grad()

@@ -129,7 +129,7 @@ class AlignConfig:
     blocks and a mean pool: the decoder already knows the world's words, and a byte-level
     encoder needs no download and no second tokenizer. `dim = 0` means no head (checkpoints
     from before it). `watch_threshold` is the cosine similarity above which a standing query
-    fires, calibrated on the world's validation split (`python -m training.calibrate`).
+    fires, calibrated on the world's validation split (`streamer export --calibrate-watch N`).
     """
 
     dim: int = 64

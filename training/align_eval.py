@@ -194,8 +194,10 @@ def evaluate_alignment(model: StreamerModel, clips: list[ClipVectors], threshold
 def calibrate_threshold(model: StreamerModel, clips: list[ClipVectors],
                         candidates: np.ndarray | None = None) -> tuple[float, float]:
     """The watch threshold with the best mean F1 over the three groups on `clips` (the world's
-    val split), and that F1."""
-    candidates = np.round(np.arange(0.2, 0.91, 0.025), 3) if candidates is None else candidates
+    val split), and that F1. The grid is fine (0.005): near its best, a trained head's mean F1
+    moves by about 0.01 per 0.005 of threshold, and sounds on an empty screen score within a
+    few thousandths of it."""
+    candidates = np.round(np.arange(0.2, 0.9001, 0.005), 3) if candidates is None else candidates
     queries = score_queries(model, clips)
     best = (float(candidates[0]), -1.0)
     for threshold in candidates:

@@ -120,7 +120,8 @@ class Recipe:
 # palette, so that shape is read from the outline and not from the colour. Stages 7 and 8 train
 # on clips up to 64 snippets with the memory kinds weighted up; stages 8 to 10 double the latent
 # window the decoder reads directly (8 -> 16 -> 32 -> 64 snippets), as binding beyond the window
-# is mostly lost.
+# is mostly lost. Stage 11 adds a fixed sinusoidal code of each snippet's age to the decoder's
+# context, as the learned ages of old snippets had drifted together.
 MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
 
 RECIPES: dict[str, Recipe] = {
@@ -152,6 +153,8 @@ RECIPES: dict[str, Recipe] = {
                   off_palette=0.3, latent_window=32, kind_weights=MEMORY_KIND_WEIGHTS),
             Stage(steps=500, lr=8e-5, warmup=30, seed=9, snippets="4-64", align_weight=0.2, eval_every=500,
                   off_palette=0.3, latent_window=64, kind_weights=MEMORY_KIND_WEIGHTS),
+            Stage(steps=900, lr=1e-4, warmup=30, seed=11, snippets="4-64", align_weight=0.2, eval_every=450,
+                  off_palette=0.3, latent_window=64, age_code=0.1, kind_weights=MEMORY_KIND_WEIGHTS),
         ),
     ),
 }

@@ -5,7 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from experiments.ask_time import tally
-from experiments.binding_errors import first_play_context, sound_of_error, who_made_error
+from experiments.order_age import event_ages
+from experiments.order_age import tally as order_tally
+from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
 from experiments.shape_errors import age_bin, visible_bin
 from model.media import MEDIA_PRESETS
 from training.evaluate import EvalQuestion
@@ -39,6 +41,13 @@ def test_sound_of_mistakes_are_told_apart():
     assert sound_of_error(TIMELINE, 3.0, "drum", "whistle") == "a sound never played"
     assert sound_of_error(TIMELINE, 3.0, "silence", "drum") == "a sound for a silent shape"
     assert sound_of_error(TIMELINE, 3.0, "drum", "chirp") == "a sound never played"  # not played before 3 s
+
+
+def test_the_sound_of_context_counts_other_plays_while_the_shape_was_on_screen():
+    assert sound_of_context(TIMELINE, "red", "circle", 3.0) == (1, 3.0, 3.0)  # the square's beep
+    assert sound_of_context(TIMELINE, "blue", "square", 3.0) == (0, 2.0, 2.0)  # the drum came before it
+    assert sound_of_context(TIMELINE, "blue", "square", 9.0) == (0, 4.0, 8.0)  # gone at 5 s, before the chirp
+    assert sound_of_context(TIMELINE, "green", "square", 9.0) is None
 
 
 def test_the_play_context_counts_shapes_on_screen_and_the_time_since():
@@ -101,3 +110,22 @@ def test_answers_are_counted_by_ask_time_and_by_events_seen():
     assert by["all"] == {"right": 2, "total": 3, "accuracy": 0.667}
     assert by["asked at 1-16 snippets"]["accuracy"] == 1.0 and by["asked at 33-64+"]["accuracy"] == 0.5
     assert by["<= 4 events before"]["total"] == 1 and by["5-8 events"]["total"] == 2
+
+
+def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():
+    # a green triangle at 7 s, after the circle and the square have left the screen
+    timeline = Timeline(64, 64, 30.0, (*TIMELINE.shapes, _shape("triangle", "green", 7.0, 9.0)), TIMELINE.sounds)
+    clip = SimpleNamespace(timeline=timeline, spec=MEDIA_PRESETS["tiny"])
+    step = clip.spec.snippet_seconds
+    together = EvalQuestion("which came first, the red circle or the blue square?", "red circle", 9, "order")
+    apart = EvalQuestion("which came first, the green triangle or the red circle?", "red circle", 30, "order")
+    sounds = EvalQuestion("what happened first, the beep or the drum?", "drum", 9, "order")
+    newer, older = event_ages(clip, together)  # seen from the first frame that shows them
+    assert older == 9.0 and 9 - 1.1 / step < newer <= 9 - 1.0 / step
+    table = order_tally([(clip, together, "red circle", "red circle"), (clip, apart, "red circle", "green triangle"),
+                         (clip, sounds, "drum", "whistle")])
+    assert table["all"] == {"right": 1, "total": 3, "accuracy": 0.333}
+    assert table["two shapes seen together"]["right"] == 1 and table["two shapes never seen together"]["right"] == 0
+    assert table["two sounds"]["total"] == 1
+    assert table["newer event 0-7 snippets old"]["total"] == 2 and table["newer event 16+ old"]["total"] == 1
+    assert table["wrong answers named"] == {"the other of the two": 1, "neither": 1}
