@@ -33,24 +33,26 @@ def age_bin(snippets: float) -> str:
             else "newer event 16+ old")
 
 
+def _subjects(clip, question) -> tuple[tuple[str, str], AnswerKey]:
+    """The question's two names and the answer key at its time."""
+    return SUBJECTS.search(question.text).groups(), AnswerKey(
+        clip.timeline, clip.spec, question.ask_snippets * clip.spec.snippet_seconds)
+
+
 def event_ages(clip, question) -> tuple[float, float]:
     """Ages in snippets, at the question, of its two events' first sight or sound (newer first)."""
-    a, b = SUBJECTS.search(question.text).groups()
-    t_ask = question.ask_snippets * clip.spec.snippet_seconds
-    key = AnswerKey(clip.timeline, clip.spec, t_ask)
-    ages = sorted((t_ask - key.first_time(name)) / clip.spec.snippet_seconds for name in (a, b))
+    names, key = _subjects(clip, question)
+    ages = sorted((key.t_ask - key.first_time(name)) / clip.spec.snippet_seconds for name in names)
     return ages[0], ages[1]
 
 
 def pair_kind(clip, question) -> str:
     """Two sounds, two shapes seen together at some time, or two shapes never on screen together."""
-    a, b = SUBJECTS.search(question.text).groups()
-    if a in SOUNDS:
+    names, key = _subjects(clip, question)
+    if names[0] in SOUNDS:
         return "two sounds"
-    t_ask = question.ask_snippets * clip.spec.snippet_seconds
-    key = AnswerKey(clip.timeline, clip.spec, t_ask)
-    first, second = (clip.timeline.shapes[key.find_seen_shape(*name.split(" ", 1))] for name in (a, b))
-    together = max(first.t_start, second.t_start) < min(first.t_end, second.t_end, t_ask)
+    first, second = (clip.timeline.shapes[key.find_seen_shape(*name.split(" ", 1))] for name in names)
+    together = max(first.t_start, second.t_start) < min(first.t_end, second.t_end, key.t_ask)
     return "two shapes seen together" if together else "two shapes never seen together"
 
 

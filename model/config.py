@@ -116,7 +116,7 @@ class DecoderConfig:
     max_answer_tokens: int = 80  # answer bytes + </a>: the longest world answer is 66
     # Amplitude of a fixed sinusoidal code of each h token's age, added beside the learned age
     # embedding (0 = learned ages only). Learned ages of old snippets trained to near-equal
-    # values, which left `order` between two old events at chance (experiments/order_age.py).
+    # values, which left the decoder no clock past 8 snippets (experiments/order_age.py).
     age_code: float = 0.0
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from experiments.ask_time import tally
+from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
 from experiments.order_age import event_ages
 from experiments.order_age import tally as order_tally
-from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
 from experiments.shape_errors import age_bin, visible_bin
 from model.media import MEDIA_PRESETS
 from training.evaluate import EvalQuestion
