@@ -51,7 +51,7 @@ class EncoderConfig:
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
     "combiner": {"memory_update": "pool"},
-    "decoder": {"age_code": 0.0},
+    "decoder": {"age_code": 0.0, "age_slopes": False},
     "loss": {"align": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -118,6 +118,10 @@ class DecoderConfig:
     # embedding (0 = learned ages only). Learned ages of old snippets trained to near-equal
     # values, which left the decoder no clock past 8 snippets (experiments/order_age.py).
     age_code: float = 0.0
+    # A learned slope per layer and head, times each context token's age in snippets, added to
+    # the cross-attention scores (ALiBi's bias, learned): a head can prefer the oldest match of
+    # what it looks for, which "which came first" needs. Starts at zero (no change).
+    age_slopes: bool = False
 
 
 @dataclass

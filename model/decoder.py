@@ -6,7 +6,10 @@ h token gets an embedding of its chunk's age (0 = the snippet just seen) and of 
 in the chunk — bounded, so answers behave the same at t = 10 and t = 10,000. With
 `decoder.age_code` > 0 a fixed sinusoidal code of the age is added too: the latent
 transformer's positions are relative, so the age is the decoder's only clock, and learned
-ages of old snippets drift together where few questions tell them apart.
+ages of old snippets drift together where few questions tell them apart. With
+`decoder.age_slopes` every cross-attention head adds a learned multiple of a token's age to its
+scores, so it can prefer the oldest (or newest) of the tokens it matches: a code in the keys
+tells ages apart, a bias on the scores ranks them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.layers import MLP, CrossAttention, SelfAttention, rope_angles
+
+
+# Scores per snippet of age per unit of `age_slopes` weight.
+AGE_SLOPE_GAIN = 4.0
 
 
 def age_code(window: int, dim: int, amplitude: float) -> torch.Tensor:
@@ -43,8 +50,9 @@ class DecoderBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio)
 
-    def forward(self, x, rope, self_mask, cross_kv, ctx_mask, cache=None):
-        """`self_mask` [B, Lnew, Lall] or None for plain causal; `cache` (k, v) of earlier tokens or None.
+    def forward(self, x, rope, self_mask, cross_kv, ctx_mask, age_bias=None, cache=None):
+        """`self_mask` [B, Lnew, Lall] or None for plain causal; `age_bias` [heads, Nc] or None;
+        `cache` (k, v) of earlier tokens or None.
         Returns (x, (k, v))."""
         q, k, v = self.attn.project(self.norm1(x), rope)
         if cache is not None:
@@ -55,7 +63,7 @@ class DecoderBlock(nn.Module):
         else:
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=self_mask[:, None])
         x = x + self.attn.merge(attended)
-        x = x + self.cross(self.norm2(x), *cross_kv, ctx_mask)
+        x = x + self.cross(self.norm2(x), *cross_kv, ctx_mask, age_bias)
         return x + self.mlp(self.norm3(x)), (k, v)
 
 
@@ -75,6 +83,12 @@ class TextDecoder(nn.Module):
         self.age_emb = nn.Parameter(torch.zeros(cfg.latent.window, 1, d))
         self.register_buffer("age_code", age_code(cfg.latent.window, d, dc.age_code), persistent=False)
         self.h_pos = nn.Parameter(torch.zeros(1, cfg.combiner.out_tokens, d))
+        if dc.age_slopes:
+            self.age_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads))
+            # age in snippets of every context token: null and memory slots count as age 0
+            h_ages = torch.arange(cfg.latent.window - 1, -1, -1.0).repeat_interleave(cfg.combiner.out_tokens)
+            self.register_buffer("context_ages", torch.cat((torch.zeros(1 + memory_tokens), h_ages)),
+                                 persistent=False)
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
         self.norm = nn.LayerNorm(d)
@@ -97,13 +111,23 @@ class TextDecoder(nn.Module):
     def cross_kv(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [block.cross.context_kv(context) for block in self.blocks]
 
+    def age_bias(self) -> torch.Tensor | None:
+        """[layers, heads, Nc] scores added to the cross-attention, or None without age slopes.
+        The weights are scaled by AGE_SLOPE_GAIN so that a slope moves at a useful rate under a
+        fine-tuning learning rate (AdamW moves a weight about lr per step)."""
+        if not self.cfg.decoder.age_slopes:
+            return None
+        return (AGE_SLOPE_GAIN * self.age_slopes)[:, :, None] * self.context_ages
+
     def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None):
         """ids [B, L] at `positions` [B, L]. Returns logits [B, L, V] and the per-layer KV caches."""
         dc = self.cfg.decoder
         x = self.embed(ids)
         rope = rope_angles(positions, dc.dim // dc.heads)
+        age_bias = self.age_bias()
         new_caches = []
         for i, block in enumerate(self.blocks):
-            x, cache = block(x, rope, self_mask, cross_kv[i], ctx_mask, None if caches is None else caches[i])
+            x, cache = block(x, rope, self_mask, cross_kv[i], ctx_mask, None if age_bias is None else age_bias[i],
+                             None if caches is None else caches[i])
             new_caches.append(cache)
         return self.head(self.norm(x)), new_caches

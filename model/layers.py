@@ -122,10 +122,15 @@ class CrossAttention(nn.Module):
         k, v = self.kv(context).view(b, n, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return k, v
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, context_mask: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """context_mask bool [B, Nc]; bias [heads, Nc] added to every query's scores, or None."""
         b, n, _ = x.shape
         q = self.q(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=context_mask[:, None, None, :])
+        mask = context_mask[:, None, None, :]
+        if bias is not None:
+            mask = bias[None, :, None, :].masked_fill(~mask, float("-inf")).to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
 

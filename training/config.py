@@ -88,6 +88,10 @@ class TrainConfig:
         None, "amplitude of a fixed sinusoidal code of each latent snippet's age in the decoder's context, "
               "beside the learned age embedding (0 = off; default: the preset's); with --init, the checkpoint's "
               "weights are kept under the new code")
+    age_slopes: bool = option(  # False: the preset's; over an --init checkpoint without them, new zero slopes
+        False, "give every decoder cross-attention head a learned bias per snippet of a context token's "
+               "age, so that it can prefer the oldest or newest match (with --init, the slopes start at "
+               "zero over the checkpoint's weights)")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "

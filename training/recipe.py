@@ -49,6 +49,7 @@ class Stage:
     memory_update: str | None = None  # "pool" or "gated" TTM memory writes; None: the preset's
     window_dropout: float = 0.0  # share of questions whose latent window is cut, so the memory must answer
     age_code: float | None = None  # amplitude of the decoder's fixed sinusoidal age code; None: the preset's
+    age_slopes: bool = False  # learned age slopes in the decoder's cross-attention
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -72,6 +73,8 @@ class Stage:
             flags += ["--window-dropout", str(self.window_dropout)]
         if self.age_code is not None:
             flags += ["--age-code", str(self.age_code)]
+        if self.age_slopes:
+            flags += ["--age-slopes"]
         return flags
 
 

@@ -98,6 +98,8 @@ class Trainer:
                 model_cfg = replace(model_cfg, combiner=replace(model_cfg.combiner, memory_update=cfg.memory_update))
             if cfg.age_code is not None:
                 model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_code=cfg.age_code))
+            if cfg.age_slopes:
+                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_slopes=True))
         except ValueError as err:
             raise TrainingError(str(err)) from None
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
@@ -193,6 +195,9 @@ class Trainer:
                 model = _with_new_part(model, gated, "combiner.write_gate.", cfg)
             if cfg.age_code is not None and model.cfg.decoder.age_code != cfg.age_code:
                 model = _with_age_code(model, cfg.age_code)
+            if model_cfg.decoder.age_slopes and not model.cfg.decoder.age_slopes:
+                sloped = replace(model.cfg, decoder=replace(model.cfg.decoder, age_slopes=True))
+                model = _with_new_part(model, sloped, "decoder.age_slopes", cfg)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
@@ -448,7 +453,7 @@ def _with_age_code(model: StreamerModel, amplitude: float) -> StreamerModel:
 
 def _with_new_part(model: StreamerModel, model_cfg: ModelConfig, part: str, cfg: TrainConfig) -> StreamerModel:
     """`model`'s weights in a model of `model_cfg`, which adds the part whose weights are named
-    `part...` (the alignment head, the memory gates); that part starts fresh."""
+    `part...` (the alignment head, the memory gates, the age slopes); that part starts fresh."""
     grown = StreamerModel(model_cfg)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not name.startswith(part) for name in missing):

@@ -345,6 +345,27 @@ def test_init_adds_an_age_code_and_keeps_every_weight(one_step_run, tmp_path, ca
     assert "--age-code must be 0 (off) or a positive amplitude" in capsys.readouterr().err
 
 
+def test_init_adds_zero_age_slopes_and_keeps_every_weight(one_step_run, tmp_path, capsys):
+    """--age-slopes over an --init checkpoint: every weight kept, the new slopes start at zero;
+    a checkpoint with slopes is not silently read without them."""
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
+                      "--age-slopes", "--lr", "1e-9", *FAST]) == 0
+    old = _weights(one_step_run)
+    sloped = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    assert sloped.cfg.decoder.age_slopes is True
+    tuned = sloped.state_dict()
+    assert set(tuned) - set(old) == {"decoder.age_slopes"}
+    torch.testing.assert_close(tuned["decoder.age_slopes"], torch.zeros_like(tuned["decoder.age_slopes"]),
+                               atol=1e-6, rtol=0)
+    for name, tensor in old.items():
+        torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "plain"), "--steps", "1", "--init",
+                      str(checkpointing.latest_checkpoint(run)), *FAST]) == 1
+    assert "decoder.age_slopes: True vs False" in capsys.readouterr().err
+
+
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
     """--memory-update gated over a pooled --init checkpoint: new gates, every other weight kept."""
     run = tmp_path / "run"
