@@ -1,6 +1,7 @@
 """Can the decoder tell which of two old events came first? Splits `order` answers by the
 age (snippets before the question) of the more recent of the two events and by whether the
-two were ever on screen together, and prints how far apart the decoder's age cues are.
+two were ever on screen together, and prints how far apart the decoder's age cues are (and
+the learned age slopes of a model that has them).
 
     .venv/bin/python -m experiments.order_age [CHECKPOINT] [--clips 150] [--threads 2]
 
@@ -20,6 +21,7 @@ from collections.abc import Iterable
 import torch
 
 from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
+from model.decoder import AGE_SLOPE_GAIN
 from training.world.answers import AnswerKey
 from training.world.clip import World, WorldConfig
 from training.world.vocab import SOUNDS
@@ -94,6 +96,8 @@ def main() -> None:
     model_dir, model = load(args)
     report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "clips": args.clips,
               "latent_window_snippets": model.cfg.latent.window, "age_embeddings": age_spacing(model)}
+    if model.cfg.decoder.age_slopes:  # scores per snippet of age, by layer and head (positive: older preferred)
+        report["age_slopes_per_snippet"] = (AGE_SLOPE_GAIN * model.decoder.age_slopes).round(decimals=4).tolist()
     for split in SPLITS:
         _, answered = ask_world(model, split, ("order",), args.clips)
         report[split] = tally(answered)

@@ -216,7 +216,6 @@ def alignment_report(model: StreamerModel, split: str, clips: int, threshold: fl
             "groups": {g: t.to_dict() for g, t in tallies.items()}}
 
 
-
 def alignment_table(report: dict[str, Any]) -> str:
     """A fixed-width table of `alignment_report`: one row per group."""
     lines = ["group    watch P  watch R  watch F1  delay  |  R@1    R@5   mean tIoU  queries",

@@ -124,7 +124,10 @@ class Recipe:
 # on clips up to 64 snippets with the memory kinds weighted up; stages 8 to 10 double the latent
 # window the decoder reads directly (8 -> 16 -> 32 -> 64 snippets), as binding beyond the window
 # is mostly lost. Stage 11 adds a fixed sinusoidal code of each snippet's age to the decoder's
-# context, as the learned ages of old snippets had drifted together.
+# context, as the learned ages of old snippets had drifted together. Stage 12 draws `sound_of`
+# and `order` most often, so the decoder learns to read that code, raises the alignment loss so
+# that sounds on an empty screen keep their margin over the watch threshold, and adds learned
+# age slopes to the decoder's cross-attention.
 MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
 
 RECIPES: dict[str, Recipe] = {
@@ -158,6 +161,9 @@ RECIPES: dict[str, Recipe] = {
                   off_palette=0.3, latent_window=64, kind_weights=MEMORY_KIND_WEIGHTS),
             Stage(steps=900, lr=1e-4, warmup=30, seed=11, snippets="4-64", align_weight=0.2, eval_every=450,
                   off_palette=0.3, latent_window=64, age_code=0.1, kind_weights=MEMORY_KIND_WEIGHTS),
+            Stage(steps=900, lr=1e-4, warmup=30, seed=13, snippets="4-64", align_weight=0.3, eval_every=900,
+                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True,
+                  kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
         ),
     ),
 }
