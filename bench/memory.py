@@ -123,7 +123,10 @@ class _History:
 
 
 def run_full_history(model: StreamerModel, minutes: list[float]) -> dict:
-    cfg = dataclasses.replace(model.cfg, combiner=dataclasses.replace(model.cfg.combiner, kind="transformer"))
+    # The decoder's age slopes are a bias over the trained window's ages; with no window the
+    # baseline's context has no such ages, and the cost does not depend on them.
+    cfg = dataclasses.replace(model.cfg, combiner=dataclasses.replace(model.cfg.combiner, kind="transformer"),
+                              decoder=dataclasses.replace(model.cfg.decoder, age_slopes=False))
     torch.manual_seed(0)  # the cost does not depend on the weights
     baseline = FullHistory(StreamerModel(cfg).to(next(model.parameters()).device))
     device = baseline.device

@@ -125,6 +125,9 @@ class TextDecoder(nn.Module):
         x = self.embed(ids)
         rope = rope_angles(positions, dc.dim // dc.heads)
         age_bias = self.age_bias()
+        if age_bias is not None and age_bias.shape[-1] != ctx_mask.shape[1]:
+            raise ValueError(f"a decoder with age slopes reads the {age_bias.shape[-1]} context tokens that "
+                             f"TextDecoder.context makes for its window, got {ctx_mask.shape[1]}")
         new_caches = []
         for i, block in enumerate(self.blocks):
             x, cache = block(x, rope, self_mask, cross_kv[i], ctx_mask, None if age_bias is None else age_bias[i],

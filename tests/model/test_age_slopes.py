@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from model import ModelConfig
@@ -93,3 +94,14 @@ def test_a_config_from_before_the_slopes_reads_as_off_and_keeps_its_fingerprint(
     assert old.decoder.age_slopes is False
     assert old.fingerprint_dict() == cfg.fingerprint_dict() and "age_slopes" not in str(old.fingerprint_dict())
     assert _sloped(cfg).fingerprint_dict() != cfg.fingerprint_dict()
+
+
+def test_a_context_of_another_length_is_refused_with_a_clear_error():
+    """The slopes are per age of the window's tokens: a hand-made context cannot be read with them."""
+    model = make_model(_sloped(micro_config()))
+    d = model.cfg.decoder.dim
+    context = torch.randn(1, 5, d)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    ids = torch.tensor([model.question_prompt("what?")])
+    with pytest.raises(ValueError, match="age slopes reads the .* context tokens"):
+        model.decoder(ids, torch.arange(ids.shape[1])[None], None, model.decoder.cross_kv(context), mask)
