@@ -40,6 +40,21 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(checkpointing.latest_checkpoint(run_dir) / "model.safetensors"))
 
 
+def _tuned_over(init_run: Path, run: Path, *flags: str) -> tuple[dict[str, torch.Tensor], StreamerModel]:
+    """One step at a vanishing learning rate from `init_run`'s checkpoint with `flags`: the
+    checkpoint's weights and the model the run saved."""
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(init_run)),
+                      *flags, "--lr", "1e-9", *FAST]) == 0
+    return _weights(init_run), StreamerModel.load(checkpointing.latest_checkpoint(run))
+
+
+def _assert_kept(old: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], *changed: str) -> None:
+    """Every weight of `old` but those named `changed` is in `tuned` unchanged."""
+    for name, tensor in old.items():
+        if name not in changed:
+            torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+
+
 def _optimizer(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(checkpointing.latest_checkpoint(run_dir) / checkpointing.OPTIMIZER_FILE))
 
@@ -307,20 +322,14 @@ def test_init_from_an_exported_model_with_a_calibrated_threshold(one_step_run, t
 
 def test_init_grows_the_latent_window_and_keeps_every_weight(one_step_run, tmp_path):
     """--latent-window over an --init checkpoint's: new ages start as its oldest, the rest is kept."""
-    run = tmp_path / "run"
-    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
-                      "--latent-window", "12", "--window-dropout", "0.5", "--lr", "1e-9", *FAST]) == 0
-    old = _weights(one_step_run)
-    grown = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    old, grown = _tuned_over(one_step_run, tmp_path / "run", "--latent-window", "12", "--window-dropout", "0.5")
     assert grown.cfg.latent.window == 12
     tuned = grown.state_dict()
     ages = old["decoder.age_emb"]
     assert tuned["decoder.age_emb"].shape[0] == 12 and ages.shape[0] == 8
     torch.testing.assert_close(tuned["decoder.age_emb"][:8], ages, atol=1e-6, rtol=0)
     torch.testing.assert_close(tuned["decoder.age_emb"][8:], ages[-1:].expand(4, -1, -1), atol=1e-6, rtol=0)
-    for name, tensor in old.items():
-        if name != "decoder.age_emb":
-            torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+    _assert_kept(old, tuned, "decoder.age_emb")
     assert train_cli(["--out", str(tmp_path / "bad"), "--steps", "1", "--latent-window", "0", *FAST]) == 1
 
 
@@ -328,15 +337,11 @@ def test_init_adds_an_age_code_and_keeps_every_weight(one_step_run, tmp_path, ca
     """--age-code over an --init checkpoint: the same weights, the code recorded in the config;
     a checkpoint with a code is not silently read without it."""
     run = tmp_path / "run"
-    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
-                      "--age-code", "0.1", "--lr", "1e-9", *FAST]) == 0
-    old = _weights(one_step_run)
-    coded = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    old, coded = _tuned_over(one_step_run, run, "--age-code", "0.1")
     assert coded.cfg.decoder.age_code == 0.1
     tuned = coded.state_dict()
     assert set(tuned) == set(old)
-    for name, tensor in old.items():
-        torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+    _assert_kept(old, tuned)
     capsys.readouterr()
     assert train_cli(["--out", str(tmp_path / "plain"), "--steps", "1", "--init",
                       str(checkpointing.latest_checkpoint(run)), *FAST]) == 1
@@ -349,17 +354,13 @@ def test_init_adds_zero_age_slopes_and_keeps_every_weight(one_step_run, tmp_path
     """--age-slopes over an --init checkpoint: every weight kept, the new slopes start at zero;
     a checkpoint with slopes is not silently read without them."""
     run = tmp_path / "run"
-    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
-                      "--age-slopes", "--lr", "1e-9", *FAST]) == 0
-    old = _weights(one_step_run)
-    sloped = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    old, sloped = _tuned_over(one_step_run, run, "--age-slopes")
     assert sloped.cfg.decoder.age_slopes is True
     tuned = sloped.state_dict()
     assert set(tuned) - set(old) == {"decoder.age_slopes"}
     torch.testing.assert_close(tuned["decoder.age_slopes"], torch.zeros_like(tuned["decoder.age_slopes"]),
                                atol=1e-6, rtol=0)
-    for name, tensor in old.items():
-        torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+    _assert_kept(old, tuned)
     capsys.readouterr()
     assert train_cli(["--out", str(tmp_path / "plain"), "--steps", "1", "--init",
                       str(checkpointing.latest_checkpoint(run)), *FAST]) == 1
@@ -369,15 +370,11 @@ def test_init_adds_zero_age_slopes_and_keeps_every_weight(one_step_run, tmp_path
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
     """--memory-update gated over a pooled --init checkpoint: new gates, every other weight kept."""
     run = tmp_path / "run"
-    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
-                      "--memory-update", "gated", "--lr", "1e-9", *FAST]) == 0
-    old = _weights(one_step_run)
-    gated = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    old, gated = _tuned_over(one_step_run, run, "--memory-update", "gated")
     assert gated.cfg.combiner.memory_update == "gated"
     tuned = gated.state_dict()
     assert set(tuned) - set(old) == {"combiner.write_gate.weight", "combiner.write_gate.bias"}
-    for name, tensor in old.items():
-        torch.testing.assert_close(tuned[name], tensor, atol=1e-6, rtol=0)
+    _assert_kept(old, tuned)
     bias = tuned["combiner.write_gate.bias"]  # timescales from about a snippet to about a minute
     assert torch.sigmoid(bias).max() > 0.9 and torch.sigmoid(bias).min() < 0.01
     # Back to pooled writes would drop what the gates learned: refused, naming the field.
