@@ -21,7 +21,6 @@ from collections.abc import Iterable
 import torch
 
 from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
-from model.decoder import AGE_SLOPE_GAIN
 from training.world.answers import AnswerKey
 from training.world.clip import World, WorldConfig
 from training.world.vocab import SOUNDS
@@ -97,7 +96,7 @@ def main() -> None:
     report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "clips": args.clips,
               "latent_window_snippets": model.cfg.latent.window, "age_embeddings": age_spacing(model)}
     if model.cfg.decoder.age_slopes:  # scores per snippet of age, by layer and head (positive: older preferred)
-        report["age_slopes_per_snippet"] = (AGE_SLOPE_GAIN * model.decoder.age_slopes).round(decimals=4).tolist()
+        report["age_slopes_per_snippet"] = model.decoder.slopes_per_snippet().round(decimals=4).tolist()
     for split in SPLITS:
         _, answered = ask_world(model, split, ("order",), args.clips)
         report[split] = tally(answered)

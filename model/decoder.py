@@ -111,13 +111,17 @@ class TextDecoder(nn.Module):
     def cross_kv(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [block.cross.context_kv(context) for block in self.blocks]
 
+    def slopes_per_snippet(self) -> torch.Tensor:
+        """[layers, heads] scores added per snippet of age (positive: older preferred). The weights
+        are scaled by AGE_SLOPE_GAIN so that a slope moves at a useful rate under a fine-tuning
+        learning rate (AdamW moves a weight about lr per step)."""
+        return AGE_SLOPE_GAIN * self.age_slopes
+
     def age_bias(self) -> torch.Tensor | None:
-        """[layers, heads, Nc] scores added to the cross-attention, or None without age slopes.
-        The weights are scaled by AGE_SLOPE_GAIN so that a slope moves at a useful rate under a
-        fine-tuning learning rate (AdamW moves a weight about lr per step)."""
+        """[layers, heads, Nc] scores added to the cross-attention, or None without age slopes."""
         if not self.cfg.decoder.age_slopes:
             return None
-        return (AGE_SLOPE_GAIN * self.age_slopes)[:, :, None] * self.context_ages
+        return self.slopes_per_snippet()[:, :, None] * self.context_ages
 
     def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None):
         """ids [B, L] at `positions` [B, L]. Returns logits [B, L, V] and the per-layer KV caches."""
