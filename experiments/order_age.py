@@ -97,6 +97,8 @@ def main() -> None:
               "latent_window_snippets": model.cfg.latent.window, "age_embeddings": age_spacing(model)}
     if model.cfg.decoder.age_slopes:  # scores per snippet of age, by layer and head (positive: older preferred)
         report["age_slopes_per_snippet"] = model.decoder.slopes_per_snippet().round(decimals=4).tolist()
+    if model.cfg.decoder.length_scale:  # gains on log(context tokens), by layer and head (1: as at the start)
+        report["length_scales"] = model.decoder.length_scales.round(decimals=4).tolist()
     for split in SPLITS:
         _, answered = ask_world(model, split, ("order",), args.clips)
         report[split] = tally(answered)

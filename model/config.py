@@ -51,7 +51,7 @@ class EncoderConfig:
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
     "combiner": {"memory_update": "pool"},
-    "decoder": {"age_code": 0.0, "age_slopes": False},
+    "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False},
     "loss": {"align": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -122,6 +122,12 @@ class DecoderConfig:
     # the cross-attention scores (ALiBi's bias, learned): a head can prefer the oldest match of
     # what it looks for, which "which came first" needs. Starts at zero (no change).
     age_slopes: bool = False
+    # Scale each cross-attention head's queries by a learned gain times log(context tokens), as in
+    # Scalable-Softmax (Nakanishi 2025): without it the softmax over a 64-snippet context spreads
+    # thinner than over a 16-snippet one, and a few matching tokens (a sound, a first sight) fade
+    # among the many that do not. The gains start at 1, where a 145-token context (16 snippets of
+    # `tiny`) is scored as without the scale.
+    length_scale: bool = False
 
 
 @dataclass

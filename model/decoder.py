@@ -9,7 +9,9 @@ transformer's positions are relative, so the age is the decoder's only clock, an
 ages of old snippets drift together where few questions tell them apart. With
 `decoder.age_slopes` every cross-attention head adds a learned multiple of a token's age to its
 scores, so it can prefer the oldest (or newest) of the tokens it matches: a code in the keys
-tells ages apart, a bias on the scores ranks them.
+tells ages apart, a bias on the scores ranks them. With `decoder.length_scale` every head's
+scores grow with the log of the number of context tokens (Scalable-Softmax), so that what a
+head matches in a long stream stands out as much as in a short one.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from model.layers import MLP, CrossAttention, SelfAttention, rope_angles
 
 # Scores per snippet of age per unit of `age_slopes` weight.
 AGE_SLOPE_GAIN = 4.0
+
+# Context tokens at which `length_scale` gains of 1 leave the scores as they are: null, 16 memory
+# slots and 16 snippets of 8 latent tokens (a test clip's length in `tiny`).
+LENGTH_SCALE_REFERENCE_TOKENS = 145
 
 
 def age_code(window: int, dim: int, amplitude: float) -> torch.Tensor:
@@ -50,9 +56,9 @@ class DecoderBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio)
 
-    def forward(self, x, rope, self_mask, cross_kv, ctx_mask, age_bias=None, cache=None):
+    def forward(self, x, rope, self_mask, cross_kv, ctx_mask, age_bias=None, query_scale=None, cache=None):
         """`self_mask` [B, Lnew, Lall] or None for plain causal; `age_bias` [heads, Nc] or None;
-        `cache` (k, v) of earlier tokens or None.
+        `query_scale` [B, heads] or None; `cache` (k, v) of earlier tokens or None.
         Returns (x, (k, v))."""
         q, k, v = self.attn.project(self.norm1(x), rope)
         if cache is not None:
@@ -63,7 +69,7 @@ class DecoderBlock(nn.Module):
         else:
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=self_mask[:, None])
         x = x + self.attn.merge(attended)
-        x = x + self.cross(self.norm2(x), *cross_kv, ctx_mask, age_bias)
+        x = x + self.cross(self.norm2(x), *cross_kv, ctx_mask, age_bias, query_scale)
         return x + self.mlp(self.norm3(x)), (k, v)
 
 
@@ -89,6 +95,8 @@ class TextDecoder(nn.Module):
             h_ages = torch.arange(cfg.latent.window - 1, -1, -1.0).repeat_interleave(cfg.combiner.out_tokens)
             self.register_buffer("context_ages", torch.cat((torch.zeros(1 + memory_tokens), h_ages)),
                                  persistent=False)
+        if dc.length_scale:
+            self.length_scales = nn.Parameter(torch.ones(dc.layers, dc.heads))
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
         self.norm = nn.LayerNorm(d)
@@ -123,6 +131,14 @@ class TextDecoder(nn.Module):
             return None
         return self.slopes_per_snippet()[:, :, None] * self.context_ages
 
+    def query_scales(self, ctx_mask: torch.Tensor) -> torch.Tensor | None:
+        """[layers, B, heads] gains on the cross-attention queries, growing with the log of each
+        row's valid context tokens; None without `length_scale`."""
+        if not self.cfg.decoder.length_scale:
+            return None
+        log_tokens = torch.log(ctx_mask.sum(dim=1).float()) / math.log(LENGTH_SCALE_REFERENCE_TOKENS)
+        return self.length_scales[:, None, :] * log_tokens[None, :, None]
+
     def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None):
         """ids [B, L] at `positions` [B, L]. Returns logits [B, L, V] and the per-layer KV caches."""
         dc = self.cfg.decoder
@@ -132,9 +148,10 @@ class TextDecoder(nn.Module):
         if age_bias is not None and age_bias.shape[-1] != ctx_mask.shape[1]:
             raise ValueError(f"a decoder with age slopes reads the {age_bias.shape[-1]} context tokens that "
                              f"TextDecoder.context makes for its window, got {ctx_mask.shape[1]}")
+        query_scales = self.query_scales(ctx_mask)
         new_caches = []
         for i, block in enumerate(self.blocks):
             x, cache = block(x, rope, self_mask, cross_kv[i], ctx_mask, None if age_bias is None else age_bias[i],
-                             None if caches is None else caches[i])
+                             None if query_scales is None else query_scales[i], None if caches is None else caches[i])
             new_caches.append(cache)
         return self.head(self.norm(x)), new_caches

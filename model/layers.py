@@ -123,10 +123,13 @@ class CrossAttention(nn.Module):
         return k, v
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, context_mask: torch.Tensor,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
-        """context_mask bool [B, Nc]; bias [heads, Nc] added to every query's scores, or None."""
+                bias: torch.Tensor | None = None, query_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """context_mask bool [B, Nc]; bias [heads, Nc] added to every query's scores, or None;
+        query_scale [B, heads] multiplying every query's scores, or None."""
         b, n, _ = x.shape
         q = self.q(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
+        if query_scale is not None:
+            q = q * query_scale[:, :, None, None].to(q.dtype)
         mask = context_mask[:, None, None, :]
         if bias is not None:
             mask = bias[None, :, None, :].masked_fill(~mask, float("-inf")).to(q.dtype)

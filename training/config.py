@@ -92,6 +92,10 @@ class TrainConfig:
         False, "give every decoder cross-attention head a learned bias per snippet of a context token's "
                "age, so that it can prefer the oldest or newest match (with --init, the slopes start at "
                "zero over the checkpoint's weights)")
+    length_scale: bool = option(  # False: the preset's; over an --init checkpoint without them, new gains of 1
+        False, "scale every decoder cross-attention head's scores by a learned gain times the log of the "
+               "number of context tokens (Scalable-Softmax), so that matches stay sharp in long streams "
+               "(with --init, the gains start at 1 over the checkpoint's weights)")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "

@@ -50,6 +50,7 @@ class Stage:
     window_dropout: float = 0.0  # share of questions whose latent window is cut, so the memory must answer
     age_code: float | None = None  # amplitude of the decoder's fixed sinusoidal age code; None: the preset's
     age_slopes: bool = False  # learned age slopes in the decoder's cross-attention
+    length_scale: bool = False  # cross-attention scores scaled by a learned gain times log(context tokens)
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -75,6 +76,8 @@ class Stage:
             flags += ["--age-code", str(self.age_code)]
         if self.age_slopes:
             flags += ["--age-slopes"]
+        if self.length_scale:
+            flags += ["--length-scale"]
         return flags
 
 

@@ -42,6 +42,9 @@ from training.metrics import MetricsLog, truncate_after
 from training.samples import TrainingData, cut_windows, to_model_batch
 from training.schedule import clip_lengths_at, lr_at
 
+# Parameters of two or more dimensions that weight decay leaves alone: gains that start at 1.
+UNDECAYED_MATRICES = frozenset({"decoder.length_scales"})
+
 
 # --- signals ---------------------------------------------------------------------------
 
@@ -100,6 +103,8 @@ class Trainer:
                 model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_code=cfg.age_code))
             if cfg.age_slopes:
                 model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_slopes=True))
+            if cfg.length_scale:
+                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, length_scale=True))
         except ValueError as err:
             raise TrainingError(str(err)) from None
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
@@ -116,12 +121,8 @@ class Trainer:
             w.video if cfg.video_weight is None else cfg.video_weight,
             w.align if cfg.align_weight is None else cfg.align_weight,
         )
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8,
-        )
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay),
+                                           lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
         if self.start_step > 0:
             checkpointing.load_optimizer_state(self._resume_from, self.optimizer)
         self.ddp_model: torch.nn.Module = self.model
@@ -198,6 +199,9 @@ class Trainer:
             if model_cfg.decoder.age_slopes and not model.cfg.decoder.age_slopes:
                 sloped = replace(model.cfg, decoder=replace(model.cfg.decoder, age_slopes=True))
                 model = _with_new_part(model, sloped, "decoder.age_slopes", cfg)
+            if model_cfg.decoder.length_scale and not model.cfg.decoder.length_scale:
+                scaled = replace(model.cfg, decoder=replace(model.cfg.decoder, length_scale=True))
+                model = _with_new_part(model, scaled, "decoder.length_scales", cfg)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
@@ -451,9 +455,19 @@ def _with_age_code(model: StreamerModel, amplitude: float) -> StreamerModel:
     return recoded
 
 
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW's groups: matrices decay; biases, norms and the decoder's length gains, which start
+    at 1 and would be pulled towards 0, do not."""
+    named = list(model.named_parameters())
+    decay = [p for name, p in named if p.dim() >= 2 and name not in UNDECAYED_MATRICES]
+    no_decay = [p for name, p in named if p.dim() < 2 or name in UNDECAYED_MATRICES]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def _with_new_part(model: StreamerModel, model_cfg: ModelConfig, part: str, cfg: TrainConfig) -> StreamerModel:
     """`model`'s weights in a model of `model_cfg`, which adds the part whose weights are named
-    `part...` (the alignment head, the memory gates, the age slopes); that part starts fresh."""
+    `part...` (the alignment head, the memory gates, the age slopes, the length gains); that part
+    starts as a new model's would."""
     grown = StreamerModel(model_cfg)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not name.startswith(part) for name in missing):

@@ -367,6 +367,23 @@ def test_init_adds_zero_age_slopes_and_keeps_every_weight(one_step_run, tmp_path
     assert "decoder.age_slopes: True vs False" in capsys.readouterr().err
 
 
+def test_init_adds_length_gains_of_one_and_keeps_every_weight(one_step_run, tmp_path, capsys):
+    """--length-scale over an --init checkpoint: every weight kept, the new gains start at 1;
+    a checkpoint with them is not silently read without them."""
+    run = tmp_path / "run"
+    old, scaled = _tuned_over(one_step_run, run, "--length-scale")
+    assert scaled.cfg.decoder.length_scale is True
+    tuned = scaled.state_dict()
+    assert set(tuned) - set(old) == {"decoder.length_scales"}
+    torch.testing.assert_close(tuned["decoder.length_scales"], torch.ones_like(tuned["decoder.length_scales"]),
+                               atol=1e-6, rtol=0)
+    _assert_kept(old, tuned)
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "plain"), "--steps", "1", "--init",
+                      str(checkpointing.latest_checkpoint(run)), *FAST]) == 1
+    assert "decoder.length_scale: True vs False" in capsys.readouterr().err
+
+
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
     """--memory-update gated over a pooled --init checkpoint: new gates, every other weight kept."""
     run = tmp_path / "run"
