@@ -130,7 +130,8 @@ class Recipe:
 # context, as the learned ages of old snippets had drifted together. Stage 12 draws `sound_of`
 # and `order` most often, so the decoder learns to read that code, raises the alignment loss so
 # that sounds on an empty screen keep their margin over the watch threshold, and adds learned
-# age slopes to the decoder's cross-attention.
+# age slopes to the decoder's cross-attention. Stage 13 scales the cross-attention scores with the
+# log of the context's length, so that a few matching tokens stand out in a long window too.
 MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
 
 RECIPES: dict[str, Recipe] = {
@@ -166,6 +167,9 @@ RECIPES: dict[str, Recipe] = {
                   off_palette=0.3, latent_window=64, age_code=0.1, kind_weights=MEMORY_KIND_WEIGHTS),
             Stage(steps=900, lr=1e-4, warmup=30, seed=13, snippets="4-64", align_weight=0.3, eval_every=900,
                   off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True,
+                  kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
+            Stage(steps=900, lr=1e-4, warmup=30, seed=14, snippets="4-64", align_weight=0.3, eval_every=900,
+                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
                   kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
         ),
     ),
