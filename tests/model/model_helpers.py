@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from model import MediaSpec, ModelConfig, StreamerModel
@@ -35,3 +37,26 @@ def random_clip(cfg: ModelConfig, batch: int, snippets: int, seed: int = 0) -> t
 def make_model(cfg: ModelConfig, seed: int = 0) -> StreamerModel:
     torch.manual_seed(seed)
     return StreamerModel(cfg).eval()
+
+
+def with_decoder(cfg: ModelConfig, **fields) -> ModelConfig:
+    """`cfg` with its decoder's `fields` changed (age_slopes=True, length_scale=True, ...)."""
+    return dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, **fields))
+
+
+def streamed_state(model: StreamerModel, snippets: int, seed: int) -> dict:
+    """The state after streaming `snippets` snippets of a random clip, one at a time."""
+    video, audio = random_clip(model.cfg, 1, snippets, seed=seed)
+    state = model.init_state(1)
+    for t in range(snippets):
+        state = model.step(state, video[:, t], audio[:, t])
+    return state
+
+
+def assert_greedy_generation_matches_teacher_forcing(model: StreamerModel, state: dict, question: str) -> None:
+    """The KV-cached generation loop and the teacher-forced pass compute the same next tokens."""
+    tok = model.tokenizer
+    generated = list(model._generate(state, model.question_prompt(question), 12, 0.0, None))
+    assert 0 < len(generated) <= 12
+    logits = model.answer_logits(state, tok.question_ids(question), generated + [tok.end_id])
+    assert logits[0].argmax(-1)[: len(generated)].tolist() == generated

@@ -3,26 +3,26 @@ out, zero slopes change nothing, and checkpoints from before them read as they w
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
 from model import ModelConfig
 from model.layers import CrossAttention
-from model_helpers import make_model, micro_config, random_clip
+from model_helpers import (
+    assert_greedy_generation_matches_teacher_forcing,
+    make_model,
+    micro_config,
+    streamed_state,
+    with_decoder,
+)
 
 
 def _sloped(cfg: ModelConfig) -> ModelConfig:
-    return dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, age_slopes=True))
+    return with_decoder(cfg, age_slopes=True)
 
 
 def _state(model, snippets: int = 5):
-    video, audio = random_clip(model.cfg, 1, snippets, seed=30)
-    state = model.init_state(1)
-    for t in range(snippets):
-        state = model.step(state, video[:, t], audio[:, t])
-    return state
+    return streamed_state(model, snippets, seed=30)
 
 
 def test_a_bias_on_equal_keys_picks_the_oldest_or_newest_and_never_a_masked_token():
@@ -78,12 +78,7 @@ def test_greedy_generation_with_slopes_matches_teacher_forcing():
     model = make_model(_sloped(micro_config()), seed=32)
     with torch.no_grad():
         model.decoder.age_slopes.copy_(torch.tensor([[0.5, -0.5], [0.25, 1.0]]))
-    state = _state(model)
-    tok = model.tokenizer
-    generated = list(model._generate(state, model.question_prompt("which came first?"), 12, 0.0, None))
-    assert 0 < len(generated) <= 12
-    logits = model.answer_logits(state, tok.question_ids("which came first?"), generated + [tok.end_id])
-    assert logits[0].argmax(-1)[: len(generated)].tolist() == generated
+    assert_greedy_generation_matches_teacher_forcing(model, _state(model), "which came first?")
 
 
 def test_a_config_from_before_the_slopes_reads_as_off_and_keeps_its_fingerprint():

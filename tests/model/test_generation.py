@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from model_helpers import make_model, micro_config, random_clip
+from model_helpers import assert_greedy_generation_matches_teacher_forcing, make_model, micro_config, streamed_state
 
 
 def _state(model, snippets=4):
-    video, audio = random_clip(model.cfg, 1, snippets, seed=20)
-    state = model.init_state(1)
-    for t in range(snippets):
-        state = model.step(state, video[:, t], audio[:, t])
-    return state
+    return streamed_state(model, snippets, seed=20)
 
 
 def test_greedy_generation_matches_teacher_forcing(combiner_kind):
-    """The KV-cached generation loop and the teacher-forced pass compute the same next tokens."""
     model = make_model(micro_config(combiner_kind), seed=21)
-    state = _state(model)
-    tok = model.tokenizer
-    generated = []
-    for token in model._generate(state, model.question_prompt("what color is the square?"), 12, 0.0, None):
-        generated.append(token)
-    assert 0 < len(generated) <= 12
-    logits = model.answer_logits(state, tok.question_ids("what color is the square?"), generated + [tok.end_id])
-    assert logits[0].argmax(-1)[: len(generated)].tolist() == generated
+    assert_greedy_generation_matches_teacher_forcing(model, _state(model), "what color is the square?")
 
 
 def test_answer_respects_the_length_limit_and_yields_text():

@@ -4,7 +4,6 @@ forcing, and checkpoints from before it read as they were."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -13,20 +12,18 @@ from experiments.length_scale import with_unit_gains
 from model import ModelConfig
 from model.decoder import LENGTH_SCALE_REFERENCE_TOKENS
 from model.layers import CrossAttention
-from model_helpers import make_model, micro_config, random_clip
+from model_helpers import (
+    assert_greedy_generation_matches_teacher_forcing,
+    make_model,
+    micro_config,
+    streamed_state,
+    with_decoder,
+)
 from training.trainer import parameter_groups
 
 
 def _scaled(cfg: ModelConfig) -> ModelConfig:
-    return dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, length_scale=True))
-
-
-def _state(model, snippets: int = 5):
-    video, audio = random_clip(model.cfg, 1, snippets, seed=40)
-    state = model.init_state(1)
-    for t in range(snippets):
-        state = model.step(state, video[:, t], audio[:, t])
-    return state
+    return with_decoder(cfg, length_scale=True)
 
 
 def test_a_query_scale_multiplies_the_scores_of_each_row_and_head():
@@ -82,12 +79,7 @@ def test_greedy_generation_with_the_scale_matches_teacher_forcing():
     model = make_model(_scaled(micro_config()), seed=42)
     with torch.no_grad():
         model.decoder.length_scales.copy_(torch.tensor([[1.5, 0.5], [2.0, 1.0]]))
-    state = _state(model)
-    tok = model.tokenizer
-    generated = list(model._generate(state, model.question_prompt("which came first?"), 12, 0.0, None))
-    assert 0 < len(generated) <= 12
-    logits = model.answer_logits(state, tok.question_ids("which came first?"), generated + [tok.end_id])
-    assert logits[0].argmax(-1)[: len(generated)].tolist() == generated
+    assert_greedy_generation_matches_teacher_forcing(model, streamed_state(model, 5, seed=40), "which came first?")
 
 
 def test_the_gains_are_not_pulled_towards_zero_by_weight_decay():
