@@ -350,38 +350,22 @@ def test_init_adds_an_age_code_and_keeps_every_weight(one_step_run, tmp_path, ca
     assert "--age-code must be 0 (off) or a positive amplitude" in capsys.readouterr().err
 
 
-def test_init_adds_zero_age_slopes_and_keeps_every_weight(one_step_run, tmp_path, capsys):
-    """--age-slopes over an --init checkpoint: every weight kept, the new slopes start at zero;
-    a checkpoint with slopes is not silently read without them."""
+@pytest.mark.parametrize("flag, field, part, start", [("--age-slopes", "age_slopes", "decoder.age_slopes", 0.0),
+                                                     ("--length-scale", "length_scale", "decoder.length_scales", 1.0)])
+def test_init_adds_a_decoder_part_and_keeps_every_weight(one_step_run, tmp_path, capsys, flag, field, part, start):
+    """--age-slopes (new slopes of zero) or --length-scale (new gains of one) over an --init
+    checkpoint: every weight kept; a checkpoint with the part is not silently read without it."""
     run = tmp_path / "run"
-    old, sloped = _tuned_over(one_step_run, run, "--age-slopes")
-    assert sloped.cfg.decoder.age_slopes is True
-    tuned = sloped.state_dict()
-    assert set(tuned) - set(old) == {"decoder.age_slopes"}
-    torch.testing.assert_close(tuned["decoder.age_slopes"], torch.zeros_like(tuned["decoder.age_slopes"]),
-                               atol=1e-6, rtol=0)
+    old, grown = _tuned_over(one_step_run, run, flag)
+    assert getattr(grown.cfg.decoder, field) is True
+    tuned = grown.state_dict()
+    assert set(tuned) - set(old) == {part}
+    torch.testing.assert_close(tuned[part], torch.full_like(tuned[part], start), atol=1e-6, rtol=0)
     _assert_kept(old, tuned)
     capsys.readouterr()
     assert train_cli(["--out", str(tmp_path / "plain"), "--steps", "1", "--init",
                       str(checkpointing.latest_checkpoint(run)), *FAST]) == 1
-    assert "decoder.age_slopes: True vs False" in capsys.readouterr().err
-
-
-def test_init_adds_length_gains_of_one_and_keeps_every_weight(one_step_run, tmp_path, capsys):
-    """--length-scale over an --init checkpoint: every weight kept, the new gains start at 1;
-    a checkpoint with them is not silently read without them."""
-    run = tmp_path / "run"
-    old, scaled = _tuned_over(one_step_run, run, "--length-scale")
-    assert scaled.cfg.decoder.length_scale is True
-    tuned = scaled.state_dict()
-    assert set(tuned) - set(old) == {"decoder.length_scales"}
-    torch.testing.assert_close(tuned["decoder.length_scales"], torch.ones_like(tuned["decoder.length_scales"]),
-                               atol=1e-6, rtol=0)
-    _assert_kept(old, tuned)
-    capsys.readouterr()
-    assert train_cli(["--out", str(tmp_path / "plain"), "--steps", "1", "--init",
-                      str(checkpointing.latest_checkpoint(run)), *FAST]) == 1
-    assert "decoder.length_scale: True vs False" in capsys.readouterr().err
+    assert f"decoder.{field}: True vs False" in capsys.readouterr().err
 
 
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
