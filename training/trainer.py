@@ -45,6 +45,10 @@ from training.schedule import clip_lengths_at, lr_at
 # Parameters of two or more dimensions that weight decay leaves alone: gains that start at 1.
 UNDECAYED_MATRICES = frozenset({"decoder.length_scales"})
 
+# Decoder switches that add a part to the network, by the TrainConfig/DecoderConfig field, with
+# the name of the part's weights; over an --init checkpoint without it, the part starts fresh.
+DECODER_PARTS = {"age_slopes": "decoder.age_slopes", "length_scale": "decoder.length_scales"}
+
 
 # --- signals ---------------------------------------------------------------------------
 
@@ -101,10 +105,9 @@ class Trainer:
                 model_cfg = replace(model_cfg, combiner=replace(model_cfg.combiner, memory_update=cfg.memory_update))
             if cfg.age_code is not None:
                 model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_code=cfg.age_code))
-            if cfg.age_slopes:
-                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_slopes=True))
-            if cfg.length_scale:
-                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, length_scale=True))
+            for switch in DECODER_PARTS:
+                if getattr(cfg, switch):
+                    model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, **{switch: True}))
         except ValueError as err:
             raise TrainingError(str(err)) from None
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
@@ -196,12 +199,10 @@ class Trainer:
                 model = _with_new_part(model, gated, "combiner.write_gate.", cfg)
             if cfg.age_code is not None and model.cfg.decoder.age_code != cfg.age_code:
                 model = _with_age_code(model, cfg.age_code)
-            if model_cfg.decoder.age_slopes and not model.cfg.decoder.age_slopes:
-                sloped = replace(model.cfg, decoder=replace(model.cfg.decoder, age_slopes=True))
-                model = _with_new_part(model, sloped, "decoder.age_slopes", cfg)
-            if model_cfg.decoder.length_scale and not model.cfg.decoder.length_scale:
-                scaled = replace(model.cfg, decoder=replace(model.cfg.decoder, length_scale=True))
-                model = _with_new_part(model, scaled, "decoder.length_scales", cfg)
+            for switch, part in DECODER_PARTS.items():
+                if getattr(model_cfg.decoder, switch) and not getattr(model.cfg.decoder, switch):
+                    grown = replace(model.cfg, decoder=replace(model.cfg.decoder, **{switch: True}))
+                    model = _with_new_part(model, grown, part, cfg)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
