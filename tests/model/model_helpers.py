@@ -60,3 +60,15 @@ def assert_greedy_generation_matches_teacher_forcing(model: StreamerModel, state
     assert 0 < len(generated) <= 12
     logits = model.answer_logits(state, tok.question_ids(question), generated + [tok.end_id])
     assert logits[0].argmax(-1)[: len(generated)].tolist() == generated
+
+
+def assert_decoder_field_reads_as_off_when_absent(field: str) -> None:
+    """A `tiny` config written before the decoder's `field` existed reads it as False and keeps
+    its fingerprint; switching the field on changes the fingerprint."""
+    cfg = ModelConfig.from_name("tiny")
+    data = cfg.to_dict()
+    del data["decoder"][field]
+    old = ModelConfig.from_dict(data)
+    assert getattr(old.decoder, field) is False
+    assert old.fingerprint_dict() == cfg.fingerprint_dict() and field not in str(old.fingerprint_dict())
+    assert with_decoder(cfg, **{field: True}).fingerprint_dict() != cfg.fingerprint_dict()

@@ -9,6 +9,7 @@ import torch
 from model import ModelConfig
 from model.layers import CrossAttention
 from model_helpers import (
+    assert_decoder_field_reads_as_off_when_absent,
     assert_greedy_generation_matches_teacher_forcing,
     make_model,
     micro_config,
@@ -82,13 +83,7 @@ def test_greedy_generation_with_slopes_matches_teacher_forcing():
 
 
 def test_a_config_from_before_the_slopes_reads_as_off_and_keeps_its_fingerprint():
-    cfg = ModelConfig.from_name("tiny")
-    data = cfg.to_dict()
-    del data["decoder"]["age_slopes"]
-    old = ModelConfig.from_dict(data)
-    assert old.decoder.age_slopes is False
-    assert old.fingerprint_dict() == cfg.fingerprint_dict() and "age_slopes" not in str(old.fingerprint_dict())
-    assert _sloped(cfg).fingerprint_dict() != cfg.fingerprint_dict()
+    assert_decoder_field_reads_as_off_when_absent("age_slopes")
 
 
 def test_a_context_of_another_length_is_refused_with_a_clear_error():

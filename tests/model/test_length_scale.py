@@ -13,6 +13,7 @@ from model import ModelConfig
 from model.decoder import LENGTH_SCALE_REFERENCE_TOKENS
 from model.layers import CrossAttention
 from model_helpers import (
+    assert_decoder_field_reads_as_off_when_absent,
     assert_greedy_generation_matches_teacher_forcing,
     make_model,
     micro_config,
@@ -93,13 +94,7 @@ def test_the_gains_are_not_pulled_towards_zero_by_weight_decay():
 
 
 def test_a_config_from_before_the_scale_reads_as_off_and_keeps_its_fingerprint():
-    cfg = ModelConfig.from_name("tiny")
-    data = cfg.to_dict()
-    del data["decoder"]["length_scale"]
-    old = ModelConfig.from_dict(data)
-    assert old.decoder.length_scale is False
-    assert old.fingerprint_dict() == cfg.fingerprint_dict() and "length_scale" not in str(old.fingerprint_dict())
-    assert _scaled(cfg).fingerprint_dict() != cfg.fingerprint_dict()
+    assert_decoder_field_reads_as_off_when_absent("length_scale")
 
 
 def test_the_experiments_scaled_copy_keeps_every_weight_and_sets_every_gain_to_one():
