@@ -56,6 +56,19 @@ def ask_world(model: StreamerModel, split: str, kinds: tuple[str, ...], clips: i
     return result, answered
 
 
+def accuracies(model: StreamerModel, clips: int, kinds: tuple[str, ...], splits: tuple[str, ...]
+               ) -> dict[str, dict[str, float]]:
+    """{split/kind: right, total, accuracy} for each of `kinds` on each of `splits`."""
+    out = {}
+    for split in splits:
+        for kind in kinds:
+            _, answered = ask_world(model, split, (kind,), clips)
+            right = sum(truth == got for _, _, truth, got in answered)
+            out[f"{split}/{kind}"] = {"right": right, "total": len(answered),
+                                      "accuracy": round(right / len(answered), 3)}
+    return out
+
+
 def rates(right_by_group: dict[str, Counter]) -> dict[str, dict[str, float]]:
     """{group: Counter({True: right, False: wrong})} as right, total and accuracy per group."""
     return {k: {"right": v[True], "total": v[True] + v[False], "accuracy": round(v[True] / (v[True] + v[False]), 3)}

@@ -17,7 +17,7 @@ import dataclasses
 
 import torch
 
-from experiments.asking import RESULTS, ask_world, load, parser_for, write_report
+from experiments.asking import RESULTS, accuracies, load, parser_for, write_report
 from model import StreamerModel
 
 KINDS = ("order", "sound_of")
@@ -34,18 +34,6 @@ def with_unit_gains(model: StreamerModel) -> StreamerModel:
     return scaled.eval()
 
 
-def accuracies(model: StreamerModel, clips: int) -> dict[str, dict[str, float]]:
-    """{split/kind: right, total, accuracy} for KINDS on SPLITS."""
-    out = {}
-    for split in SPLITS:
-        for kind in KINDS:
-            _, answered = ask_world(model, split, (kind,), clips)
-            right = sum(truth == got for _, _, truth, got in answered)
-            out[f"{split}/{kind}"] = {"right": right, "total": len(answered),
-                                      "accuracy": round(right / len(answered), 3)}
-    return out
-
-
 def main() -> None:
     parser = parser_for(__doc__, clips=100, default_out="length-scale.json")
     args = parser.parse_args()
@@ -53,10 +41,10 @@ def main() -> None:
     report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "clips": args.clips}
     if model.cfg.decoder.length_scale:
         report["learned gains"] = model.decoder.length_scales.round(decimals=4).tolist()
-        report["learned gains, accuracy"] = accuracies(model, args.clips)
+        report["learned gains, accuracy"] = accuracies(model, args.clips, KINDS, SPLITS)
     else:
-        report["no scale, accuracy"] = accuracies(model, args.clips)
-    report["gains of 1, untrained, accuracy"] = accuracies(with_unit_gains(model), args.clips)
+        report["no scale, accuracy"] = accuracies(model, args.clips, KINDS, SPLITS)
+    report["gains of 1, untrained, accuracy"] = accuracies(with_unit_gains(model), args.clips, KINDS, SPLITS)
     write_report(report, args.out or RESULTS / "length-scale.json")
 
 

@@ -51,8 +51,8 @@ class EncoderConfig:
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
     "combiner": {"memory_update": "pool"},
-    "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False},
-    "loss": {"align": 0.0},
+    "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0},
+    "loss": {"align": 0.0, "first_sight": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
 
@@ -128,6 +128,13 @@ class DecoderConfig:
     # among the many that do not. The gains start at 1, where a 145-token context (16 snippets of
     # `tiny`) is scored as without the scale.
     length_scale: bool = False
+    # Classes of a first-sight head (0 = none): from each snippet's latent tokens it predicts
+    # which things (for the world: named shapes and sounds) are present; one present in a
+    # snippet and in none before it in the window is marked as first seen there, through a
+    # learned vector per class added to the snippet's context tokens. "Which came first" then
+    # compares two marked snippets instead of asking the decoder to find the oldest of many
+    # matching ones. The vectors start at zero (no change).
+    first_sight_classes: int = 0
 
 
 @dataclass
@@ -151,12 +158,14 @@ class AlignConfig:
 
 @dataclass
 class LossWeights:
-    """Weights of the paper's three losses (and the alignment loss) in the training objective."""
+    """Weights of the paper's three losses (and the alignment and first-sight losses) in the
+    training objective."""
 
     text: float = 1.0
     latent: float = 0.1
     video: float = 0.1
     align: float = 0.1
+    first_sight: float = 0.0  # the first-sight head's presence loss (needs decoder.first_sight_classes)
 
 
 PRESET_NAMES = ("tiny", "base", "paper")
@@ -270,6 +279,9 @@ class ModelConfig:
         if self.align.watch_threshold > 1.0:
             raise ValueError(f"align.watch_threshold={self.align.watch_threshold} is a cosine similarity "
                              "threshold: between 0 and 1")
+        if self.loss.first_sight and not self.decoder.first_sight_classes:
+            raise ValueError(f"loss.first_sight={self.loss.first_sight} weighs a first-sight head the model "
+                             "lacks: set decoder.first_sight_classes too")
         if m.frames_per_snippet % self.latent.recon_frames:
             raise ValueError("latent.recon_frames must divide media.frames_per_snippet")
 
@@ -312,7 +324,8 @@ SECTIONS: dict[str, type] = {
 # Numeric fields that may be zero (a loss left out, no reconstruction layers, weights
 # initialised to zero); every other count, size, rate and ratio must be positive.
 MAY_BE_ZERO = {"loss.text", "loss.latent", "loss.video", "loss.align", "latent.recon_layers", "init_std",
-               "align.dim", "align.watch_threshold", "decoder.age_code"}
+               "align.dim", "align.watch_threshold", "decoder.age_code",
+               "decoder.first_sight_classes", "loss.first_sight"}
 
 
 def _check_values(prefix: str, section: Any, cls: type) -> None:

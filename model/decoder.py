@@ -11,7 +11,12 @@ ages of old snippets drift together where few questions tell them apart. With
 scores, so it can prefer the oldest (or newest) of the tokens it matches: a code in the keys
 tells ages apart, a bias on the scores ranks them. With `decoder.length_scale` every head's
 scores grow with the log of the number of context tokens (Scalable-Softmax), so that what a
-head matches in a long stream stands out as much as in a short one.
+head matches in a long stream stands out as much as in a short one. With
+`decoder.first_sight_classes` a small head reads each snippet's latent tokens and predicts
+which things (for the world: named shapes and sounds) are present there (trained by the
+first-sight loss); a thing present in a snippet and in none before it in the window is marked
+as first seen there, and the marks select learned vectors added to that snippet's context
+tokens, so "which came first" compares two marked snippets.
 """
 
 from __future__ import annotations
@@ -97,6 +102,9 @@ class TextDecoder(nn.Module):
                                  persistent=False)
         if dc.length_scale:
             self.length_scales = nn.Parameter(torch.ones(dc.layers, dc.heads))
+        if dc.first_sight_classes:
+            self.first_sight_head = nn.Linear(cfg.latent.dim, dc.first_sight_classes)
+            self.first_sight_cues = nn.Parameter(torch.zeros(dc.first_sight_classes, d))
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
         self.norm = nn.LayerNorm(d)
@@ -112,9 +120,27 @@ class TextDecoder(nn.Module):
             parts.append(self.memory_proj(memory) + self.memory_pos)
             masks.append(torch.ones(b, self.memory_tokens, dtype=torch.bool, device=h.device))
         ages = (self.age_emb + self.age_code).flip(0)  # oldest first: age W-1 ... 0
-        parts.append((self.h_proj(h) + ages + self.h_pos).reshape(b, w * m, -1))
+        tokens = self.h_proj(h) + ages + self.h_pos
+        if self.cfg.decoder.first_sight_classes:
+            tokens = tokens + (self.first_sight(h, h_valid) @ self.first_sight_cues)[:, :, None]
+        parts.append(tokens.reshape(b, w * m, -1))
         masks.append(h_valid.repeat_interleave(m, dim=1))
         return self.context_norm(torch.cat(parts, dim=1)), torch.cat(masks, dim=1)
+
+    def presence_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """h [..., m, dl] (one snippet's latent tokens) -> [..., classes] logits that each class
+        is present in that snippet."""
+        return self.first_sight_head(h.mean(-2))
+
+    def first_sight(self, h: torch.Tensor, h_valid: torch.Tensor) -> torch.Tensor:
+        """h [B, W, m, dl] oldest first, h_valid [B, W] -> [B, W, classes]: how surely each class
+        is present in a snippet and in no valid snippet before it, p(k) · (1 − max_{j<k} p(j)).
+        The running maximum, not a product of (1 − p), so that small doubts over many snippets
+        do not add up to a sighting."""
+        present = torch.sigmoid(self.presence_logits(h)) * h_valid[..., None]
+        before = torch.cummax(present, dim=1).values
+        before = torch.cat((torch.zeros_like(before[:, :1]), before[:, :-1]), dim=1)
+        return present * (1.0 - before)
 
     def cross_kv(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [block.cross.context_kv(context) for block in self.blocks]

@@ -37,6 +37,7 @@ class ModelOutput:
     latent_loss: torch.Tensor
     video_loss: torch.Tensor
     align_loss: torch.Tensor
+    first_sight_loss: torch.Tensor
     answer_logits: torch.Tensor  # [B, Q, La, V]; position j predicts answer_ids[..., j]
     answer_ids: torch.Tensor  # [B, Q, La] targets (answer bytes + </a>), padded
     answer_mask: torch.Tensor  # [B, Q, La]
@@ -310,10 +311,12 @@ class StreamerModel(nn.Module):
 
         logits, text_loss, answer_ids, answer_mask, question_valid = self._question_pass(batch, memories, h, device)
         align_loss = self._align_pass(batch, h, snippet_mask, device)
+        first_sight_loss = self._first_sight_pass(batch, h, snippet_mask, device)
         w = self.cfg.loss
-        loss = w.text * text_loss + w.latent * latent_loss + w.video * video_loss + w.align * align_loss
-        return ModelOutput(loss, text_loss, latent_loss, video_loss, align_loss, logits, answer_ids, answer_mask,
-                           question_valid, x, h)
+        loss = (w.text * text_loss + w.latent * latent_loss + w.video * video_loss + w.align * align_loss
+                + w.first_sight * first_sight_loss)
+        return ModelOutput(loss, text_loss, latent_loss, video_loss, align_loss, first_sight_loss, logits, answer_ids,
+                           answer_mask, question_valid, x, h)
 
     def _clip_latents(self, video: torch.Tensor, audio: torch.Tensor):
         """Whole clips [B, T, ...] through encoder, combiner and latent model: (x, memories, h)."""
@@ -345,6 +348,23 @@ class StreamerModel(nn.Module):
         texts = self.align.embed_text(self.decoder.embed(ids), mask)
         targets = batch["align_targets"].to(device)[snippet_mask]  # [S, P]
         return self.align.loss(snippets.float(), texts.float(), targets)
+
+    def _first_sight_pass(self, batch, h, snippet_mask, device) -> torch.Tensor:
+        """Binary cross-entropy of the first-sight head's presence predictions over the batch's
+        known targets: batch["presence_targets"] int8 [B, T, classes], 1 present in that snippet,
+        0 absent, -1 unknown (0 without a head or targets)."""
+        targets = batch.get("presence_targets")
+        if not self.cfg.decoder.first_sight_classes or targets is None:
+            return h.sum() * 0.0
+        targets = targets.to(device)
+        if targets.shape != (*h.shape[:2], self.cfg.decoder.first_sight_classes):
+            raise ValueError(f"presence_targets must be [B, T, {self.cfg.decoder.first_sight_classes}] for "
+                             f"h of {tuple(h.shape[:2])} snippets, got {tuple(targets.shape)}")
+        known = (targets >= 0) & snippet_mask[..., None]
+        if not bool(known.any()):
+            return h.sum() * 0.0
+        logits = self.decoder.presence_logits(h).float()
+        return F.binary_cross_entropy_with_logits(logits[known], targets[known].float())
 
     def _question_pass(self, batch, memories, h, device):
         q_ids = batch["question_ids"].to(device)

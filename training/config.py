@@ -96,6 +96,10 @@ class TrainConfig:
         False, "scale every decoder cross-attention head's scores by a learned gain times the log of the "
                "number of context tokens (Scalable-Softmax), so that matches stay sharp in long streams "
                "(with --init, the gains start at 1 over the checkpoint's weights)")
+    first_sight: float | None = option(  # None: the model's weight; > 0 adds the head (fresh over an --init checkpoint)
+        None, "weight of the first-sight loss: a head learns which of the world's named shapes and sounds "
+              "each snippet holds, and the decoder's context marks where each is first present (--data "
+              "world only); a positive weight adds the head, over an --init checkpoint's weights")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "
@@ -139,6 +143,8 @@ class TrainConfig:
             raise TrainingError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
         if self.latent_window is not None and self.latent_window < 1:
             raise TrainingError(f"--latent-window must be at least 1 snippet, got {self.latent_window}")
+        if self.first_sight is not None and not 0.0 <= self.first_sight < math.inf:
+            raise TrainingError(f"--first-sight must be 0 or a positive loss weight such as 0.3, got {self.first_sight}")
         if self.age_code is not None and not 0.0 <= self.age_code < math.inf:
             raise TrainingError(f"--age-code must be 0 (off) or a positive amplitude such as 0.1, got {self.age_code}")
         low, high = self.snippets

@@ -51,6 +51,7 @@ class Stage:
     age_code: float | None = None  # amplitude of the decoder's fixed sinusoidal age code; None: the preset's
     age_slopes: bool = False  # learned age slopes in the decoder's cross-attention
     length_scale: bool = False  # cross-attention scores scaled by a learned gain times log(context tokens)
+    first_sight: float | None = None  # weight of the first-sight loss (> 0 adds the head); None: the model's
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -78,6 +79,8 @@ class Stage:
             flags += ["--age-slopes"]
         if self.length_scale:
             flags += ["--length-scale"]
+        if self.first_sight is not None:
+            flags += ["--first-sight", str(self.first_sight)]
         return flags
 
 

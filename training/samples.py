@@ -17,6 +17,7 @@ from model.align import FALSE, TRUE, UNCLEAR
 from training.config import TrainingError
 from training.data import CLIPS_PER_SEED, FolderDataset, Sample, collate, world_sample
 from training.world.clip import World, WorldConfig
+from training.world.first_sight import FIRST_SIGHT_CLASSES, UNKNOWN, presence_targets
 from training.world.off_palette import off_palette_sample
 from training.world.phrases import templates_for
 from training.world.wild import wild_sample
@@ -106,14 +107,33 @@ MAX_PHRASES = 256  # phrase pool of one batch for the alignment loss
 
 def to_model_batch(model: StreamerModel, samples: list[Sample]) -> dict[str, torch.Tensor]:
     """Pad clips to the longest (snippet_mask marks real snippets), tokenise the questions and,
-    for a model with an alignment head, build the batch's phrase pool and its targets."""
+    for a model with an alignment head, build the batch's phrase pool and its targets (with a
+    first-sight head, its presence targets too)."""
     padded = collate(samples)
     batch = {k: padded[k] for k in ("video", "audio", "snippet_mask")}
     batch.update(model.encode_batch_questions(
         [[(q.text, q.answer, q.ask_snippets) for q in qs] for qs in padded["questions"]]))
     if model.can_align and any(s.get("phrases") is not None for s in samples):
         batch.update(phrase_pool(model, samples, batch["snippet_mask"].shape[1]))
+    classes = model.cfg.decoder.first_sight_classes
+    if classes and any(s.get("phrases") is not None for s in samples):
+        batch["presence_targets"] = presence_batch(samples, batch["snippet_mask"].shape[1], classes)
     return batch
+
+
+def presence_batch(samples: list[Sample], length: int, classes: int) -> torch.Tensor:
+    """int8 [B, T, classes] targets of the first-sight head (training.world.first_sight),
+    UNKNOWN on padding snippets and for clips without a world truth (a folder dataset's)."""
+    if classes != len(FIRST_SIGHT_CLASSES):
+        raise TrainingError(f"the model's first-sight head has {classes} classes; the world's truth has "
+                            f"{len(FIRST_SIGHT_CLASSES)} ({', '.join(FIRST_SIGHT_CLASSES[:3])}, ...)")
+    targets = torch.full((len(samples), length, classes), UNKNOWN, dtype=torch.int8)
+    for i, sample in enumerate(samples):
+        if sample.get("phrases") is None:
+            continue
+        truths = sample["phrases"].truths[: len(sample["video"])]
+        targets[i, : len(truths)] = torch.from_numpy(presence_targets(truths))
+    return targets
 
 
 def cut_windows(batch: dict[str, torch.Tensor], share: float, window: int,

@@ -41,9 +41,16 @@ from training.machine import machine_description
 from training.metrics import MetricsLog, truncate_after
 from training.samples import TrainingData, cut_windows, to_model_batch
 from training.schedule import clip_lengths_at, lr_at
+from training.world.first_sight import FIRST_SIGHT_CLASSES
 
 # Parameters of two or more dimensions that weight decay leaves alone: gains that start at 1.
 UNDECAYED_MATRICES = frozenset({"decoder.length_scales"})
+
+# Small heads that start from nothing beside a trained network, and how much faster than it
+# they learn: at a fine-tuning rate (1e-4), a first try of the first-sight head (trained on first
+# appearances alone) had learned no more than its classes' base rates after 300 steps.
+FAST_PARTS = ("decoder.first_sight_",)
+FAST_PART_LR_SCALE = 10.0
 
 # Decoder switches that add a part to the network, by the TrainConfig/DecoderConfig field, with
 # the name of the part's weights; over an --init checkpoint without it, the part starts fresh.
@@ -108,8 +115,14 @@ class Trainer:
             for switch in DECODER_PARTS:
                 if getattr(cfg, switch):
                     model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, **{switch: True}))
+            if cfg.first_sight:
+                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder,
+                                                               first_sight_classes=len(FIRST_SIGHT_CLASSES)))
         except ValueError as err:
             raise TrainingError(str(err)) from None
+        if cfg.first_sight and cfg.data not in ("world", "world:train"):
+            raise TrainingError("--first-sight learns which of the world's shapes and sounds each snippet holds; it "
+                                "needs --data world (a folder dataset has no such truth)")
         self.data = TrainingData.open(cfg.data, model_cfg.media, seed=cfg.seed,
                                       questions_per_clip=cfg.questions_per_clip, strict=cfg.strict, wild=cfg.wild,
                                       kind_weights=cfg.kind_weights, off_palette=cfg.off_palette)
@@ -123,6 +136,7 @@ class Trainer:
             w.latent if cfg.latent_weight is None else cfg.latent_weight,
             w.video if cfg.video_weight is None else cfg.video_weight,
             w.align if cfg.align_weight is None else cfg.align_weight,
+            w.first_sight if cfg.first_sight is None else cfg.first_sight,
         )
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay),
                                            lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
@@ -203,6 +217,10 @@ class Trainer:
                 if getattr(model_cfg.decoder, switch) and not getattr(model.cfg.decoder, switch):
                     grown = replace(model.cfg, decoder=replace(model.cfg.decoder, **{switch: True}))
                     model = _with_new_part(model, grown, part, cfg)
+            if model_cfg.decoder.first_sight_classes and not model.cfg.decoder.first_sight_classes:
+                grown = replace(model.cfg, decoder=replace(model.cfg.decoder,
+                                                           first_sight_classes=model_cfg.decoder.first_sight_classes))
+                model = _with_new_part(model, grown, "decoder.first_sight_", cfg)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
@@ -240,7 +258,7 @@ class Trainer:
         torch.manual_seed(self.cfg.seed * 1_000_003 + step * 1009 + self.d.rank)
         lr = lr_at(step, self.total_steps, self.cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # absent in optimizer states saved before it
         batches = self._micro_batches(step, samples)
 
         # Global normalisers: answer tokens and (snippet, next snippet) pairs over all ranks.
@@ -253,9 +271,9 @@ class Trainer:
         counts = all_reduce(counts.to(self.d.device), self.d).cpu()
         tokens, pairs = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
 
-        w_text, w_latent, w_video, w_align = self.weights
+        w_text, w_latent, w_video, w_align, w_first = self.weights
         snippets = max(float(counts[2]), 1.0)
-        sums = torch.zeros(7, dtype=torch.float64)  # loss, text, latent, video, correct, questions, align
+        sums = torch.zeros(8, dtype=torch.float64)  # loss, text, latent, video, correct, questions, align, first
         self.optimizer.zero_grad(set_to_none=True)
         for i, b in enumerate(batches):
             last = i == len(batches) - 1
@@ -269,13 +287,15 @@ class Trainer:
                 text = out.text_loss.float() * (n_tok / tokens)
                 latent = out.latent_loss.float() * (n_pair / pairs)
                 video = out.video_loss.float() * (n_pair / pairs)
-                align = out.align_loss.float() * (float(b["snippet_mask"].sum()) / snippets)
-                loss = w_text * text + w_latent * latent + w_video * video + w_align * align
+                share = float(b["snippet_mask"].sum()) / snippets
+                align = out.align_loss.float() * share
+                first = out.first_sight_loss.float() * share
+                loss = w_text * text + w_latent * latent + w_video * video + w_align * align + w_first * first
                 # DDP averages gradients over ranks; undo that so the sum over ranks is the global mean.
                 (loss * self.d.world).backward()
             hits = out.exact_match()
             sums += torch.tensor([loss.item(), text.item(), latent.item(), video.item(),
-                                  float(hits.sum()), float(out.question_valid.sum()), align.item()],
+                                  float(hits.sum()), float(out.question_valid.sum()), align.item(), first.item()],
                                  dtype=torch.float64)
         sums = all_reduce(sums.to(self.d.device), self.d).cpu()
         if self.cfg.grad_clip > 0:
@@ -296,7 +316,8 @@ class Trainer:
         self.optimizer.step()
         return {
             "loss": loss_value, "text_loss": float(sums[1]), "latent_loss": float(sums[2]),
-            "video_loss": float(sums[3]), "align_loss": float(sums[6]), "answer_acc": float(sums[4]) / max(1.0, float(sums[5])),
+            "video_loss": float(sums[3]), "align_loss": float(sums[6]), "first_sight_loss": float(sums[7]),
+            "answer_acc": float(sums[4]) / max(1.0, float(sums[5])),
             "questions": int(sums[5]), "snippets": int(counts[2]), "grad_norm": float(grad_norm), "lr": lr,
         }
 
@@ -311,7 +332,7 @@ class Trainer:
             "planned_steps": self.total_steps,
             "clips_seen": step * cfg.batch,
             "train_config": _jsonable(asdict(cfg)),
-            "loss_weights": dict(zip(("text", "latent", "video", "align"), self.weights)),
+            "loss_weights": dict(zip(("text", "latent", "video", "align", "first_sight"), self.weights)),
             "wall_seconds": round(wall, 1),
             "machine": machine_description(self.d.device, self.d.world),
             "final_train_metrics": metrics,
@@ -458,17 +479,24 @@ def _with_age_code(model: StreamerModel, amplitude: float) -> StreamerModel:
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW's groups: matrices decay; biases, norms and the decoder's length gains, which start
-    at 1 and would be pulled towards 0, do not."""
-    named = list(model.named_parameters())
-    decay = [p for name, p in named if p.dim() >= 2 and name not in UNDECAYED_MATRICES]
-    no_decay = [p for name, p in named if p.dim() < 2 or name in UNDECAYED_MATRICES]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    at 1 and would be pulled towards 0, do not. FAST_PARTS get their own groups at
+    FAST_PART_LR_SCALE times the learning rate (`lr_scale`, applied by the schedule)."""
+    groups = []
+    for fast in (False, True):
+        named = [(name, p) for name, p in model.named_parameters() if name.startswith(FAST_PARTS) == fast]
+        decay = [p for name, p in named if p.dim() >= 2 and name not in UNDECAYED_MATRICES]
+        no_decay = [p for name, p in named if p.dim() < 2 or name in UNDECAYED_MATRICES]
+        scale = FAST_PART_LR_SCALE if fast else 1.0
+        for params, decay_rate in ((decay, weight_decay), (no_decay, 0.0)):
+            if params or not fast:
+                groups.append({"params": params, "weight_decay": decay_rate, "lr_scale": scale})
+    return groups
 
 
 def _with_new_part(model: StreamerModel, model_cfg: ModelConfig, part: str, cfg: TrainConfig) -> StreamerModel:
     """`model`'s weights in a model of `model_cfg`, which adds the part whose weights are named
-    `part...` (the alignment head, the memory gates, the age slopes, the length gains); that part
-    starts as a new model's would."""
+    `part...` (the alignment head, the memory gates, the age slopes, the length gains, the
+    first-sight head and cues); that part starts as a new model's would."""
     grown = StreamerModel(model_cfg)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not name.startswith(part) for name in missing):

@@ -22,6 +22,7 @@ from model.checkpoint import CHECKSUM, weights_checksum
 from training import checkpointing
 from training.metrics import read_metrics
 from training.train import cli as train_cli
+from training.world.first_sight import FIRST_SIGHT_CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
 # Short clips, two per step, two threads: a step takes about a second on two cores.
@@ -366,6 +367,31 @@ def test_init_adds_a_decoder_part_and_keeps_every_weight(one_step_run, tmp_path,
     assert train_cli(["--out", str(tmp_path / "plain"), "--steps", "1", "--init",
                       str(checkpointing.latest_checkpoint(run)), *FAST]) == 1
     assert f"decoder.{field}: True vs False" in capsys.readouterr().err
+
+
+def test_init_adds_a_first_sight_head_and_trains_it(one_step_run, tmp_path, capsys):
+    """--first-sight over an --init checkpoint: a new head and cues of zero (the context is
+    unchanged), every other weight kept, the loss logged and weighted; the flag needs world data."""
+    run = tmp_path / "run"
+    old, grown = _tuned_over(one_step_run, run, "--first-sight", "0.5")
+    assert grown.cfg.decoder.first_sight_classes == len(FIRST_SIGHT_CLASSES)
+    tuned = grown.state_dict()
+    assert set(tuned) - set(old) == {"decoder.first_sight_head.weight", "decoder.first_sight_head.bias",
+                                     "decoder.first_sight_cues"}
+    assert float(tuned["decoder.first_sight_cues"].abs().max()) < 1e-6
+    _assert_kept(old, tuned, "decoder.first_sight_cues")
+    train = [r for r in read_metrics(run) if r["kind"] == "train"]
+    assert train[0]["first_sight_loss"] > 0
+    card = json.loads((checkpointing.latest_checkpoint(run) / "card.json").read_text())
+    assert card["loss_weights"]["first_sight"] == 0.5
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "plain"), "--steps", "1", "--init",
+                      str(checkpointing.latest_checkpoint(run)), *FAST]) == 1
+    assert f"decoder.first_sight_classes: {len(FIRST_SIGHT_CLASSES)} vs 0" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "folder"), "--steps", "1", "--data", str(tmp_path),
+                      "--first-sight", "0.5", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "--first-sight" in err and "needs --data world" in err
 
 
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
