@@ -135,7 +135,9 @@ class Recipe:
 # that sounds on an empty screen keep their margin over the watch threshold, and adds learned
 # age slopes to the decoder's cross-attention. Stage 13 scales the cross-attention scores with the
 # log of the context's length, so that a few matching tokens stand out in a long window too (a
-# control run without the scale did as well: the stage's gain is its 900 more steps).
+# control run without the scale did as well: the stage's gain is its 900 more steps). Stage 14
+# adds the first-sight head, which marks where each shape and sound is first present in the
+# decoder's context, for "which came first".
 MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
 
 RECIPES: dict[str, Recipe] = {
@@ -174,6 +176,10 @@ RECIPES: dict[str, Recipe] = {
                   kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
             Stage(steps=900, lr=1e-4, warmup=30, seed=14, snippets="4-64", align_weight=0.3, eval_every=900,
                   off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
+                  kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
+            Stage(steps=900, lr=1e-4, warmup=30, seed=15, snippets="4-64", align_weight=0.3, eval_every=900,
+                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
+                  first_sight=0.5,
                   kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
         ),
     ),
