@@ -7,9 +7,11 @@ For a checkpoint trained with `--first-sight` (decoder.first_sight_classes > 0):
   its presence predictions (truth: training.world.first_sight), and of the first-sight marks
   the decoder makes from them, against the snippet where each named shape or sound is first
   present;
-- the marks' worth: `order`, `first_shape` and `first_color` answered with the cues as trained
-  and with every cue set to zero. If zeroing them costs `order` on world:long, the decoder
-  reads the marks; if not, whatever gain the stage brought came from elsewhere.
+- the marks' worth: `order`, `sound_of` and `who_made` answered with the cues as trained, with
+  every cue set to zero, and with the cues 3 and 10 times as large. If zeroing them costs a
+  kind, the decoder reads the marks for it (a shape's sound first plays within 0.3 s of its
+  appearance, so the marks may bind sounds to shapes as well as order them); if neither zero nor
+  larger cues move it, the decoder does not read them for that kind.
 Writes experiments/results/understanding/first-sight.json (or `--out`).
 """
 
@@ -25,17 +27,19 @@ from training.data import world_sample
 from training.world.clip import World, WorldConfig
 from training.world.first_sight import PRESENT, UNKNOWN, presence_targets
 
-KINDS = ("order", "first_shape", "first_color")
+KINDS = ("order", "sound_of", "who_made")
 SPLITS = ("test", "long")
 THRESHOLD = 0.5
+CUE_FACTORS = (0.0, 3.0, 10.0)
 
 
-def without_cues(model: StreamerModel) -> StreamerModel:
-    """`model` with every first-sight cue zero: the context as if the head were not there."""
-    blank = copy.deepcopy(model)
+def with_cues_times(model: StreamerModel, factor: float) -> StreamerModel:
+    """A copy of `model` with every first-sight cue multiplied by `factor` (0: the context as if
+    the head were not there)."""
+    scaled = copy.deepcopy(model)
     with torch.no_grad():
-        blank.decoder.first_sight_cues.zero_()
-    return blank.eval()
+        scaled.decoder.first_sight_cues.mul_(factor)
+    return scaled.eval()
 
 
 @torch.no_grad()
@@ -73,8 +77,9 @@ def main() -> None:
     report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "clips": args.clips,
               "cue norms": [round(float(n), 3) for n in model.decoder.first_sight_cues.detach().norm(dim=1)],
               "head": {split: head_quality(model, split, args.clips) for split in SPLITS},
-              "cues as trained, accuracy": accuracies(model, args.clips, KINDS, SPLITS),
-              "cues zero, accuracy": accuracies(without_cues(model), args.clips, KINDS, SPLITS)}
+              "cues as trained, accuracy": accuracies(model, args.clips, KINDS, SPLITS)}
+    for factor in CUE_FACTORS:
+        report[f"cues x{factor:g}, accuracy"] = accuracies(with_cues_times(model, factor), args.clips, KINDS, SPLITS)
     write_report(report, args.out or RESULTS / "first-sight.json")
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from experiments.first_sight import without_cues
+from experiments.first_sight import with_cues_times
 from model import ModelConfig
 from model.config import LossWeights
 from model_helpers import (
@@ -127,7 +127,7 @@ def test_the_experiments_copy_without_cues_reads_the_context_as_a_model_without_
     marked.load_state_dict(plain.state_dict(), strict=False)
     with torch.no_grad():
         marked.decoder.first_sight_cues.normal_()
-    blank = without_cues(marked)
+    blank = with_cues_times(marked, 0.0)
     assert float(marked.decoder.first_sight_cues.detach().abs().min()) > 0  # the original keeps its cues
     cfg = plain.cfg
     h = torch.randn(1, cfg.latent.window, cfg.combiner.out_tokens, cfg.latent.dim)
