@@ -285,7 +285,9 @@ class StreamerModel(nn.Module):
         batch: video uint8 [B, T, F, H, W, 3], audio float32 [B, T, S], snippet_mask bool [B, T]
         (real snippets first), the question tensors of `encode_batch_questions` and, optionally,
         window_snippets int64 [B, Q]: how many of the most recent snippets of h each question's
-        decoder may read (the rest of the window is hidden; 0 leaves the memory alone)."""
+        decoder may read (the rest of the window is hidden; 0 leaves the memory alone), the
+        alignment head's phrase pool and, for a first-sight head, presence_targets int8
+        [B, T, classes] (training.samples.to_model_batch builds both)."""
         video, audio = batch["video"], batch["audio"]
         if video.dim() != 6 or audio.dim() != 3:
             raise ValueError("forward expects video [B, T, F, H, W, 3] and audio [B, T, S]")
