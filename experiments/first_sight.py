@@ -11,7 +11,10 @@ For a checkpoint trained with `--first-sight` (decoder.first_sight_classes > 0):
   every cue set to zero, and with the cues 3 and 10 times as large. If zeroing them costs a
   kind, the decoder reads the marks for it (a shape's sound first plays within 0.3 s of its
   appearance, so the marks may bind sounds to shapes as well as order them); if neither zero nor
-  larger cues move it, the decoder does not read them for that kind.
+  larger cues move it, the decoder does not read them for that kind;
+- with first-sight tokens (decoder.first_sight_tokens), the same kinds once more with the
+  tokens' age feature zeroed: every class then reads as first seen just now, and what `order`
+  loses is what it reads from the tokens' ages.
 Writes experiments/results/understanding/first-sight.json (or `--out`).
 """
 
@@ -40,6 +43,15 @@ def with_cues_times(model: StreamerModel, factor: float) -> StreamerModel:
     with torch.no_grad():
         scaled.decoder.first_sight_cues.mul_(factor)
     return scaled.eval()
+
+
+def without_token_ages(model: StreamerModel) -> StreamerModel:
+    """A copy of `model` whose first-sight tokens carry no age (the age column of their feature
+    projection set to zero)."""
+    blind = copy.deepcopy(model)
+    with torch.no_grad():
+        blind.decoder.first_sight_token_features.weight[:, 1] = 0.0
+    return blind.eval()
 
 
 @torch.no_grad()
@@ -80,6 +92,8 @@ def main() -> None:
               "cues as trained, accuracy": accuracies(model, args.clips, KINDS, SPLITS)}
     for factor in CUE_FACTORS:
         report[f"cues x{factor:g}, accuracy"] = accuracies(with_cues_times(model, factor), args.clips, KINDS, SPLITS)
+    if model.cfg.decoder.first_sight_tokens:
+        report["token ages zeroed, accuracy"] = accuracies(without_token_ages(model), args.clips, KINDS, SPLITS)
     write_report(report, args.out or RESULTS / "first-sight.json")
 
 

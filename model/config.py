@@ -51,7 +51,8 @@ class EncoderConfig:
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
     "combiner": {"memory_update": "pool"},
-    "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0},
+    "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0,
+                "first_sight_tokens": False},
     "loss": {"align": 0.0, "first_sight": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -135,6 +136,13 @@ class DecoderConfig:
     # compares two marked snippets instead of asking the decoder to find the oldest of many
     # matching ones. The vectors start at zero (no change).
     first_sight_classes: int = 0
+    # One context token per first-sight class that says whether and how long ago the thing was
+    # first seen in the window: a learned class embedding plus a projection of (how surely seen,
+    # mark-weighted age of the first sight / window). The age enters every head's keys linearly,
+    # so a query that matches two classes' tokens can weight the older one up in a single hop:
+    # stage 14's marks sat on snippet tokens, among hundreds of others, and "which came first"
+    # did not use them (experiments/first_sight.py). Needs `first_sight_classes`.
+    first_sight_tokens: bool = False
 
 
 @dataclass
@@ -279,6 +287,9 @@ class ModelConfig:
         if self.align.watch_threshold > 1.0:
             raise ValueError(f"align.watch_threshold={self.align.watch_threshold} is a cosine similarity "
                              "threshold: between 0 and 1")
+        if self.decoder.first_sight_tokens and not self.decoder.first_sight_classes:
+            raise ValueError("decoder.first_sight_tokens summarise a first-sight head the model lacks: set "
+                             "decoder.first_sight_classes too")
         if self.loss.first_sight and not self.decoder.first_sight_classes:
             raise ValueError(f"loss.first_sight={self.loss.first_sight} weighs a first-sight head the model "
                              "lacks: set decoder.first_sight_classes too")

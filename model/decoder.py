@@ -16,7 +16,10 @@ head matches in a long stream stands out as much as in a short one. With
 which things (for the world: named shapes and sounds) are present there (trained by the
 first-sight loss); a thing present in a snippet and in none before it in the window is marked
 as first seen there, and the marks select learned vectors added to that snippet's context
-tokens, so "which came first" compares two marked snippets.
+tokens, so "which came first" compares two marked snippets. With `decoder.first_sight_tokens` the
+context also holds one token per class, placed after the memory slots, that carries how surely
+and how long ago the thing was first seen: "which came first" then matches two of those tokens
+and ranks them by the age in their keys.
 """
 
 from __future__ import annotations
@@ -96,15 +99,22 @@ class TextDecoder(nn.Module):
         self.h_pos = nn.Parameter(torch.zeros(1, cfg.combiner.out_tokens, d))
         if dc.age_slopes:
             self.age_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads))
-            # age in snippets of every context token: null and memory slots count as age 0
+            # age in snippets of every context token: null, memory slots and first-sight tokens count as 0
             h_ages = torch.arange(cfg.latent.window - 1, -1, -1.0).repeat_interleave(cfg.combiner.out_tokens)
-            self.register_buffer("context_ages", torch.cat((torch.zeros(1 + memory_tokens), h_ages)),
+            summary = dc.first_sight_classes if dc.first_sight_tokens else 0
+            self.register_buffer("context_ages", torch.cat((torch.zeros(1 + memory_tokens + summary), h_ages)),
                                  persistent=False)
         if dc.length_scale:
             self.length_scales = nn.Parameter(torch.ones(dc.layers, dc.heads))
         if dc.first_sight_classes:
             self.first_sight_head = nn.Linear(cfg.latent.dim, dc.first_sight_classes)
             self.first_sight_cues = nn.Parameter(torch.zeros(dc.first_sight_classes, d))
+        if dc.first_sight_tokens:
+            self.first_sight_token_class = nn.Embedding(dc.first_sight_classes, d)
+            self.first_sight_token_features = nn.Linear(2, d)
+            # the age of each snippet as a share of the window, oldest first
+            ages = torch.arange(cfg.latent.window - 1, -1, -1.0) / max(1, cfg.latent.window - 1)
+            self.register_buffer("window_ages", ages, persistent=False)
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
         self.norm = nn.LayerNorm(d)
@@ -119,10 +129,15 @@ class TextDecoder(nn.Module):
         if self.memory_tokens:
             parts.append(self.memory_proj(memory) + self.memory_pos)
             masks.append(torch.ones(b, self.memory_tokens, dtype=torch.bool, device=h.device))
+        dc = self.cfg.decoder
+        marks = self.first_sight(h, h_valid) if dc.first_sight_classes else None
+        if dc.first_sight_tokens:
+            parts.append(self.first_sight_summary(marks))
+            masks.append(torch.ones(b, dc.first_sight_classes, dtype=torch.bool, device=h.device))
         ages = (self.age_emb + self.age_code).flip(0)  # oldest first: age W-1 ... 0
         tokens = self.h_proj(h) + ages + self.h_pos
-        if self.cfg.decoder.first_sight_classes:
-            tokens = tokens + (self.first_sight(h, h_valid) @ self.first_sight_cues)[:, :, None]
+        if marks is not None:
+            tokens = tokens + (marks @ self.first_sight_cues)[:, :, None]
         parts.append(tokens.reshape(b, w * m, -1))
         masks.append(h_valid.repeat_interleave(m, dim=1))
         return self.context_norm(torch.cat(parts, dim=1)), torch.cat(masks, dim=1)
@@ -141,6 +156,16 @@ class TextDecoder(nn.Module):
         before = torch.cummax(present, dim=1).values
         before = torch.cat((torch.zeros_like(before[:, :1]), before[:, :-1]), dim=1)
         return present * (1.0 - before)
+
+    def first_sight_summary(self, marks: torch.Tensor) -> torch.Tensor:
+        """marks [B, W, classes] (TextDecoder.first_sight) -> [B, classes, d]: per class, its
+        embedding plus a projection of how surely it was first seen in the window (the largest
+        mark) and the mark-weighted age of that first sight as a share of the window (0 = the
+        newest snippet). The weights are floored so that a class never seen reads as age 0."""
+        seen = marks.amax(dim=1)
+        age = (marks * self.window_ages[:, None]).sum(dim=1) / marks.sum(dim=1).clamp_min(1e-2)
+        features = torch.stack((seen, age), dim=-1)
+        return self.first_sight_token_class.weight + self.first_sight_token_features(features)
 
     def cross_kv(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [block.cross.context_kv(context) for block in self.blocks]

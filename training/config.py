@@ -100,6 +100,10 @@ class TrainConfig:
         None, "weight of the first-sight loss: a head learns which of the world's named shapes and sounds "
               "each snippet holds, and the decoder's context marks where each is first present (--data "
               "world only); a positive weight adds the head, over an --init checkpoint's weights")
+    first_sight_tokens: bool = option(  # False: the preset's; over an --init checkpoint without them, fresh tokens
+        False, "add one decoder context token per first-sight class carrying how surely and how long ago "
+               "the thing was first seen in the window, so that \"which came first\" compares two tokens "
+               "(needs --first-sight; with --init, the tokens start fresh over the checkpoint's weights)")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "
@@ -145,6 +149,9 @@ class TrainConfig:
             raise TrainingError(f"--latent-window must be at least 1 snippet, got {self.latent_window}")
         if self.first_sight is not None and not 0.0 <= self.first_sight < math.inf:
             raise TrainingError(f"--first-sight must be 0 or a positive loss weight such as 0.3, got {self.first_sight}")
+        if self.first_sight_tokens and not self.first_sight:
+            raise TrainingError("--first-sight-tokens summarise the first-sight head's marks: pass --first-sight W "
+                                "(a positive loss weight such as 0.5) too")
         if self.age_code is not None and not 0.0 <= self.age_code < math.inf:
             raise TrainingError(f"--age-code must be 0 (off) or a positive amplitude such as 0.1, got {self.age_code}")
         low, high = self.snippets

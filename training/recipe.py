@@ -52,6 +52,7 @@ class Stage:
     age_slopes: bool = False  # learned age slopes in the decoder's cross-attention
     length_scale: bool = False  # cross-attention scores scaled by a learned gain times log(context tokens)
     first_sight: float | None = None  # weight of the first-sight loss (> 0 adds the head); None: the model's
+    first_sight_tokens: bool = False  # one decoder context token per first-sight class: how surely, how long ago
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -81,6 +82,8 @@ class Stage:
             flags += ["--length-scale"]
         if self.first_sight is not None:
             flags += ["--first-sight", str(self.first_sight)]
+        if self.first_sight_tokens:
+            flags += ["--first-sight-tokens"]
         return flags
 
 

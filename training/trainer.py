@@ -54,7 +54,8 @@ FAST_PART_LR_SCALE = 10.0
 
 # Decoder switches that add a part to the network, by the TrainConfig/DecoderConfig field, with
 # the name of the part's weights; over an --init checkpoint without it, the part starts fresh.
-DECODER_PARTS = {"age_slopes": "decoder.age_slopes", "length_scale": "decoder.length_scales"}
+DECODER_PARTS = {"age_slopes": "decoder.age_slopes", "length_scale": "decoder.length_scales",
+                 "first_sight_tokens": "decoder.first_sight_token_"}
 
 
 # --- signals ---------------------------------------------------------------------------
@@ -112,12 +113,12 @@ class Trainer:
                 model_cfg = replace(model_cfg, combiner=replace(model_cfg.combiner, memory_update=cfg.memory_update))
             if cfg.age_code is not None:
                 model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_code=cfg.age_code))
-            for switch in DECODER_PARTS:
-                if getattr(cfg, switch):
-                    model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, **{switch: True}))
             if cfg.first_sight:
                 model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder,
                                                                first_sight_classes=len(FIRST_SIGHT_CLASSES)))
+            for switch in DECODER_PARTS:
+                if getattr(cfg, switch):
+                    model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, **{switch: True}))
         except ValueError as err:
             raise TrainingError(str(err)) from None
         if cfg.first_sight and cfg.data not in ("world", "world:train"):
@@ -213,14 +214,14 @@ class Trainer:
                 model = _with_new_part(model, gated, "combiner.write_gate.", cfg)
             if cfg.age_code is not None and model.cfg.decoder.age_code != cfg.age_code:
                 model = _with_age_code(model, cfg.age_code)
-            for switch, part in DECODER_PARTS.items():
-                if getattr(model_cfg.decoder, switch) and not getattr(model.cfg.decoder, switch):
-                    grown = replace(model.cfg, decoder=replace(model.cfg.decoder, **{switch: True}))
-                    model = _with_new_part(model, grown, part, cfg)
             if model_cfg.decoder.first_sight_classes and not model.cfg.decoder.first_sight_classes:
                 grown = replace(model.cfg, decoder=replace(model.cfg.decoder,
                                                            first_sight_classes=model_cfg.decoder.first_sight_classes))
                 model = _with_new_part(model, grown, "decoder.first_sight_", cfg)
+            for switch, part in DECODER_PARTS.items():
+                if getattr(model_cfg.decoder, switch) and not getattr(model.cfg.decoder, switch):
+                    grown = replace(model.cfg, decoder=replace(model.cfg.decoder, **{switch: True}))
+                    model = _with_new_part(model, grown, part, cfg)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
@@ -496,7 +497,7 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
 def _with_new_part(model: StreamerModel, model_cfg: ModelConfig, part: str, cfg: TrainConfig) -> StreamerModel:
     """`model`'s weights in a model of `model_cfg`, which adds the part whose weights are named
     `part...` (the alignment head, the memory gates, the age slopes, the length gains, the
-    first-sight head and cues); that part starts as a new model's would."""
+    first-sight head and cues, the first-sight tokens); that part starts as a new model's would."""
     grown = StreamerModel(model_cfg)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not name.startswith(part) for name in missing):

@@ -394,6 +394,23 @@ def test_init_adds_a_first_sight_head_and_trains_it(one_step_run, tmp_path, caps
     assert "--first-sight" in err and "needs --data world" in err
 
 
+def test_init_adds_first_sight_tokens_with_the_head(one_step_run, tmp_path, capsys):
+    """--first-sight with --first-sight-tokens over an --init checkpoint without a head: head,
+    cues and tokens start fresh, every other weight is kept; the tokens alone are refused."""
+    run = tmp_path / "run"
+    old, grown = _tuned_over(one_step_run, run, "--first-sight", "0.5", "--first-sight-tokens")
+    assert grown.cfg.decoder.first_sight_tokens is True
+    tuned = grown.state_dict()
+    assert set(tuned) - set(old) == {"decoder.first_sight_head.weight", "decoder.first_sight_head.bias",
+                                     "decoder.first_sight_cues", "decoder.first_sight_token_class.weight",
+                                     "decoder.first_sight_token_features.weight",
+                                     "decoder.first_sight_token_features.bias"}
+    _assert_kept(old, tuned)
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight-tokens", *FAST]) == 1
+    assert "pass --first-sight W" in capsys.readouterr().err
+
+
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
     """--memory-update gated over a pooled --init checkpoint: new gates, every other weight kept."""
     run = tmp_path / "run"
