@@ -38,7 +38,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
-# The bundled model's whole training recipe (training/recipe.py) into runs/tiny: about 13 hours on
+# The bundled model's whole training recipe (training/recipe.py) into runs/tiny: about 14.5 hours on
 # 2 CPU cores. Stopped, the same command continues where it stopped.
 RECIPE_OUT ?= runs/tiny
 model: $(STAMP)
