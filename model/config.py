@@ -141,7 +141,8 @@ class DecoderConfig:
     # mark-weighted age of the first sight / window). The age enters every head's keys linearly,
     # so a query that matches two classes' tokens can weight the older one up in a single hop:
     # stage 14's marks sat on snippet tokens, among hundreds of others, and "which came first"
-    # did not use them (experiments/first_sight.py). Needs `first_sight_classes`.
+    # did not use them (experiments/first_sight.py). Stage 16 did not learn to read the tokens'
+    # ages for it either (the same experiment, ages zeroed). Needs `first_sight_classes`.
     first_sight_tokens: bool = False
 
 
