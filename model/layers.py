@@ -136,6 +136,19 @@ class CrossAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
+    def weights(self, x: torch.Tensor, k: torch.Tensor, context_mask: torch.Tensor,
+                bias: torch.Tensor | None = None, query_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, heads, N, Nc]: the softmax weights `forward` gives each context token, for
+        experiments that ask what the decoder reads (forward itself uses the fused kernel)."""
+        b, n, _ = x.shape
+        q = self.q(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
+        if query_scale is not None:
+            q = q * query_scale[:, :, None, None].to(q.dtype)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+        if bias is not None:
+            scores = scores + bias[None, :, None, :]
+        return scores.masked_fill(~context_mask[:, None, None, :], float("-inf")).softmax(-1)
+
 
 class Block(nn.Module):
     """Pre-norm transformer block; attention mode is chosen by the method called."""

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from experiments.first_sight import without_token_ages
+from experiments.first_sight_attention import TokenShare
 from model import ModelConfig
 from model_helpers import (
     assert_greedy_generation_matches_teacher_forcing,
@@ -109,3 +110,38 @@ def test_the_experiments_copy_without_token_ages_reads_every_class_as_first_seen
     now[:, :-1] = 0.0  # every mark in the newest snippet: age 0
     now[:, -1] = marks.amax(dim=1)  # as sure as before
     torch.testing.assert_close(blind.decoder.first_sight_summary(marks), model.decoder.first_sight_summary(now))
+
+
+def test_cross_attention_weights_are_the_ones_its_forward_applies():
+    model = make_model(_with_tokens(micro_config(), age_slopes=True, length_scale=True), seed=66)
+    with torch.no_grad():
+        model.decoder.age_slopes.normal_()
+    cfg, decoder = model.cfg, model.decoder
+    h = torch.randn(2, cfg.latent.window, cfg.combiner.out_tokens, cfg.latent.dim)
+    memory = torch.randn(2, cfg.combiner.memory_tokens, cfg.combiner.dim)
+    valid = torch.tensor([[True] * cfg.latent.window, [False] + [True] * (cfg.latent.window - 1)])
+    context, mask = decoder.context(memory, h, valid)
+    cross = decoder.blocks[1].cross
+    k, v = cross.context_kv(context)
+    x = torch.randn(2, 4, cfg.decoder.dim)
+    bias, scale = decoder.age_bias()[1], decoder.query_scales(mask)[1]
+    weights = cross.weights(x, k, mask, bias, scale).detach()
+    assert float(weights[0, :, :, 1 + cfg.combiner.memory_tokens + CLASSES].sum()) > 0
+    assert float(weights[1, :, :, 1 + cfg.combiner.memory_tokens + CLASSES:][..., :cfg.combiner.out_tokens].abs().max()) == 0
+    by_hand = cross.proj((weights @ v).transpose(1, 2).reshape(2, 4, -1))
+    torch.testing.assert_close(by_hand, cross(x, k, v, mask, bias, scale), atol=1e-5, rtol=1e-5)
+
+
+def test_the_attention_experiment_counts_every_layer_heads_share_of_the_tokens():
+    model = make_model(_with_tokens(micro_config()), seed=67).eval()
+    share = TokenShare(model)
+    state = streamed_state(model, 4, seed=8)
+    "".join(model.answer(state, "which came first, the red circle or the drum?", max_new_tokens=3))
+    report = share.report()
+    shares = torch.tensor(report["share per layer and head"])
+    assert shares.shape == (model.cfg.decoder.layers, model.cfg.decoder.heads)
+    assert report["query positions"] >= 1 and bool(((shares > 0) & (shares < 1)).all())
+    uniform = torch.tensor(report["uniform share per layer"])
+    valid = 1 + model.cfg.combiner.memory_tokens + CLASSES + 3 * model.cfg.combiner.out_tokens  # window of 3, all seen
+    torch.testing.assert_close(uniform, torch.full_like(uniform, CLASSES / valid))
+    assert not model.decoder.blocks[0].cross._forward_hooks  # the hooks are gone
