@@ -122,14 +122,20 @@ class CrossAttention(nn.Module):
         k, v = self.kv(context).view(b, n, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return k, v
 
+    def _queries(self, x: torch.Tensor, query_scale: torch.Tensor | None) -> torch.Tensor:
+        """[B, heads, N, head_dim] queries of x [B, N, dim], times `query_scale` [B, heads] if given."""
+        b, n, _ = x.shape
+        q = self.q(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
+        if query_scale is not None:
+            q = q * query_scale[:, :, None, None].to(q.dtype)
+        return q
+
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, context_mask: torch.Tensor,
                 bias: torch.Tensor | None = None, query_scale: torch.Tensor | None = None) -> torch.Tensor:
         """context_mask bool [B, Nc]; bias [heads, Nc] added to every query's scores, or None;
         query_scale [B, heads] multiplying every query's scores, or None."""
         b, n, _ = x.shape
-        q = self.q(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
-        if query_scale is not None:
-            q = q * query_scale[:, :, None, None].to(q.dtype)
+        q = self._queries(x, query_scale)
         mask = context_mask[:, None, None, :]
         if bias is not None:
             mask = bias[None, :, None, :].masked_fill(~mask, float("-inf")).to(q.dtype)
@@ -140,11 +146,7 @@ class CrossAttention(nn.Module):
                 bias: torch.Tensor | None = None, query_scale: torch.Tensor | None = None) -> torch.Tensor:
         """[B, heads, N, Nc]: the softmax weights `forward` gives each context token, for
         experiments that ask what the decoder reads (forward itself uses the fused kernel)."""
-        b, n, _ = x.shape
-        q = self.q(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
-        if query_scale is not None:
-            q = q * query_scale[:, :, None, None].to(q.dtype)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+        scores = self._queries(x, query_scale) @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
         if bias is not None:
             scores = scores + bias[None, :, None, :]
         return scores.masked_fill(~context_mask[:, None, None, :], float("-inf")).softmax(-1)
