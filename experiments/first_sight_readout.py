@@ -36,6 +36,14 @@ def named_pair(question: str) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
+def older(a: str, b: str, age_a: torch.Tensor, age_b: torch.Tensor, window: int) -> str | None:
+    """The one of `a` and `b` first seen longer ago (ages as shares of the window); None when
+    their ages are within half a snippet of each other."""
+    if abs(float(age_a - age_b)) < 0.5 / window:
+        return None
+    return a if age_a > age_b else b
+
+
 @torch.no_grad()
 def readout(model: StreamerModel, split: str, clips: int) -> dict[str, float]:
     world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=("order",), questions_per_clip=4))
@@ -53,12 +61,9 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, float]:
                 continue
             chunks = q.ask_snippets - w + torch.arange(w)
             marks = model.decoder.first_sight(h[chunks.clamp(min=0)][None], (chunks >= 0)[None])
-            age = (marks * model.decoder.window_ages[:, None]).sum(1) / marks.sum(1).clamp_min(1e-2)
-            ages = age[0, [FIRST_SIGHT_CLASSES.index(a), FIRST_SIGHT_CLASSES.index(b)]]
-            if abs(float(ages[0] - ages[1])) < 0.5 / w:
-                counts["undecided"] += 1
-            else:
-                counts["right" if (a, b)[int(ages[1] > ages[0])] == q.answer else "wrong"] += 1
+            age = model.decoder.first_sight_ages(marks)
+            said = older(a, b, age[0, FIRST_SIGHT_CLASSES.index(a)], age[0, FIRST_SIGHT_CLASSES.index(b)], w)
+            counts["undecided" if said is None else "right" if said == q.answer else "wrong"] += 1
     asked = counts["right"] + counts["wrong"] + counts["undecided"]
     return {**counts, "questions": asked, "accuracy": round(counts["right"] / max(asked, 1), 3)}
 

@@ -53,7 +53,7 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "combiner": {"memory_update": "pool"},
     "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0,
                 "first_sight_tokens": False},
-    "loss": {"align": 0.0, "first_sight": 0.0},
+    "loss": {"align": 0.0, "first_sight": 0.0, "first_sight_read": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
 
@@ -175,6 +175,11 @@ class LossWeights:
     video: float = 0.1
     align: float = 0.1
     first_sight: float = 0.0  # the first-sight head's presence loss (needs decoder.first_sight_classes)
+    # Points one decoder head at the first-sight token of the thing a question's answer names
+    # (for the world, `order`'s "which came first"), while the answer is written: the tokens alone
+    # answer `order` on long clips 95% right and the decoder, left to find them, 65%
+    # (experiments/first_sight_readout.py). Needs decoder.first_sight_tokens.
+    first_sight_read: float = 0.0
 
 
 PRESET_NAMES = ("tiny", "base", "paper")
@@ -294,6 +299,9 @@ class ModelConfig:
         if self.loss.first_sight and not self.decoder.first_sight_classes:
             raise ValueError(f"loss.first_sight={self.loss.first_sight} weighs a first-sight head the model "
                              "lacks: set decoder.first_sight_classes too")
+        if self.loss.first_sight_read and not self.decoder.first_sight_tokens:
+            raise ValueError(f"loss.first_sight_read={self.loss.first_sight_read} points a decoder head at "
+                             "first-sight tokens the model lacks: set decoder.first_sight_tokens too")
         if m.frames_per_snippet % self.latent.recon_frames:
             raise ValueError("latent.recon_frames must divide media.frames_per_snippet")
 
@@ -337,7 +345,7 @@ SECTIONS: dict[str, type] = {
 # initialised to zero); every other count, size, rate and ratio must be positive.
 MAY_BE_ZERO = {"loss.text", "loss.latent", "loss.video", "loss.align", "latent.recon_layers", "init_std",
                "align.dim", "align.watch_threshold", "decoder.age_code",
-               "decoder.first_sight_classes", "loss.first_sight"}
+               "decoder.first_sight_classes", "loss.first_sight", "loss.first_sight_read"}
 
 
 def _check_values(prefix: str, section: Any, cls: type) -> None:

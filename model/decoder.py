@@ -19,7 +19,9 @@ as first seen there, and the marks select learned vectors added to that snippet'
 tokens, so "which came first" compares two marked snippets. With `decoder.first_sight_tokens` the
 context also holds one token per class, placed after the memory slots, that carries how surely
 and how long ago the thing was first seen: "which came first" then matches two of those tokens
-and ranks them by the age in their keys.
+and ranks them by the age in their keys. Learning from answers alone it did not read them, so
+the first-sight read loss (`loss.first_sight_read`) points the READ_HEAD of the last layer at the
+token of the thing the answer names while the answer is written.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ AGE_SLOPE_GAIN = 4.0
 # Context tokens at which `length_scale` gains of 1 leave the scores as they are: null, 16 memory
 # slots and 16 snippets of 8 latent tokens (a test clip's length in `tiny`).
 LENGTH_SCALE_REFERENCE_TOKENS = 145
+
+# The head of the last decoder layer that the first-sight read loss supervises.
+READ_HEAD = 0
 
 
 def age_code(window: int, dim: int, amplitude: float) -> torch.Tensor:
@@ -64,10 +69,12 @@ class DecoderBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio)
 
-    def forward(self, x, rope, self_mask, cross_kv, ctx_mask, age_bias=None, query_scale=None, cache=None):
+    def forward(self, x, rope, self_mask, cross_kv, ctx_mask, age_bias=None, query_scale=None, cache=None,
+                read_head: int | None = None):
         """`self_mask` [B, Lnew, Lall] or None for plain causal; `age_bias` [heads, Nc] or None;
         `query_scale` [B, heads] or None; `cache` (k, v) of earlier tokens or None.
-        Returns (x, (k, v))."""
+        Returns (x, (k, v), weights): with `read_head`, that head's cross-attention weights
+        [B, Lnew, Nc], else None."""
         q, k, v = self.attn.project(self.norm1(x), rope)
         if cache is not None:
             k = torch.cat((cache[0], k), dim=2)
@@ -77,8 +84,12 @@ class DecoderBlock(nn.Module):
         else:
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=self_mask[:, None])
         x = x + self.attn.merge(attended)
-        x = x + self.cross(self.norm2(x), *cross_kv, ctx_mask, age_bias, query_scale)
-        return x + self.mlp(self.norm3(x)), (k, v)
+        queries = self.norm2(x)
+        weights = None
+        if read_head is not None:
+            weights = self.cross.weights(queries, cross_kv[0], ctx_mask, age_bias, query_scale)[:, read_head]
+        x = x + self.cross(queries, *cross_kv, ctx_mask, age_bias, query_scale)
+        return x + self.mlp(self.norm3(x)), (k, v), weights
 
 
 class TextDecoder(nn.Module):
@@ -109,12 +120,12 @@ class TextDecoder(nn.Module):
         if dc.first_sight_classes:
             self.first_sight_head = nn.Linear(cfg.latent.dim, dc.first_sight_classes)
             self.first_sight_cues = nn.Parameter(torch.zeros(dc.first_sight_classes, d))
-        if dc.first_sight_tokens:
-            self.first_sight_token_class = nn.Embedding(dc.first_sight_classes, d)
-            self.first_sight_token_features = nn.Linear(2, d)
             # the age of each snippet as a share of the window, oldest first
             ages = torch.arange(cfg.latent.window - 1, -1, -1.0) / max(1, cfg.latent.window - 1)
             self.register_buffer("window_ages", ages, persistent=False)
+        if dc.first_sight_tokens:
+            self.first_sight_token_class = nn.Embedding(dc.first_sight_classes, d)
+            self.first_sight_token_features = nn.Linear(2, d)
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
         self.norm = nn.LayerNorm(d)
@@ -157,14 +168,17 @@ class TextDecoder(nn.Module):
         before = torch.cat((torch.zeros_like(before[:, :1]), before[:, :-1]), dim=1)
         return present * (1.0 - before)
 
+    def first_sight_ages(self, marks: torch.Tensor) -> torch.Tensor:
+        """marks [B, W, classes] -> [B, classes]: the mark-weighted age of each class's first
+        sight as a share of the window (0 = the newest snippet). The weights are floored so that
+        a class never seen reads as age 0."""
+        return (marks * self.window_ages[:, None]).sum(dim=1) / marks.sum(dim=1).clamp_min(1e-2)
+
     def first_sight_summary(self, marks: torch.Tensor) -> torch.Tensor:
         """marks [B, W, classes] (TextDecoder.first_sight) -> [B, classes, d]: per class, its
         embedding plus a projection of how surely it was first seen in the window (the largest
-        mark) and the mark-weighted age of that first sight as a share of the window (0 = the
-        newest snippet). The weights are floored so that a class never seen reads as age 0."""
-        seen = marks.amax(dim=1)
-        age = (marks * self.window_ages[:, None]).sum(dim=1) / marks.sum(dim=1).clamp_min(1e-2)
-        features = torch.stack((seen, age), dim=-1)
+        mark) and how long ago it was (`first_sight_ages`)."""
+        features = torch.stack((marks.amax(dim=1), self.first_sight_ages(marks)), dim=-1)
         return self.first_sight_token_class.weight + self.first_sight_token_features(features)
 
     def cross_kv(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -190,8 +204,10 @@ class TextDecoder(nn.Module):
         log_tokens = torch.log(ctx_mask.sum(dim=1).float()) / math.log(LENGTH_SCALE_REFERENCE_TOKENS)
         return self.length_scales[:, None, :] * log_tokens[None, :, None]
 
-    def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None):
-        """ids [B, L] at `positions` [B, L]. Returns logits [B, L, V] and the per-layer KV caches."""
+    def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None, read: bool = False):
+        """ids [B, L] at `positions` [B, L]. Returns logits [B, L, V] and the per-layer KV caches,
+        and with `read` also the READ_HEAD's cross-attention weights [B, L, Nc] in the last layer
+        (what the first-sight read loss supervises)."""
         dc = self.cfg.decoder
         x = self.embed(ids)
         rope = rope_angles(positions, dc.dim // dc.heads)
@@ -201,8 +217,13 @@ class TextDecoder(nn.Module):
                              f"TextDecoder.context makes for its window, got {ctx_mask.shape[1]}")
         query_scales = self.query_scales(ctx_mask)
         new_caches = []
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, cache = block(x, rope, self_mask, cross_kv[i], ctx_mask, None if age_bias is None else age_bias[i],
-                             None if query_scales is None else query_scales[i], None if caches is None else caches[i])
+            x, cache, weights = block(x, rope, self_mask, cross_kv[i], ctx_mask,
+                                      None if age_bias is None else age_bias[i],
+                                      None if query_scales is None else query_scales[i],
+                                      None if caches is None else caches[i],
+                                      READ_HEAD if read and i == last else None)
             new_caches.append(cache)
-        return self.head(self.norm(x)), new_caches
+        logits = self.head(self.norm(x))
+        return (logits, new_caches, weights) if read else (logits, new_caches)

@@ -38,6 +38,7 @@ class ModelOutput:
     video_loss: torch.Tensor
     align_loss: torch.Tensor
     first_sight_loss: torch.Tensor
+    first_sight_read_loss: torch.Tensor
     answer_logits: torch.Tensor  # [B, Q, La, V]; position j predicts answer_ids[..., j]
     answer_ids: torch.Tensor  # [B, Q, La] targets (answer bytes + </a>), padded
     answer_mask: torch.Tensor  # [B, Q, La]
@@ -286,8 +287,9 @@ class StreamerModel(nn.Module):
         (real snippets first), the question tensors of `encode_batch_questions` and, optionally,
         window_snippets int64 [B, Q]: how many of the most recent snippets of h each question's
         decoder may read (the rest of the window is hidden; 0 leaves the memory alone), the
-        alignment head's phrase pool and, for a first-sight head, presence_targets int8
-        [B, T, classes] (training.samples.to_model_batch builds both)."""
+        alignment head's phrase pool, for a first-sight head presence_targets int8 [B, T, classes]
+        and, for first-sight tokens, first_sight_reads int64 [B, Q]: the class whose token each
+        answer names, or -1 (training.samples.to_model_batch builds them)."""
         video, audio = batch["video"], batch["audio"]
         if video.dim() != 6 or audio.dim() != 3:
             raise ValueError("forward expects video [B, T, F, H, W, 3] and audio [B, T, S]")
@@ -311,14 +313,15 @@ class StreamerModel(nn.Module):
         else:
             latent_loss = video_loss = h.sum() * 0.0
 
-        logits, text_loss, answer_ids, answer_mask, question_valid = self._question_pass(batch, memories, h, device)
+        logits, text_loss, read_loss, answer_ids, answer_mask, question_valid = self._question_pass(
+            batch, memories, h, device)
         align_loss = self._align_pass(batch, h, snippet_mask, device)
         first_sight_loss = self._first_sight_pass(batch, h, snippet_mask, device)
         w = self.cfg.loss
         loss = (w.text * text_loss + w.latent * latent_loss + w.video * video_loss + w.align * align_loss
-                + w.first_sight * first_sight_loss)
-        return ModelOutput(loss, text_loss, latent_loss, video_loss, align_loss, first_sight_loss, logits, answer_ids,
-                           answer_mask, question_valid, x, h)
+                + w.first_sight * first_sight_loss + w.first_sight_read * read_loss)
+        return ModelOutput(loss, text_loss, latent_loss, video_loss, align_loss, first_sight_loss, read_loss, logits,
+                           answer_ids, answer_mask, question_valid, x, h)
 
     def _clip_latents(self, video: torch.Tensor, audio: torch.Tensor):
         """Whole clips [B, T, ...] through encoder, combiner and latent model: (x, memories, h)."""
@@ -369,6 +372,8 @@ class StreamerModel(nn.Module):
         return F.binary_cross_entropy_with_logits(logits[known], targets[known].float())
 
     def _question_pass(self, batch, memories, h, device):
+        """Teacher-forced answers of the batch's valid questions: (logits [B, Q, La, V], text loss,
+        first-sight read loss, answer ids, answer mask, question_valid)."""
         q_ids = batch["question_ids"].to(device)
         q_mask = batch["question_mask"].to(device)
         a_ids = batch["answer_ids"].to(device)
@@ -385,7 +390,7 @@ class StreamerModel(nn.Module):
         rows = valid.nonzero(as_tuple=True)
         if rows[0].numel() == 0:
             logits = h.new_zeros(b, nq, la, self.tokenizer.vocab_size)
-            return logits, h.sum() * 0.0, a_ids, a_mask, valid
+            return logits, h.sum() * 0.0, h.sum() * 0.0, a_ids, a_mask, valid
         w = self.cfg.latent.window
         ask_v = ask[rows]  # [N]
         chunks = ask_v[:, None] - w + torch.arange(w, device=device)  # [N, W] oldest first
@@ -397,15 +402,33 @@ class StreamerModel(nn.Module):
             h_valid = h_valid & (torch.arange(w, device=device)[None] >= w - visible.to(device)[rows][:, None])
         context, ctx_mask = self.decoder.context(memory, h_ctx, h_valid)
 
+        reads = batch.get("first_sight_reads")
+        if reads is not None:
+            reads = reads.to(device)[rows]
+        read = reads is not None and bool((reads >= 0).any())
+        if read and not self.cfg.decoder.first_sight_tokens:
+            raise ValueError("first_sight_reads point the decoder at first-sight tokens this model lacks; "
+                             "train them with --first-sight-tokens")
+
         ids, answer_at = self._pack_questions(q_ids[rows], q_mask[rows], a_ids[rows], a_mask[rows])
-        logits, _ = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,
-                                 self.decoder.cross_kv(context), ctx_mask)
+        logits, _, *weights = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,
+                                           self.decoder.cross_kv(context), ctx_mask, read=read)
         logits = logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))  # [N, La, V]
         ai, am = a_ids[rows], a_mask[rows]
         text_loss = F.cross_entropy(logits[am], ai[am])
+        read_loss = self._read_loss(weights[0], answer_at, am, reads) if read else h.sum() * 0.0
         full = logits.new_zeros(b, nq, la, logits.shape[-1])
         full[rows] = logits
-        return full, text_loss, a_ids, a_mask, valid
+        return full, text_loss, read_loss, a_ids, a_mask, valid
+
+    def _read_loss(self, weights, answer_at, answer_mask, reads) -> torch.Tensor:
+        """Mean over the answer positions of questions with a read target (reads [N] >= 0) of
+        −log of the READ_HEAD's weight [N, L, Nc] on that class's first-sight token."""
+        first = 1 + self.decoder.memory_tokens  # the tokens follow the null token and the memory slots
+        on_token = weights.gather(2, (first + reads.clamp(min=0))[:, None, None].expand(-1, weights.shape[1], 1))
+        on_token = on_token[:, :, 0].gather(1, answer_at)  # [N, La]
+        kept = answer_mask & (reads >= 0)[:, None]
+        return -torch.log(on_token[kept].float().clamp_min(1e-6)).mean()
 
     def _pack_questions(self, q_ids, q_mask, a_ids, a_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forcing rows `<q> question <a> answer[:-1]`, each starting at position 0 and

@@ -104,6 +104,10 @@ class TrainConfig:
         False, "add one decoder context token per first-sight class carrying how surely and how long ago "
                "the thing was first seen in the window, so that \"which came first\" compares two tokens "
                "(needs --first-sight; with --init, the tokens start fresh over the checkpoint's weights)")
+    first_sight_read: float | None = option(  # None: the model's weight (training.samples.READ_KINDS)
+        None, "weight of the first-sight read loss: while the decoder writes an answer that names one of "
+              "the first-sight classes (\"which came first, the A or the B?\"), one head of its last layer "
+              "is pointed at that class's first-sight token (needs --first-sight-tokens)")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "
@@ -152,6 +156,12 @@ class TrainConfig:
         if self.first_sight_tokens and not self.first_sight:
             raise TrainingError("--first-sight-tokens summarise the first-sight head's marks: pass --first-sight W "
                                 "(a positive loss weight such as 0.5) too")
+        if self.first_sight_read is not None and not 0.0 <= self.first_sight_read < math.inf:
+            raise TrainingError(f"--first-sight-read must be 0 or a positive loss weight such as 0.1, got "
+                                f"{self.first_sight_read}")
+        if self.first_sight_read and not self.first_sight_tokens:
+            raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
+                                "--first-sight-tokens (and --first-sight W) too")
         if self.age_code is not None and not 0.0 <= self.age_code < math.inf:
             raise TrainingError(f"--age-code must be 0 (off) or a positive amplitude such as 0.1, got {self.age_code}")
         low, high = self.snippets

@@ -105,10 +105,17 @@ class TrainingData:
 MAX_PHRASES = 256  # phrase pool of one batch for the alignment loss
 
 
-def to_model_batch(model: StreamerModel, samples: list[Sample]) -> dict[str, torch.Tensor]:
+# Question kinds whose answer names one thing by the first-sight class it is: "which came first,
+# the A or the B?" answers A or B.
+READ_KINDS = ("order",)
+
+
+def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_reads: bool = False
+                   ) -> dict[str, torch.Tensor]:
     """Pad clips to the longest (snippet_mask marks real snippets), tokenise the questions and,
     for a model with an alignment head, build the batch's phrase pool and its targets (with a
-    first-sight head, its presence targets too)."""
+    first-sight head, its presence targets too; with `first_sight_reads`, the first-sight
+    class each answer names)."""
     padded = collate(samples)
     batch = {k: padded[k] for k in ("video", "audio", "snippet_mask")}
     batch.update(model.encode_batch_questions(
@@ -118,7 +125,20 @@ def to_model_batch(model: StreamerModel, samples: list[Sample]) -> dict[str, tor
     classes = model.cfg.decoder.first_sight_classes
     if classes and any(s.get("phrases") is not None for s in samples):
         batch["presence_targets"] = presence_batch(samples, batch["snippet_mask"].shape[1], classes)
+    if first_sight_reads:
+        batch["first_sight_reads"] = read_targets(padded["questions"], batch["question_valid"].shape[1])
     return batch
+
+
+def read_targets(questions: list[list], width: int) -> torch.Tensor:
+    """int64 [B, width]: per question of READ_KINDS whose answer is a first-sight class, that
+    class's index (the token the first-sight read loss points the decoder at); -1 for others."""
+    targets = torch.full((len(questions), width), -1, dtype=torch.long)
+    for i, clip_questions in enumerate(questions):
+        for j, q in enumerate(clip_questions):
+            if q.kind in READ_KINDS and q.answer in FIRST_SIGHT_CLASSES:
+                targets[i, j] = FIRST_SIGHT_CLASSES.index(q.answer)
+    return targets
 
 
 def presence_batch(samples: list[Sample], length: int, classes: int) -> torch.Tensor:
@@ -142,11 +162,15 @@ def cut_windows(batch: dict[str, torch.Tensor], share: float, window: int,
     window_snippets [B, Q] is the window W for most and a uniform 0..W-1 for the cut ones.
 
     The window answers most questions on its own, so the memory otherwise learns from the few
-    asked about what is older than W snippets; a cut window makes every kind a memory question."""
+    asked about what is older than W snippets; a cut window makes every kind a memory question.
+    A cut question has no first-sight read target: its window may hide the first sights."""
     shape = batch["ask_snippets"].shape
     cut = torch.rand(shape, generator=generator) < share
     kept = torch.randint(0, window, shape, generator=generator)
-    return {**batch, "window_snippets": torch.where(cut, kept, torch.full(shape, window))}
+    out = {**batch, "window_snippets": torch.where(cut, kept, torch.full(shape, window))}
+    if "first_sight_reads" in batch:
+        out["first_sight_reads"] = batch["first_sight_reads"].masked_fill(cut, -1)
+    return out
 
 
 def phrase_pool(model: StreamerModel, samples: list[Sample], length: int) -> dict[str, torch.Tensor]:

@@ -138,6 +138,7 @@ class Trainer:
             w.video if cfg.video_weight is None else cfg.video_weight,
             w.align if cfg.align_weight is None else cfg.align_weight,
             w.first_sight if cfg.first_sight is None else cfg.first_sight,
+            w.first_sight_read if cfg.first_sight_read is None else cfg.first_sight_read,
         )
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay),
                                            lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
@@ -248,7 +249,9 @@ class Trainer:
 
     def _micro_batches(self, step: int, samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
         size = self.cfg.micro_batch or len(samples)
-        batches = [to_model_batch(self.model, samples[i:i + size]) for i in range(0, len(samples), size)]
+        reads = self.weights[5] > 0
+        batches = [to_model_batch(self.model, samples[i:i + size], first_sight_reads=reads)
+                   for i in range(0, len(samples), size)]
         if self.cfg.window_dropout:
             generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 16 + self.d.rank)
             window = self.model.cfg.latent.window
@@ -262,19 +265,22 @@ class Trainer:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # absent in optimizer states saved before it
         batches = self._micro_batches(step, samples)
 
-        # Global normalisers: answer tokens and (snippet, next snippet) pairs over all ranks.
-        counts = torch.zeros(3, dtype=torch.float64)
+        # Global normalisers over all ranks: answer tokens, (snippet, next snippet) pairs, snippets
+        # and answer tokens with a first-sight read target.
+        counts = torch.zeros(4, dtype=torch.float64)
         for b in batches:
             counts[0] += (b["answer_mask"] & b["question_valid"][..., None]).sum()
             pair = b["snippet_mask"][:, 1:] & b["snippet_mask"][:, :-1]
             counts[1] += pair.sum()
             counts[2] += b["snippet_mask"].sum()
+            counts[3] += _read_tokens(b)
         counts = all_reduce(counts.to(self.d.device), self.d).cpu()
         tokens, pairs = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
 
-        w_text, w_latent, w_video, w_align, w_first = self.weights
-        snippets = max(float(counts[2]), 1.0)
-        sums = torch.zeros(8, dtype=torch.float64)  # loss, text, latent, video, correct, questions, align, first
+        w_text, w_latent, w_video, w_align, w_first, w_read = self.weights
+        snippets, read_tokens = max(float(counts[2]), 1.0), max(float(counts[3]), 1.0)
+        # loss, text, latent, video, correct, questions, align, first sight, first-sight read
+        sums = torch.zeros(9, dtype=torch.float64)
         self.optimizer.zero_grad(set_to_none=True)
         for i, b in enumerate(batches):
             last = i == len(batches) - 1
@@ -291,12 +297,15 @@ class Trainer:
                 share = float(b["snippet_mask"].sum()) / snippets
                 align = out.align_loss.float() * share
                 first = out.first_sight_loss.float() * share
-                loss = w_text * text + w_latent * latent + w_video * video + w_align * align + w_first * first
+                read = out.first_sight_read_loss.float() * (_read_tokens(b) / read_tokens)
+                loss = (w_text * text + w_latent * latent + w_video * video + w_align * align + w_first * first
+                        + w_read * read)
                 # DDP averages gradients over ranks; undo that so the sum over ranks is the global mean.
                 (loss * self.d.world).backward()
             hits = out.exact_match()
             sums += torch.tensor([loss.item(), text.item(), latent.item(), video.item(),
-                                  float(hits.sum()), float(out.question_valid.sum()), align.item(), first.item()],
+                                  float(hits.sum()), float(out.question_valid.sum()), align.item(), first.item(),
+                                  read.item()],
                                  dtype=torch.float64)
         sums = all_reduce(sums.to(self.d.device), self.d).cpu()
         if self.cfg.grad_clip > 0:
@@ -318,6 +327,7 @@ class Trainer:
         return {
             "loss": loss_value, "text_loss": float(sums[1]), "latent_loss": float(sums[2]),
             "video_loss": float(sums[3]), "align_loss": float(sums[6]), "first_sight_loss": float(sums[7]),
+            "first_sight_read_loss": float(sums[8]),
             "answer_acc": float(sums[4]) / max(1.0, float(sums[5])),
             "questions": int(sums[5]), "snippets": int(counts[2]), "grad_norm": float(grad_norm), "lr": lr,
         }
@@ -333,7 +343,8 @@ class Trainer:
             "planned_steps": self.total_steps,
             "clips_seen": step * cfg.batch,
             "train_config": _jsonable(asdict(cfg)),
-            "loss_weights": dict(zip(("text", "latent", "video", "align", "first_sight"), self.weights)),
+            "loss_weights": dict(zip(("text", "latent", "video", "align", "first_sight", "first_sight_read"),
+                                     self.weights)),
             "wall_seconds": round(wall, 1),
             "machine": machine_description(self.d.device, self.d.world),
             "final_train_metrics": metrics,
@@ -503,6 +514,14 @@ def _with_new_part(model: StreamerModel, model_cfg: ModelConfig, part: str, cfg:
     if unexpected or any(not name.startswith(part) for name in missing):
         raise TrainingError(f"--init {cfg.init}: weights {unexpected or missing} do not fit --preset {cfg.preset}")
     return grown
+
+
+def _read_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Answer tokens of a batch's questions that have a first-sight read target."""
+    reads = batch.get("first_sight_reads")
+    if reads is None:
+        return torch.zeros(())
+    return (batch["answer_mask"] & ((reads >= 0) & batch["question_valid"])[..., None]).sum()
 
 
 def _without_align(cfg: ModelConfig) -> dict[str, Any]:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from types import SimpleNamespace
+
+import torch
 
 from experiments.ask_time import tally
 from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
+from experiments.first_sight_readout import named_pair, older, readout
 from experiments.order_age import event_ages
 from experiments.order_age import tally as order_tally
 from experiments.shape_errors import age_bin, visible_bin
 from model.media import MEDIA_PRESETS
 from training.evaluate import EvalQuestion
 from training.world import ShapeEvent, SoundEvent, Timeline
+from training.world.first_sight import FIRST_SIGHT_CLASSES
 from training.world.vocab import COLORS
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "model"))
+from model_helpers import make_model, micro_config, with_decoder  # noqa: E402
 
 
 def _shape(kind: str, color: str, t_start: float, t_end: float) -> ShapeEvent:
@@ -129,3 +138,18 @@ def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():
     assert table["two sounds"]["total"] == 1
     assert table["newer event 0-7 snippets old"]["total"] == 2 and table["newer event 16+ old"]["total"] == 1
     assert table["wrong answers named"] == {"the other of the two": 1, "neither": 1}
+
+
+def test_the_first_sight_readout_names_the_thing_seen_longer_ago():
+    assert named_pair("which came first, the red circle or the drum?") == ("red circle", "drum")
+    assert named_pair("what happened first, the bell or the green square?") == ("bell", "green square")
+    assert older("red circle", "drum", torch.tensor(0.5), torch.tensor(0.25), window=8) == "red circle"
+    assert older("red circle", "drum", torch.tensor(0.0), torch.tensor(0.25), window=8) == "drum"
+    assert older("red circle", "drum", torch.tensor(0.5), torch.tensor(0.45), window=8) is None  # under half a snippet
+
+
+def test_the_first_sight_readout_counts_every_order_question():
+    model = make_model(with_decoder(micro_config(), first_sight_classes=len(FIRST_SIGHT_CLASSES)), seed=3)
+    counts = readout(model, "test", clips=2)
+    assert counts["questions"] == counts["right"] + counts["wrong"] + counts["undecided"] > 0
+    assert counts["not a class"] == 0 and 0.0 <= counts["accuracy"] <= 1.0

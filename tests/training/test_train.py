@@ -411,6 +411,23 @@ def test_init_adds_first_sight_tokens_with_the_head(one_step_run, tmp_path, caps
     assert "pass --first-sight W" in capsys.readouterr().err
 
 
+def test_init_trains_the_first_sight_read_loss(one_step_run, tmp_path, capsys):
+    """--first-sight-read over an --init checkpoint: the loss of `order` answers is logged and
+    weighed; it needs the first-sight tokens."""
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
+                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-read", "0.2",
+                      "--kind-weights", "order=100", *FAST, "--snippets", "5-6"]) == 0  # long enough for `order`
+    train = [r for r in read_metrics(run) if r["kind"] == "train"]
+    assert train[0]["first_sight_read_loss"] > 0
+    card = json.loads((checkpointing.latest_checkpoint(run) / "card.json").read_text())
+    assert card["loss_weights"]["first_sight_read"] == 0.2
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-read", "0.2", *FAST]) == 1
+    assert "pass --first-sight-tokens" in capsys.readouterr().err
+
+
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
     """--memory-update gated over a pooled --init checkpoint: new gates, every other weight kept."""
     run = tmp_path / "run"
