@@ -179,13 +179,14 @@ class Rerun:
         h_window = h[:, chunks.clamp(min=0)]
         context, mask = model.decoder.context(memories[:, -1] if memories is not None else None, h_window,
                                               (chunks >= 0)[None])
-        return _first_token(model, context, mask, question)
+        return _first_token(model, context, mask, question, model.decoder.token_ages(h_window, (chunks >= 0)[None]))
 
 
-def _first_token(model: StreamerModel, context: torch.Tensor, mask: torch.Tensor, question: str) -> int:
+def _first_token(model: StreamerModel, context: torch.Tensor, mask: torch.Tensor, question: str,
+                 token_ages: torch.Tensor | None = None) -> int:
     device = context.device
     ids = torch.tensor([model.question_prompt(question)], device=device)
     positions = torch.arange(ids.shape[1], device=device)[None]
-    logits, _ = model.decoder(ids, positions, None, model.decoder.cross_kv(context), mask)
+    logits, _ = model.decoder(ids, positions, None, model.decoder.cross_kv(context), mask, token_ages=token_ages)
     return int(logits[0, -1].argmax())
 

@@ -21,7 +21,9 @@ context also holds one token per class, placed after the memory slots, that carr
 and how long ago the thing was first seen: "which came first" then matches two of those tokens
 and ranks them by the age in their keys. Learning from answers alone it did not read them, so
 the first-sight read loss (`loss.first_sight_read`) points the READ_HEAD of the last layer at the
-token of the thing the answer names while the answer is written.
+token of the thing the answer names while the answer is written; with
+`decoder.first_sight_age_slopes` every head adds a learned multiple of a token's first-sight age
+to its score, so that of the two it matches it can prefer the older by a bias.
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ class TextDecoder(nn.Module):
         if dc.first_sight_tokens:
             self.first_sight_token_class = nn.Embedding(dc.first_sight_classes, d)
             self.first_sight_token_features = nn.Linear(2, d)
+        if dc.first_sight_age_slopes:
+            self.first_sight_age_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads))
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
         self.norm = nn.LayerNorm(d)
@@ -196,6 +200,37 @@ class TextDecoder(nn.Module):
             return None
         return self.slopes_per_snippet()[:, :, None] * self.context_ages
 
+    def token_ages(self, h: torch.Tensor, h_valid: torch.Tensor) -> torch.Tensor | None:
+        """h [B, W, m, dl], h_valid [B, W] (as for `context`) -> [B, classes]: how many snippets
+        ago each first-sight token's thing was first seen, for `first_sight_age_slopes` (None
+        without them). Detached: the presence loss alone trains the head that finds them."""
+        if not self.cfg.decoder.first_sight_age_slopes:
+            return None
+        marks = self.first_sight(h, h_valid).detach()
+        return self.first_sight_ages(marks) * max(1, self.cfg.latent.window - 1)
+
+    def _score_bias(self, ctx_mask: torch.Tensor, token_ages: torch.Tensor | None) -> torch.Tensor | None:
+        """The cross-attention score bias of every layer: [layers, heads, Nc] from the age slopes,
+        or [layers, B, heads, Nc] with the first-sight tokens' age slopes; None with neither."""
+        bias = self.age_bias()
+        if bias is not None and bias.shape[-1] != ctx_mask.shape[1]:
+            raise ValueError(f"a decoder with age slopes reads the {bias.shape[-1]} context tokens that "
+                             f"TextDecoder.context makes for its window, got {ctx_mask.shape[1]}")
+        if not self.cfg.decoder.first_sight_age_slopes:
+            return bias
+        if token_ages is None:
+            raise ValueError("a decoder with first-sight age slopes needs the tokens' ages: pass "
+                             "token_ages=TextDecoder.token_ages(h, h_valid)")
+        layers, heads = self.first_sight_age_slopes.shape
+        b, nc = ctx_mask.shape
+        full = ctx_mask.new_zeros(layers, b, heads, nc, dtype=token_ages.dtype)
+        if bias is not None:
+            full = full + bias[:, None]
+        first = 1 + self.memory_tokens
+        tokens = AGE_SLOPE_GAIN * self.first_sight_age_slopes[:, None, :, None] * token_ages[None, :, None, :]
+        return torch.cat((full[..., :first], full[..., first:first + tokens.shape[-1]] + tokens,
+                          full[..., first + tokens.shape[-1]:]), dim=-1)
+
     def query_scales(self, ctx_mask: torch.Tensor) -> torch.Tensor | None:
         """[layers, B, heads] gains on the cross-attention queries, growing with the log of each
         row's valid context tokens; None without `length_scale`."""
@@ -204,17 +239,16 @@ class TextDecoder(nn.Module):
         log_tokens = torch.log(ctx_mask.sum(dim=1).float()) / math.log(LENGTH_SCALE_REFERENCE_TOKENS)
         return self.length_scales[:, None, :] * log_tokens[None, :, None]
 
-    def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None, read: bool = False):
-        """ids [B, L] at `positions` [B, L]. Returns logits [B, L, V] and the per-layer KV caches,
-        and with `read` also the READ_HEAD's cross-attention weights [B, L, Nc] in the last layer
+    def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None, read: bool = False,
+                token_ages=None):
+        """ids [B, L] at `positions` [B, L]; `token_ages` [B, classes] from `token_ages` (needed
+        with first-sight age slopes). Returns logits [B, L, V] and the per-layer KV caches, and
+        with `read` also the READ_HEAD's cross-attention weights [B, L, Nc] in the last layer
         (what the first-sight read loss supervises)."""
         dc = self.cfg.decoder
         x = self.embed(ids)
         rope = rope_angles(positions, dc.dim // dc.heads)
-        age_bias = self.age_bias()
-        if age_bias is not None and age_bias.shape[-1] != ctx_mask.shape[1]:
-            raise ValueError(f"a decoder with age slopes reads the {age_bias.shape[-1]} context tokens that "
-                             f"TextDecoder.context makes for its window, got {ctx_mask.shape[1]}")
+        age_bias = self._score_bias(ctx_mask, token_ages)
         query_scales = self.query_scales(ctx_mask)
         new_caches = []
         last = len(self.blocks) - 1

@@ -132,13 +132,13 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, context_mask: torch.Tensor,
                 bias: torch.Tensor | None = None, query_scale: torch.Tensor | None = None) -> torch.Tensor:
-        """context_mask bool [B, Nc]; bias [heads, Nc] added to every query's scores, or None;
-        query_scale [B, heads] multiplying every query's scores, or None."""
+        """context_mask bool [B, Nc]; bias [heads, Nc] or [B, heads, Nc] added to every query's
+        scores, or None; query_scale [B, heads] multiplying every query's scores, or None."""
         b, n, _ = x.shape
         q = self._queries(x, query_scale)
         mask = context_mask[:, None, None, :]
         if bias is not None:
-            mask = bias[None, :, None, :].masked_fill(~mask, float("-inf")).to(q.dtype)
+            mask = _per_row(bias)[:, :, None, :].masked_fill(~mask, float("-inf")).to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
@@ -148,8 +148,13 @@ class CrossAttention(nn.Module):
         experiments that ask what the decoder reads (forward itself uses the fused kernel)."""
         scores = self._queries(x, query_scale) @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
         if bias is not None:
-            scores = scores + bias[None, :, None, :]
+            scores = scores + _per_row(bias)[:, :, None, :]
         return scores.masked_fill(~context_mask[:, None, None, :], float("-inf")).softmax(-1)
+
+
+def _per_row(bias: torch.Tensor) -> torch.Tensor:
+    """A score bias [heads, Nc] shared by every row, or [B, heads, Nc], as [B or 1, heads, Nc]."""
+    return bias if bias.dim() == 3 else bias[None]
 
 
 class Block(nn.Module):

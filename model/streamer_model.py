@@ -139,13 +139,15 @@ class StreamerModel(nn.Module):
         new_state.update(latent_state)
         return new_state
 
-    def _state_context(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoder context from a state: memory and the h ring reordered oldest-first."""
+    def _state_context(self, state: State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Decoder context from a state: memory and the h ring reordered oldest-first; returns
+        the context, its mask and the first-sight tokens' ages (TextDecoder.token_ages)."""
         w = self.cfg.latent.window
         chunks = state["t"][:, None] - w + torch.arange(w, device=state["t"].device)  # [B, W]
         rows = torch.arange(chunks.shape[0], device=chunks.device)[:, None]
         h = state["h_window"][rows, torch.remainder(chunks, w)]
-        return self.decoder.context(state.get("memory"), h, chunks >= 0)
+        context, mask = self.decoder.context(state.get("memory"), h, chunks >= 0)
+        return context, mask, self.decoder.token_ages(h, chunks >= 0)
 
     @torch.no_grad()
     def answer_logits(self, state: State, question_ids, answer_ids) -> torch.Tensor:
@@ -155,10 +157,11 @@ class StreamerModel(nn.Module):
         device = state["t"].device
         q = _as_batch(question_ids, device)
         a = _as_batch(answer_ids, device)
-        context, ctx_mask = self._state_context(state)
+        context, ctx_mask, token_ages = self._state_context(state)
         ids = torch.cat((q, torch.full_like(q[:, :1], self.tokenizer.answer_id), a[:, :-1]), dim=1)
         positions = torch.arange(ids.shape[1], device=device)[None]
-        logits, _ = self.decoder(ids, positions, None, self.decoder.cross_kv(context), ctx_mask)
+        logits, _ = self.decoder(ids, positions, None, self.decoder.cross_kv(context), ctx_mask,
+                                 token_ages=token_ages)
         return logits[:, q.shape[1]:]
 
     @torch.no_grad()
@@ -253,7 +256,7 @@ class StreamerModel(nn.Module):
     def _generate(self, state, prompt, max_new_tokens, temperature, seed) -> Iterator[int]:
         device = state["t"].device
         tok = self.tokenizer
-        context, ctx_mask = self._state_context(state)
+        context, ctx_mask, token_ages = self._state_context(state)
         cross_kv = self.decoder.cross_kv(context)
         generator = None
         if temperature > 0:
@@ -262,7 +265,8 @@ class StreamerModel(nn.Module):
         ids = torch.tensor([prompt], device=device)
         length = ids.shape[1]
         with torch.no_grad():
-            logits, caches = self.decoder(ids, torch.arange(length, device=device)[None], None, cross_kv, ctx_mask)
+            logits, caches = self.decoder(ids, torch.arange(length, device=device)[None], None, cross_kv, ctx_mask,
+                                          token_ages=token_ages)
         for _ in range(max_new_tokens):
             last = logits[0, -1]
             if temperature > 0:
@@ -276,7 +280,7 @@ class StreamerModel(nn.Module):
                 step_ids = torch.tensor([[token]], device=device)
                 mask = torch.ones(1, 1, length + 1, dtype=torch.bool, device=device)
                 logits, caches = self.decoder(step_ids, torch.tensor([[length]], device=device), mask,
-                                              cross_kv, ctx_mask, caches)
+                                              cross_kv, ctx_mask, caches, token_ages=token_ages)
             length += 1
 
     # ------------------------------------------------------------------ training
@@ -401,6 +405,7 @@ class StreamerModel(nn.Module):
         if visible is not None:
             h_valid = h_valid & (torch.arange(w, device=device)[None] >= w - visible.to(device)[rows][:, None])
         context, ctx_mask = self.decoder.context(memory, h_ctx, h_valid)
+        token_ages = self.decoder.token_ages(h_ctx, h_valid)
 
         reads = batch.get("first_sight_reads")
         if reads is not None:
@@ -412,7 +417,8 @@ class StreamerModel(nn.Module):
 
         ids, answer_at = self._pack_questions(q_ids[rows], q_mask[rows], a_ids[rows], a_mask[rows])
         logits, _, *weights = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,
-                                           self.decoder.cross_kv(context), ctx_mask, read=read)
+                                           self.decoder.cross_kv(context), ctx_mask, read=read,
+                                           token_ages=token_ages)
         logits = logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))  # [N, La, V]
         ai, am = a_ids[rows], a_mask[rows]
         text_loss = F.cross_entropy(logits[am], ai[am])

@@ -104,6 +104,10 @@ class TrainConfig:
         False, "add one decoder context token per first-sight class carrying how surely and how long ago "
                "the thing was first seen in the window, so that \"which came first\" compares two tokens "
                "(needs --first-sight; with --init, the tokens start fresh over the checkpoint's weights)")
+    first_sight_age_slopes: bool = option(  # False: the preset's; over an --init checkpoint without them, zero
+        False, "give every decoder cross-attention head a learned bias per snippet of a first-sight token's "
+               "age, so that of two things it matches it can prefer the one first seen longer ago (needs "
+               "--first-sight-tokens; with --init, the slopes start at zero over the checkpoint's weights)")
     first_sight_read: float | None = option(  # None: the model's weight (training.samples.READ_KINDS)
         None, "weight of the first-sight read loss: while the decoder writes an answer that names one of "
               "the first-sight classes (\"which came first, the A or the B?\"), one head of its last layer "
@@ -159,6 +163,9 @@ class TrainConfig:
         if self.first_sight_read is not None and not 0.0 <= self.first_sight_read < math.inf:
             raise TrainingError(f"--first-sight-read must be 0 or a positive loss weight such as 0.1, got "
                                 f"{self.first_sight_read}")
+        if self.first_sight_age_slopes and not self.first_sight_tokens:
+            raise TrainingError("--first-sight-age-slopes rank the first-sight tokens: pass --first-sight-tokens "
+                                "(and --first-sight W) too")
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")

@@ -53,6 +53,7 @@ class Stage:
     length_scale: bool = False  # cross-attention scores scaled by a learned gain times log(context tokens)
     first_sight: float | None = None  # weight of the first-sight loss (> 0 adds the head); None: the model's
     first_sight_tokens: bool = False  # one decoder context token per first-sight class: how surely, how long ago
+    first_sight_age_slopes: bool = False  # per-head score bias by each first-sight token's age
     first_sight_read: float | None = None  # weight of the loss pointing a decoder head at the answer's token
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
@@ -85,6 +86,8 @@ class Stage:
             flags += ["--first-sight", str(self.first_sight)]
         if self.first_sight_tokens:
             flags += ["--first-sight-tokens"]
+        if self.first_sight_age_slopes:
+            flags += ["--first-sight-age-slopes"]
         if self.first_sight_read is not None:
             flags += ["--first-sight-read", str(self.first_sight_read)]
         return flags

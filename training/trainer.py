@@ -55,7 +55,8 @@ FAST_PART_LR_SCALE = 10.0
 # Decoder switches that add a part to the network, by the TrainConfig/DecoderConfig field, with
 # the name of the part's weights; over an --init checkpoint without it, the part starts fresh.
 DECODER_PARTS = {"age_slopes": "decoder.age_slopes", "length_scale": "decoder.length_scales",
-                 "first_sight_tokens": "decoder.first_sight_token_"}
+                 "first_sight_tokens": "decoder.first_sight_token_",
+                 "first_sight_age_slopes": "decoder.first_sight_age_slopes"}
 
 
 # --- signals ---------------------------------------------------------------------------

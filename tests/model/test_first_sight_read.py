@@ -1,7 +1,8 @@
 """The first-sight read loss: while an answer that names a first-sight class is written, the
 READ_HEAD of the decoder's last layer is pointed at that class's token. Its weights are the ones
 the forward applies, the loss is −log of them on the token, it teaches the head to find the
-token, and the targets come from the questions' kinds and answers."""
+token, and the targets come from the questions' kinds and answers. The first-sight age slopes
+add a learned multiple of each token's first-sight age to its score."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import torch
 
 from model import ModelConfig
 from model.decoder import READ_HEAD
-from model_helpers import make_model, micro_config, random_clip, with_decoder
+from model_helpers import (
+    assert_greedy_generation_matches_teacher_forcing,
+    make_model,
+    micro_config,
+    random_clip,
+    streamed_state,
+    with_decoder,
+)
 from training.data import SampleQuestion
 from training.samples import cut_windows, read_targets
 from training.world.first_sight import FIRST_SIGHT_CLASSES
@@ -114,7 +122,7 @@ def test_training_on_the_loss_points_the_head_at_the_token():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0], losses
 
 
@@ -154,3 +162,57 @@ def test_a_cut_window_drops_the_questions_read_target():
     assert 0 < int(cut.sum()) < 32
     assert (out["first_sight_reads"][cut] == -1).all()
     assert torch.equal(out["first_sight_reads"][~cut], batch["first_sight_reads"][~cut])
+
+
+def _with_token_slopes(seed: int):
+    cfg = with_decoder(micro_config(), first_sight_classes=CLASSES, first_sight_tokens=True, age_slopes=True,
+                       length_scale=True, first_sight_age_slopes=True)
+    return make_model(cfg, seed=seed)
+
+
+def test_zero_first_sight_age_slopes_leave_the_answers_as_they_were():
+    plain, sloped = _model(seed=76), _with_token_slopes(seed=76)
+    missing, unexpected = sloped.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["decoder.first_sight_age_slopes"] and not unexpected
+    batch = _batch(plain, [[0, -1], [3, -1]])
+    with torch.no_grad():
+        torch.testing.assert_close(sloped(batch).answer_logits, plain(batch).answer_logits)
+
+
+def test_a_first_sight_age_slope_weights_each_token_up_by_its_age():
+    model = _with_token_slopes(seed=77)
+    batch = _batch(model, [[0, -1], [3, -1]])
+    _, ids, _, context, mask = _teacher_forced(model, batch)
+    _, _, h = model._clip_latents(batch["video"], batch["audio"])
+    positions = torch.arange(ids.shape[1])[None]
+    cross_kv = model.decoder.cross_kv(context)
+    ages = torch.tensor([[0.0, 1.0, 2.0, 0.5, 0.0]]).expand(ids.shape[0], -1)
+    with torch.no_grad():
+        _, _, before = model.decoder(ids, positions, None, cross_kv, mask, read=True, token_ages=ages)
+        model.decoder.first_sight_age_slopes[-1, READ_HEAD] = 0.25  # one score per snippet of age
+        _, _, after = model.decoder(ids, positions, None, cross_kv, mask, read=True, token_ages=ages)
+    first = 1 + model.cfg.combiner.memory_tokens
+    tokens = slice(first, first + CLASSES)
+    gain = (after[..., tokens] / before[..., tokens]) / (after[..., :1] / before[..., :1])  # against the null token
+    torch.testing.assert_close(gain, torch.exp(ages)[:, None, :].expand_as(gain), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="token_ages"):
+        model.decoder(ids, positions, None, cross_kv, mask)
+    assert model.decoder.token_ages(h[:, :3], torch.ones(2, 3, dtype=torch.bool)).shape == (2, CLASSES)
+
+
+def test_greedy_generation_with_first_sight_age_slopes_matches_teacher_forcing():
+    model = _with_token_slopes(seed=78)
+    with torch.no_grad():
+        model.decoder.first_sight_age_slopes.normal_()
+        model.decoder.first_sight_head.bias.fill_(2.0)  # things seen, so the ages differ
+    assert_greedy_generation_matches_teacher_forcing(model, streamed_state(model, 5, seed=9), QUESTION)
+
+
+def test_first_sight_age_slopes_need_the_tokens_and_old_configs_read_without_them():
+    with pytest.raises(ValueError, match="decoder.first_sight_tokens"):
+        with_decoder(micro_config(), first_sight_classes=CLASSES, first_sight_age_slopes=True)
+    cfg = ModelConfig.from_name("tiny")
+    data = cfg.to_dict()
+    del data["decoder"]["first_sight_age_slopes"]
+    old = ModelConfig.from_dict(data)
+    assert old.decoder.first_sight_age_slopes is False and old.fingerprint_dict() == cfg.fingerprint_dict()
