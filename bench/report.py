@@ -286,7 +286,7 @@ def memory_table(document: dict) -> str:
         if stopped and stopped["reason"] == "out of memory":
             parts.append(f"out of memory at {stopped['minutes']:g} min ({stopped['detail']})")
         notes.append(f"{label}: {'; '.join(parts)}.")
-    return table(["stream", f"engine: state / RSS, step p95", "full history: state / RSS, step",
+    return table(["stream", "engine: state / RSS, step p95", "full history: state / RSS, step",
                   "re-run: media kept / RSS, answer"], body) + "\n\n" + " ".join(notes) + \
         f" Real time: the work per {snippet_ms:.0f} ms snippet fits in it."
 
