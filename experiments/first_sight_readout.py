@@ -9,6 +9,10 @@ and how long ago each class was first seen, `TextDecoder.first_sight_summary`), 
 with the named thing first seen longer ago. A pair the head saw neither of, or saw at the same
 age, is counted as undecided. If this readout is right far more often than the decoder, what
 limits `order` is how the decoder reads the tokens, not what they hold.
+With first-sight tokens it also reports the decoder's own choice at the position that picks the
+first answer byte: which of the two things' tokens the READ_HEAD of the last layer (the head the
+first-sight read loss trains) weighs more, and, where the two names start with different bytes,
+which of the two bytes the decoder ranks higher.
 Writes experiments/results/understanding/first-sight-readout.json (or `--out`).
 """
 
@@ -44,28 +48,59 @@ def older(a: str, b: str, age_a: torch.Tensor, age_b: torch.Tensor, window: int)
     return a if age_a > age_b else b
 
 
+def first_answer_position(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor,
+                          valid: torch.Tensor, question: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """For one question asked over the window h [1, W, m, dl] (valid [1, W]): the logits [V] that
+    pick the first answer byte and the READ_HEAD's cross-attention weights [Nc] there."""
+    decoder = model.decoder
+    context, mask = decoder.context(memory, h, valid)
+    ids = torch.tensor([model.question_prompt(question)])
+    logits, _, weights = decoder(ids, torch.arange(ids.shape[1])[None], None, decoder.cross_kv(context), mask,
+                                 read=True, token_ages=decoder.token_ages(h, valid))
+    return logits[0, -1], weights[0, -1]
+
+
 @torch.no_grad()
-def readout(model: StreamerModel, split: str, clips: int) -> dict[str, float]:
+def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str, float]]:
     world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=("order",), questions_per_clip=4))
     w = model.cfg.latent.window
+    first_token = 1 + model.cfg.combiner.memory_tokens
     counts = {"right": 0, "wrong": 0, "undecided": 0, "not a class": 0}
+    decoder_counts = {"read head right": 0, "first byte right": 0, "first bytes differ": 0}
     for i in range(clips):
         sample = world_sample(world.clip(i))
         video = torch.as_tensor(sample["video"])[None]
         audio = torch.as_tensor(sample["audio"])[None]
-        h = model._clip_latents(video, audio)[2][0]  # [T, m, dl]
+        _, memories, h = model._clip_latents(video, audio)
         for q in sample["questions"]:
             a, b = named_pair(q.text)
             if a not in FIRST_SIGHT_CLASSES or b not in FIRST_SIGHT_CLASSES:
                 counts["not a class"] += 1
                 continue
+            pair = [FIRST_SIGHT_CLASSES.index(a), FIRST_SIGHT_CLASSES.index(b)]
             chunks = q.ask_snippets - w + torch.arange(w)
-            marks = model.decoder.first_sight(h[chunks.clamp(min=0)][None], (chunks >= 0)[None])
-            age = model.decoder.first_sight_ages(marks)
-            said = older(a, b, age[0, FIRST_SIGHT_CLASSES.index(a)], age[0, FIRST_SIGHT_CLASSES.index(b)], w)
+            window, valid = h[:, chunks.clamp(min=0)], (chunks >= 0)[None]
+            age = model.decoder.first_sight_ages(model.decoder.first_sight(window, valid))[0]
+            said = older(a, b, age[pair[0]], age[pair[1]], w)
             counts["undecided" if said is None else "right" if said == q.answer else "wrong"] += 1
+            if not model.cfg.decoder.first_sight_tokens:
+                continue
+            memory = memories[:, q.ask_snippets] if memories is not None else None
+            logits, weights = first_answer_position(model, memory, window, valid, q.text)
+            on = weights[[first_token + j for j in pair]]
+            decoder_counts["read head right"] += int((a, b)[int(on[1] > on[0])] == q.answer)
+            byte_a, byte_b = model.tokenizer.encode(a)[0], model.tokenizer.encode(b)[0]
+            if byte_a != byte_b:
+                decoder_counts["first bytes differ"] += 1
+                decoder_counts["first byte right"] += int((a, b)[int(logits[byte_b] > logits[byte_a])] == q.answer)
     asked = counts["right"] + counts["wrong"] + counts["undecided"]
-    return {**counts, "questions": asked, "accuracy": round(counts["right"] / max(asked, 1), 3)}
+    report = {"tokens' ages": {**counts, "questions": asked, "accuracy": round(counts["right"] / max(asked, 1), 3)}}
+    if model.cfg.decoder.first_sight_tokens:
+        differ = decoder_counts["first bytes differ"]
+        report["decoder at the first answer byte"] = {
+            **decoder_counts, "read head accuracy": round(decoder_counts["read head right"] / max(asked, 1), 3),
+            "first byte accuracy": round(decoder_counts["first byte right"] / max(differ, 1), 3)}
+    return report
 
 
 def main() -> None:

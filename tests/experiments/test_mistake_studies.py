@@ -149,7 +149,12 @@ def test_the_first_sight_readout_names_the_thing_seen_longer_ago():
 
 
 def test_the_first_sight_readout_counts_every_order_question():
-    model = make_model(with_decoder(micro_config(), first_sight_classes=len(FIRST_SIGHT_CLASSES)), seed=3)
-    counts = readout(model, "test", clips=2)
+    model = make_model(with_decoder(micro_config(), first_sight_classes=len(FIRST_SIGHT_CLASSES),
+                                    first_sight_tokens=True, first_sight_age_slopes=True), seed=3)
+    report = readout(model, "test", clips=2)
+    counts = report["tokens' ages"]
     assert counts["questions"] == counts["right"] + counts["wrong"] + counts["undecided"] > 0
     assert counts["not a class"] == 0 and 0.0 <= counts["accuracy"] <= 1.0
+    decoder = report["decoder at the first answer byte"]
+    assert 0 <= decoder["read head right"] <= counts["questions"]
+    assert 0 <= decoder["first byte right"] <= decoder["first bytes differ"] <= counts["questions"]
