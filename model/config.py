@@ -149,7 +149,9 @@ class DecoderConfig:
     # it can prefer the older by a bias, not through a normalised key: stage 17's read head,
     # pointed at the answer's token, found the two named things but chose the older on long clips
     # only 73% of the time while the tokens' ages alone are right 96%. Starts at zero (no change).
-    # Needs `first_sight_tokens`.
+    # Stage 18's 450 steps moved the read head's slope to only 0.05 a snippet and did not raise
+    # long `order` (README, "Old events had no clock"); the bundled model has none. Needs
+    # `first_sight_tokens`.
     first_sight_age_slopes: bool = False
 
 
@@ -185,7 +187,9 @@ class LossWeights:
     # Points one decoder head at the first-sight token of the thing a question's answer names
     # (for the world, `order`'s "which came first"), while the answer is written: the tokens alone
     # answer `order` on long clips 95% right and the decoder, left to find them, 65%
-    # (experiments/first_sight_readout.py). Needs decoder.first_sight_tokens.
+    # (experiments/first_sight_readout.py). Stages 17 and 18 trained with it: the head's pick
+    # rose from chance to about 3 in 4, the answers did not follow, and neither stage shipped.
+    # Needs decoder.first_sight_tokens.
     first_sight_read: float = 0.0
 
 
