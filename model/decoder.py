@@ -73,7 +73,8 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x, rope, self_mask, cross_kv, ctx_mask, age_bias=None, query_scale=None, cache=None,
                 read_head: int | None = None):
-        """`self_mask` [B, Lnew, Lall] or None for plain causal; `age_bias` [heads, Nc] or None;
+        """`self_mask` [B, Lnew, Lall] or None for plain causal; `age_bias` [heads, Nc],
+        [B, heads, Nc] or None;
         `query_scale` [B, heads] or None; `cache` (k, v) of earlier tokens or None.
         Returns (x, (k, v), weights): with `read_head`, that head's cross-attention weights
         [B, Lnew, Nc], else None."""
@@ -221,15 +222,10 @@ class TextDecoder(nn.Module):
         if token_ages is None:
             raise ValueError("a decoder with first-sight age slopes needs the tokens' ages: pass "
                              "token_ages=TextDecoder.token_ages(h, h_valid)")
-        layers, heads = self.first_sight_age_slopes.shape
-        b, nc = ctx_mask.shape
-        full = ctx_mask.new_zeros(layers, b, heads, nc, dtype=token_ages.dtype)
-        if bias is not None:
-            full = full + bias[:, None]
-        first = 1 + self.memory_tokens
+        first = 1 + self.memory_tokens  # the tokens follow the null token and the memory slots
         tokens = AGE_SLOPE_GAIN * self.first_sight_age_slopes[:, None, :, None] * token_ages[None, :, None, :]
-        return torch.cat((full[..., :first], full[..., first:first + tokens.shape[-1]] + tokens,
-                          full[..., first + tokens.shape[-1]:]), dim=-1)
+        tokens = F.pad(tokens, (first, ctx_mask.shape[1] - first - tokens.shape[-1]))  # [layers, B, heads, Nc]
+        return tokens if bias is None else tokens + bias[:, None]
 
     def query_scales(self, ctx_mask: torch.Tensor) -> torch.Tensor | None:
         """[layers, B, heads] gains on the cross-attention queries, growing with the log of each
