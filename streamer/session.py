@@ -32,6 +32,7 @@ import asyncio
 import time
 import weakref
 from collections import deque
+from contextlib import contextmanager
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from numbers import Real
@@ -57,6 +58,21 @@ _EMBED_BATCH = 256  # phrases embedded per call when many are watched or restore
 # The answer to any question while the state holds no snippet: the model would answer from
 # its untouched initial state, which is letter soup, not "I don't know".
 NOTHING_SEEN = "nothing seen yet: no snippet of the stream has been stepped"
+
+
+@contextmanager
+def _one_intra_op_thread() -> Iterator[None]:
+    """Decode on the asking thread alone. The scheduler thread keeps its own OpenMP team; a
+    second team from an asking thread puts more OpenMP threads than cores on a small machine,
+    and libgomp then sleeps between parallel regions instead of spinning, so a batch-1 decode
+    step, hundreds of tiny regions, waits on wake-ups (2 cores: first token 8.1 ms with two
+    threads beside a live scheduler, 4.0 ms with one; one thread alone is 4.0 ms, two 3.2 ms)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -415,8 +431,13 @@ class Session(SnippetProducer):
         if steps == 0:
             yield NOTHING_SEEN
             return
-        with torch.no_grad():
-            yield from self.host.model.answer(state, question, max_new_tokens=max_new_tokens)
+        pieces = self.host.model.answer(state, question, max_new_tokens=max_new_tokens)
+        while True:
+            with torch.no_grad(), _one_intra_op_thread():
+                piece = next(pieces, None)
+            if piece is None:
+                return
+            yield piece
 
     # ------------------------------------------------------------- watches and search
     def _aligned(self, what: str) -> WatchSet:

@@ -107,6 +107,30 @@ def test_asking_before_any_snippet_says_nothing_was_seen_without_asking_the_mode
     assert session.ask("what?", at=updates[1]).snippets == 2
 
 
+class ThreadReportingModel(CountingModel):
+    """Each piece says how many intra-op threads torch had while it was generated."""
+
+    def answer(self, state, question: str, max_new_tokens: int | None = None):
+        for _ in range(3):
+            yield f"{torch.get_num_threads()} "
+
+
+def test_answers_decode_on_one_thread_and_leave_the_callers_thread_count_alone():
+    host = FakeHost()
+    host.model = ThreadReportingModel()
+    session = host.attach(Session(host))
+    list(session.stream(_source(0.4)))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert session.ask("how many threads?").text == "1 1 1"
+        assert torch.get_num_threads() == 2
+        for piece in session.ask_stream("how many threads?"):  # the caller's code between pieces
+            assert piece == "1 " and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_stream_without_media_leaves_nothing_seen():
     host = FakeHost()
     session = host.attach(Session(host))
