@@ -12,7 +12,8 @@ limits `order` is how the decoder reads the tokens, not what they hold.
 With first-sight tokens it also reports the decoder's own choice at the position that picks the
 first answer byte: which of the two things' tokens the READ_HEAD of the last layer (the head the
 first-sight read loss trains) weighs more, and, where the two names start with different bytes,
-which of the two bytes the decoder ranks higher.
+which of the two bytes the decoder ranks higher: with the whole context, and with parts of it
+masked (`CONTEXT_PARTS`), which shows where the answer comes from.
 Writes experiments/results/understanding/first-sight-readout.json (or `--out`).
 """
 
@@ -29,6 +30,15 @@ from training.world.clip import World, WorldConfig
 from training.world.first_sight import FIRST_SIGHT_CLASSES
 
 SPLITS = ("long", "test")
+# What the decoder may read when the first byte is scored: the null token always, and these.
+CONTEXT_PARTS = {
+    "whole context": ("memory", "tokens", "snippets"),
+    "no snippets": ("memory", "tokens"),
+    "no first-sight tokens": ("memory", "snippets"),
+    "memory only": ("memory",),
+    "first-sight tokens only": ("tokens",),
+    "null token only": (),
+}
 NAMED_PAIR = re.compile(r"the (.+) or the (.+)\?$")
 
 
@@ -48,16 +58,40 @@ def older(a: str, b: str, age_a: torch.Tensor, age_b: torch.Tensor, window: int)
     return a if age_a > age_b else b
 
 
+def context_part_masks(model: StreamerModel, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The context mask [1, Nc] narrowed to each of CONTEXT_PARTS (the context is the null token,
+    the memory slots, the first-sight tokens, then the snippets' latent tokens)."""
+    first = 1 + model.decoder.memory_tokens
+    tokens_end = first + (model.cfg.decoder.first_sight_classes if model.cfg.decoder.first_sight_tokens else 0)
+    position = torch.arange(mask.shape[1])
+    part = {"memory": (position >= 1) & (position < first),
+            "tokens": (position >= first) & (position < tokens_end),
+            "snippets": position >= tokens_end}
+    masks = {}
+    for name, kept in CONTEXT_PARTS.items():
+        readable = position == 0
+        for p in kept:
+            readable = readable | part[p]
+        masks[name] = mask & readable[None]
+    return masks
+
+
 def first_answer_position(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor,
-                          valid: torch.Tensor, question: str) -> tuple[torch.Tensor, torch.Tensor]:
+                          valid: torch.Tensor, question: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """For one question asked over the window h [1, W, m, dl] (valid [1, W]): the logits [V] that
-    pick the first answer byte and the READ_HEAD's cross-attention weights [Nc] there."""
+    pick the first answer byte with each of CONTEXT_PARTS readable, and the READ_HEAD's
+    cross-attention weights [Nc] there with the whole context."""
     decoder = model.decoder
     context, mask = decoder.context(memory, h, valid)
     ids = torch.tensor([model.question_prompt(question)])
-    logits, _, weights = decoder(ids, torch.arange(ids.shape[1])[None], None, decoder.cross_kv(context), mask,
-                                 read=True, token_ages=decoder.token_ages(h, valid))
-    return logits[0, -1], weights[0, -1]
+    positions = torch.arange(ids.shape[1])[None]
+    cross_kv, token_ages = decoder.cross_kv(context), decoder.token_ages(h, valid)
+    logits, weights = {}, None
+    for name, part_mask in context_part_masks(model, mask).items():
+        out, _, read = decoder(ids, positions, None, cross_kv, part_mask, read=True, token_ages=token_ages)
+        logits[name] = out[0, -1]
+        weights = read[0, -1] if weights is None else weights  # the first part is the whole context
+    return logits, weights
 
 
 @torch.no_grad()
@@ -66,7 +100,8 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
     w = model.cfg.latent.window
     first_token = 1 + model.cfg.combiner.memory_tokens
     counts = {"right": 0, "wrong": 0, "undecided": 0, "not a class": 0}
-    decoder_counts = {"read head right": 0, "first byte right": 0, "first bytes differ": 0}
+    decoder_counts = {"read head right": 0, "first bytes differ": 0,
+                      **{f"first byte right, {name}": 0 for name in CONTEXT_PARTS}}
     for i in range(clips):
         sample = world_sample(world.clip(i))
         video = torch.as_tensor(sample["video"])[None]
@@ -92,14 +127,17 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
             byte_a, byte_b = model.tokenizer.encode(a)[0], model.tokenizer.encode(b)[0]
             if byte_a != byte_b:
                 decoder_counts["first bytes differ"] += 1
-                decoder_counts["first byte right"] += int((a, b)[int(logits[byte_b] > logits[byte_a])] == q.answer)
+                for name, part_logits in logits.items():
+                    decoder_counts[f"first byte right, {name}"] += int(
+                        (a, b)[int(part_logits[byte_b] > part_logits[byte_a])] == q.answer)
     asked = counts["right"] + counts["wrong"] + counts["undecided"]
     report = {"tokens' ages": {**counts, "questions": asked, "accuracy": round(counts["right"] / max(asked, 1), 3)}}
     if model.cfg.decoder.first_sight_tokens:
         differ = decoder_counts["first bytes differ"]
         report["decoder at the first answer byte"] = {
             **decoder_counts, "read head accuracy": round(decoder_counts["read head right"] / max(asked, 1), 3),
-            "first byte accuracy": round(decoder_counts["first byte right"] / max(differ, 1), 3)}
+            **{f"first byte accuracy, {name}": round(decoder_counts[f"first byte right, {name}"] / max(differ, 1), 3)
+               for name in CONTEXT_PARTS}}
     return report
 
 

@@ -293,7 +293,8 @@ class StreamerModel(nn.Module):
         decoder may read (the rest of the window is hidden; 0 leaves the memory alone), the
         alignment head's phrase pool, for a first-sight head presence_targets int8 [B, T, classes]
         and, for first-sight tokens, first_sight_reads int64 [B, Q]: the class whose token each
-        answer names, or -1 (training.samples.to_model_batch builds them)."""
+        answer names, or -1, and first_sight_only bool [B, Q]: questions whose decoder reads the
+        first-sight tokens alone (training.samples.to_model_batch builds them)."""
         video, audio = batch["video"], batch["audio"]
         if video.dim() != 6 or audio.dim() != 3:
             raise ValueError("forward expects video [B, T, F, H, W, 3] and audio [B, T, S]")
@@ -406,6 +407,9 @@ class StreamerModel(nn.Module):
             h_valid = h_valid & (torch.arange(w, device=device)[None] >= w - visible.to(device)[rows][:, None])
         context, ctx_mask = self.decoder.context(memory, h_ctx, h_valid)
         token_ages = self.decoder.token_ages(h_ctx, h_valid)
+        only = batch.get("first_sight_only")
+        if only is not None and bool(only.any()):
+            ctx_mask = self._first_sight_only(ctx_mask, only.to(device)[rows])
 
         reads = batch.get("first_sight_reads")
         if reads is not None:
@@ -426,6 +430,19 @@ class StreamerModel(nn.Module):
         full = logits.new_zeros(b, nq, la, logits.shape[-1])
         full[rows] = logits
         return full, text_loss, read_loss, a_ids, a_mask, valid
+
+    def _first_sight_only(self, ctx_mask: torch.Tensor, only: torch.Tensor) -> torch.Tensor:
+        """ctx_mask [N, Nc] with everything but the null token and the first-sight tokens masked
+        for the questions `only` [N] marks: the memory answers `order` on short clips well enough
+        that the decoder otherwise leaves the tokens unread."""
+        dc = self.cfg.decoder
+        if not dc.first_sight_tokens:
+            raise ValueError("first_sight_only leaves the decoder the first-sight tokens this model lacks; "
+                             "train them with --first-sight-tokens")
+        first = 1 + self.decoder.memory_tokens
+        position = torch.arange(ctx_mask.shape[1], device=ctx_mask.device)
+        other = (position != 0) & ((position < first) | (position >= first + dc.first_sight_classes))
+        return ctx_mask & ~(only[:, None] & other[None])
 
     def _read_loss(self, weights, answer_at, answer_mask, reads) -> torch.Tensor:
         """Mean over the answer positions of questions with a read target (reads [N] >= 0) of

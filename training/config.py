@@ -112,6 +112,10 @@ class TrainConfig:
         None, "weight of the first-sight read loss: while the decoder writes an answer that names one of "
               "the first-sight classes (\"which came first, the A or the B?\"), one head of its last layer "
               "is pointed at that class's first-sight token (needs --first-sight-tokens)")
+    first_sight_only: float = option(  # share of READ_KINDS questions answered from tokens (training.samples)
+        0.0, "share of the questions that name a first-sight class (\"which came first, the A or the B?\") whose "
+             "decoder reads the first-sight tokens alone, not the memory or the snippets' latent tokens, so that "
+             "the answer must come from the tokens (needs --first-sight-tokens; default %(default)s)")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "
@@ -169,6 +173,12 @@ class TrainConfig:
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")
+        if not 0.0 <= self.first_sight_only <= 1.0:
+            raise TrainingError(f"--first-sight-only is the share of questions answered from the first-sight "
+                                f"tokens, between 0 and 1, got {self.first_sight_only}")
+        if self.first_sight_only and not self.first_sight_tokens:
+            raise TrainingError("--first-sight-only answers from the first-sight tokens: pass --first-sight-tokens "
+                                "(and --first-sight W) too")
         if self.age_code is not None and not 0.0 <= self.age_code < math.inf:
             raise TrainingError(f"--age-code must be 0 (off) or a positive amplitude such as 0.1, got {self.age_code}")
         low, high = self.snippets

@@ -55,6 +55,7 @@ class Stage:
     first_sight_tokens: bool = False  # one decoder context token per first-sight class: how surely, how long ago
     first_sight_age_slopes: bool = False  # per-head score bias by each first-sight token's age
     first_sight_read: float | None = None  # weight of the loss pointing a decoder head at the answer's token
+    first_sight_only: float = 0.0  # share of `order` questions whose decoder reads the first-sight tokens alone
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -90,6 +91,8 @@ class Stage:
             flags += ["--first-sight-age-slopes"]
         if self.first_sight_read is not None:
             flags += ["--first-sight-read", str(self.first_sight_read)]
+        if self.first_sight_only:
+            flags += ["--first-sight-only", str(self.first_sight_only)]
         return flags
 
 

@@ -110,12 +110,16 @@ MAX_PHRASES = 256  # phrase pool of one batch for the alignment loss
 READ_KINDS = ("order",)
 
 
-def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_reads: bool = False
+def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_reads: bool = False,
+                   first_sight_only: float = 0.0, generator: torch.Generator | None = None
                    ) -> dict[str, torch.Tensor]:
     """Pad clips to the longest (snippet_mask marks real snippets), tokenise the questions and,
     for a model with an alignment head, build the batch's phrase pool and its targets (with a
     first-sight head, its presence targets too; with `first_sight_reads`, the first-sight
-    class each answer names)."""
+    class each answer names). With `first_sight_only`, that share of the questions that name a
+    first-sight class (drawn with `generator`) let the decoder read the first-sight tokens alone
+    (first_sight_only [B, Q]), not the memory or the snippets: it otherwise leaves the tokens
+    unread, since the memory answers `order` on short clips well enough."""
     padded = collate(samples)
     batch = {k: padded[k] for k in ("video", "audio", "snippet_mask")}
     batch.update(model.encode_batch_questions(
@@ -125,8 +129,13 @@ def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_read
     classes = model.cfg.decoder.first_sight_classes
     if classes and any(s.get("phrases") is not None for s in samples):
         batch["presence_targets"] = presence_batch(samples, batch["snippet_mask"].shape[1], classes)
-    if first_sight_reads:
-        batch["first_sight_reads"] = read_targets(padded["questions"], batch["question_valid"].shape[1])
+    if first_sight_reads or first_sight_only:
+        targets = read_targets(padded["questions"], batch["question_valid"].shape[1])
+        if first_sight_reads:
+            batch["first_sight_reads"] = targets
+        if first_sight_only:
+            batch["first_sight_only"] = (targets >= 0) & (torch.rand(targets.shape, generator=generator)
+                                                           < first_sight_only)
     return batch
 
 
@@ -163,13 +172,16 @@ def cut_windows(batch: dict[str, torch.Tensor], share: float, window: int,
 
     The window answers most questions on its own, so the memory otherwise learns from the few
     asked about what is older than W snippets; a cut window makes every kind a memory question.
-    A cut question has no first-sight read target: its window may hide the first sights."""
+    A cut question has no first-sight read target and reads its whole context: its window may
+    hide the first sights."""
     shape = batch["ask_snippets"].shape
     cut = torch.rand(shape, generator=generator) < share
     kept = torch.randint(0, window, shape, generator=generator)
     out = {**batch, "window_snippets": torch.where(cut, kept, torch.full(shape, window))}
     if "first_sight_reads" in batch:
         out["first_sight_reads"] = batch["first_sight_reads"].masked_fill(cut, -1)
+    if "first_sight_only" in batch:
+        out["first_sight_only"] = batch["first_sight_only"] & ~cut
     return out
 
 

@@ -251,7 +251,9 @@ class Trainer:
     def _micro_batches(self, step: int, samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
         size = self.cfg.micro_batch or len(samples)
         reads = self.weights[5] > 0
-        batches = [to_model_batch(self.model, samples[i:i + size], first_sight_reads=reads)
+        hiding = torch.Generator().manual_seed((self.cfg.seed * 1_000_033 + step) * 16 + self.d.rank)
+        batches = [to_model_batch(self.model, samples[i:i + size], first_sight_reads=reads,
+                                  first_sight_only=self.cfg.first_sight_only, generator=hiding)
                    for i in range(0, len(samples), size)]
         if self.cfg.window_dropout:
             generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 16 + self.d.rank)

@@ -10,7 +10,7 @@ import torch
 
 from experiments.ask_time import tally
 from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
-from experiments.first_sight_readout import named_pair, older, readout
+from experiments.first_sight_readout import CONTEXT_PARTS, context_part_masks, named_pair, older, readout
 from experiments.order_age import event_ages
 from experiments.order_age import tally as order_tally
 from experiments.shape_errors import age_bin, visible_bin
@@ -157,4 +157,23 @@ def test_the_first_sight_readout_counts_every_order_question():
     assert counts["not a class"] == 0 and 0.0 <= counts["accuracy"] <= 1.0
     decoder = report["decoder at the first answer byte"]
     assert 0 <= decoder["read head right"] <= counts["questions"]
-    assert 0 <= decoder["first byte right"] <= decoder["first bytes differ"] <= counts["questions"]
+    assert 0 < decoder["first bytes differ"] <= counts["questions"]
+    for part in CONTEXT_PARTS:
+        assert 0 <= decoder[f"first byte right, {part}"] <= decoder["first bytes differ"]
+
+
+def test_the_readout_masks_each_part_of_the_context():
+    model = make_model(with_decoder(micro_config(), first_sight_classes=len(FIRST_SIGHT_CLASSES),
+                                    first_sight_tokens=True), seed=4)
+    memory, classes = model.decoder.memory_tokens, len(FIRST_SIGHT_CLASSES)
+    mask = torch.ones(1, 1 + memory + classes + 6, dtype=torch.bool)
+    mask[0, -2:] = False  # snippets outside the stream stay hidden in every part
+    parts = context_part_masks(model, mask)
+    readable = {name: parts[name][0].nonzero().flatten().tolist() for name in CONTEXT_PARTS}
+    tokens = list(range(1 + memory, 1 + memory + classes))
+    snippets = list(range(1 + memory + classes, 1 + memory + classes + 4))
+    assert readable["whole context"] == [0, *range(1, 1 + memory), *tokens, *snippets]
+    assert readable["first-sight tokens only"] == [0, *tokens]
+    assert readable["memory only"] == [0, *range(1, 1 + memory)]
+    assert readable["no first-sight tokens"] == [0, *range(1, 1 + memory), *snippets]
+    assert readable["null token only"] == [0]

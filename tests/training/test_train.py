@@ -413,11 +413,12 @@ def test_init_adds_first_sight_tokens_with_the_head(one_step_run, tmp_path, caps
 
 def test_init_trains_the_first_sight_read_loss(one_step_run, tmp_path, capsys):
     """--first-sight-read over an --init checkpoint: the loss of `order` answers is logged and
-    weighed; --first-sight-age-slopes adds the slopes. Both need the first-sight tokens."""
+    weighed; --first-sight-age-slopes adds the slopes; --first-sight-only makes
+    half the `order` questions read the first-sight tokens alone. All need the first-sight tokens."""
     run = tmp_path / "run"
     assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
                       "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-age-slopes",
-                      "--first-sight-read", "0.2", "--kind-weights", "order=100", *FAST,
+                      "--first-sight-read", "0.2", "--first-sight-only", "0.5", "--kind-weights", "order=100", *FAST,
                       "--snippets", "5-6"]) == 0  # long enough for `order`
     grown = StreamerModel.load(checkpointing.latest_checkpoint(run))
     assert grown.cfg.decoder.first_sight_age_slopes and "decoder.first_sight_age_slopes" in grown.state_dict()
@@ -432,6 +433,12 @@ def test_init_trains_the_first_sight_read_loss(one_step_run, tmp_path, capsys):
     assert train_cli(["--out", str(tmp_path / "alone2"), "--steps", "1", "--first-sight", "0.5",
                       "--first-sight-age-slopes", *FAST]) == 1
     assert "pass --first-sight-tokens" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "alone3"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-only", "0.5", *FAST]) == 1
+    assert "pass --first-sight-tokens" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "share"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-tokens", "--first-sight-only", "2", *FAST]) == 1
+    assert "between 0 and 1" in capsys.readouterr().err
 
 
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
