@@ -72,3 +72,18 @@ def assert_decoder_field_reads_as_off_when_absent(field: str) -> None:
     assert getattr(old.decoder, field) is False
     assert old.fingerprint_dict() == cfg.fingerprint_dict() and field not in str(old.fingerprint_dict())
     assert with_decoder(cfg, **{field: True}).fingerprint_dict() != cfg.fingerprint_dict()
+
+
+def teacher_forced_rows(model: StreamerModel, batch: dict):
+    """The decoder's packed rows of a batch's valid questions, their answer positions and their
+    context and its mask, as `forward` builds them: (rows, ids, answer_at, context, mask)."""
+    rows = batch["question_valid"].nonzero(as_tuple=True)
+    _, memories, h = model._clip_latents(batch["video"], batch["audio"])
+    w = model.cfg.latent.window
+    ask = batch["ask_snippets"][rows]
+    chunks = ask[:, None] - w + torch.arange(w)
+    context, mask = model.decoder.context(memories[rows[0], ask], h[rows[0][:, None], chunks.clamp(min=0)],
+                                          chunks >= 0)
+    ids, answer_at = model._pack_questions(batch["question_ids"][rows], batch["question_mask"][rows],
+                                           batch["answer_ids"][rows], batch["answer_mask"][rows])
+    return rows, ids, answer_at, context, mask

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model import ModelConfig, StreamerModel
-from model_helpers import make_model, micro_config, random_clip, with_decoder
+from model_helpers import make_model, micro_config, random_clip, teacher_forced_rows, with_decoder
 from training.samples import TrainingData, cut_windows, read_targets, to_model_batch
 
 CLASSES = 5
@@ -31,13 +31,7 @@ def _batch(model: StreamerModel, hidden: list[list[bool]]) -> dict[str, torch.Te
 def _answer_logits(model, batch, hide_by_hand: bool) -> torch.Tensor:
     """Teacher-forced logits of the batch's valid questions, all but the null token and the
     first-sight tokens masked by hand for the marked ones when asked to."""
-    rows = batch["question_valid"].nonzero(as_tuple=True)
-    _, memories, h = model._clip_latents(batch["video"], batch["audio"])
-    w = model.cfg.latent.window
-    ask = batch["ask_snippets"][rows]
-    chunks = ask[:, None] - w + torch.arange(w)
-    context, mask = model.decoder.context(memories[rows[0], ask], h[rows[0][:, None], chunks.clamp(min=0)],
-                                          chunks >= 0)
+    rows, ids, answer_at, context, mask = teacher_forced_rows(model, batch)
     if hide_by_hand:
         first = 1 + model.cfg.combiner.memory_tokens
         readable = torch.zeros(mask.shape[1], dtype=torch.bool)
@@ -45,8 +39,6 @@ def _answer_logits(model, batch, hide_by_hand: bool) -> torch.Tensor:
         readable[first:first + CLASSES] = True
         mask = mask.clone()
         mask[batch["first_sight_only"][rows]] &= readable
-    ids, answer_at = model._pack_questions(batch["question_ids"][rows], batch["question_mask"][rows],
-                                           batch["answer_ids"][rows], batch["answer_mask"][rows])
     logits, _ = model.decoder(ids, torch.arange(ids.shape[1])[None], None, model.decoder.cross_kv(context), mask)
     return logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))
 

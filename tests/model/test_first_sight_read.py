@@ -17,6 +17,7 @@ from model_helpers import (
     micro_config,
     random_clip,
     streamed_state,
+    teacher_forced_rows,
     with_decoder,
 )
 from training.data import SampleQuestion
@@ -44,24 +45,10 @@ def _batch(model, reads: list[list[int]]):
     return batch
 
 
-def _teacher_forced(model, batch):
-    """The decoder's packed rows, their answer positions and its context, as `forward` builds them."""
-    rows = batch["question_valid"].nonzero(as_tuple=True)
-    _, memories, h = model._clip_latents(batch["video"], batch["audio"])
-    w = model.cfg.latent.window
-    ask = batch["ask_snippets"][rows]
-    chunks = ask[:, None] - w + torch.arange(w)
-    context, mask = model.decoder.context(memories[rows[0], ask], h[rows[0][:, None], chunks.clamp(min=0)],
-                                          chunks >= 0)
-    ids, answer_at = model._pack_questions(batch["question_ids"][rows], batch["question_mask"][rows],
-                                           batch["answer_ids"][rows], batch["answer_mask"][rows])
-    return rows, ids, answer_at, context, mask
-
-
 def test_the_read_weights_are_the_last_layers_read_head_and_leave_the_logits_alone():
     model = _model(seed=71)
     batch = _batch(model, [[0, -1], [3, -1]])
-    _, ids, _, context, mask = _teacher_forced(model, batch)
+    _, ids, _, context, mask = teacher_forced_rows(model, batch)
     positions = torch.arange(ids.shape[1])[None]
     cross_kv = model.decoder.cross_kv(context)
     with torch.no_grad():
@@ -86,7 +73,7 @@ def test_the_loss_is_minus_log_the_weight_on_the_answers_token_over_its_answer_p
     batch = _batch(model, [[1, -1], [4, -1]])
     with torch.no_grad():
         out = model(batch)
-        rows, ids, answer_at, context, mask = _teacher_forced(model, batch)
+        rows, ids, answer_at, context, mask = teacher_forced_rows(model, batch)
         _, _, weights = model.decoder(ids, torch.arange(ids.shape[1])[None], None, model.decoder.cross_kv(context),
                                       mask, read=True)
     first = 1 + model.cfg.combiner.memory_tokens
@@ -182,7 +169,7 @@ def test_zero_first_sight_age_slopes_leave_the_answers_as_they_were():
 def test_a_first_sight_age_slope_weights_each_token_up_by_its_age():
     model = _with_token_slopes(seed=77)
     batch = _batch(model, [[0, -1], [3, -1]])
-    _, ids, _, context, mask = _teacher_forced(model, batch)
+    _, ids, _, context, mask = teacher_forced_rows(model, batch)
     _, _, h = model._clip_latents(batch["video"], batch["audio"])
     positions = torch.arange(ids.shape[1])[None]
     cross_kv = model.decoder.cross_kv(context)
