@@ -32,8 +32,8 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from contextlib import contextmanager
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from numbers import Real
 from pathlib import Path
