@@ -59,17 +59,12 @@ def older(a: str, b: str, age_a: torch.Tensor, age_b: torch.Tensor, window: int)
 
 
 def context_part_masks(model: StreamerModel, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The context mask [1, Nc] narrowed to each of CONTEXT_PARTS (the context is the null token,
-    the memory slots, the first-sight tokens, then the snippets' latent tokens)."""
-    first = 1 + model.decoder.memory_tokens
-    tokens_end = first + (model.cfg.decoder.first_sight_classes if model.cfg.decoder.first_sight_tokens else 0)
-    position = torch.arange(mask.shape[1])
-    part = {"memory": (position >= 1) & (position < first),
-            "tokens": (position >= first) & (position < tokens_end),
-            "snippets": position >= tokens_end}
+    """The context mask [1, Nc] narrowed to each of CONTEXT_PARTS (`TextDecoder.context_parts`)."""
+    part = model.decoder.context_parts(mask.shape[1])
+    null = torch.arange(mask.shape[1]) == 0
     masks = {}
     for name, kept in CONTEXT_PARTS.items():
-        readable = position == 0
+        readable = null
         for p in kept:
             readable = readable | part[p]
         masks[name] = mask & readable[None]

@@ -179,6 +179,17 @@ class TextDecoder(nn.Module):
         a class never seen reads as age 0."""
         return (marks * self.window_ages[:, None]).sum(dim=1) / marks.sum(dim=1).clamp_min(1e-2)
 
+    def context_parts(self, length: int, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+        """Where each part of a context of `length` tokens lies, as bool masks [length]: the
+        memory slots, the first-sight tokens and the snippets' latent tokens (the null token
+        comes first and is in none)."""
+        first = 1 + self.memory_tokens
+        tokens_end = first + (self.cfg.decoder.first_sight_classes if self.cfg.decoder.first_sight_tokens else 0)
+        position = torch.arange(length, device=device)
+        return {"memory": (position >= 1) & (position < first),
+                "tokens": (position >= first) & (position < tokens_end),
+                "snippets": position >= tokens_end}
+
     def first_sight_summary(self, marks: torch.Tensor) -> torch.Tensor:
         """marks [B, W, classes] (TextDecoder.first_sight) -> [B, classes, d]: per class, its
         embedding plus a projection of how surely it was first seen in the window (the largest

@@ -435,13 +435,11 @@ class StreamerModel(nn.Module):
         """ctx_mask [N, Nc] with everything but the null token and the first-sight tokens masked
         for the questions `only` [N] marks: the memory answers `order` on short clips well enough
         that the decoder otherwise leaves the tokens unread."""
-        dc = self.cfg.decoder
-        if not dc.first_sight_tokens:
+        if not self.cfg.decoder.first_sight_tokens:
             raise ValueError("first_sight_only leaves the decoder the first-sight tokens this model lacks; "
                              "train them with --first-sight-tokens")
-        first = 1 + self.decoder.memory_tokens
-        position = torch.arange(ctx_mask.shape[1], device=ctx_mask.device)
-        other = (position != 0) & ((position < first) | (position >= first + dc.first_sight_classes))
+        parts = self.decoder.context_parts(ctx_mask.shape[1], ctx_mask.device)
+        other = parts["memory"] | parts["snippets"]
         return ctx_mask & ~(only[:, None] & other[None])
 
     def _read_loss(self, weights, answer_at, answer_mask, reads) -> torch.Tensor:
