@@ -81,12 +81,10 @@ def first_answer_position(model: StreamerModel, memory: torch.Tensor | None, h: 
     ids = torch.tensor([model.question_prompt(question)])
     positions = torch.arange(ids.shape[1])[None]
     cross_kv, token_ages = decoder.cross_kv(context), decoder.token_ages(h, valid)
-    logits, weights = {}, None
-    for name, part_mask in context_part_masks(model, mask).items():
-        out, _, read = decoder(ids, positions, None, cross_kv, part_mask, read=True, token_ages=token_ages)
-        logits[name] = out[0, -1]
-        weights = read[0, -1] if weights is None else weights  # the first part is the whole context
-    return logits, weights
+    outputs = {name: decoder(ids, positions, None, cross_kv, part_mask, read=True, token_ages=token_ages)
+               for name, part_mask in context_part_masks(model, mask).items()}
+    read_weights = outputs["whole context"][2]
+    return {name: logits[0, -1] for name, (logits, _, _) in outputs.items()}, read_weights[0, -1]
 
 
 @torch.no_grad()
