@@ -52,7 +52,7 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
     "combiner": {"memory_update": "pool"},
     "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0,
-                "first_sight_tokens": False, "first_sight_age_slopes": False},
+                "first_sight_tokens": False, "first_sight_age_slopes": False, "first_sight_age_code": 0.0},
     "loss": {"align": 0.0, "first_sight": 0.0, "first_sight_read": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -153,6 +153,11 @@ class DecoderConfig:
     # long `order` (README, "Old events had no clock"); the bundled model has none. Needs
     # `first_sight_tokens`.
     first_sight_age_slopes: bool = False
+    # Amplitude of the sinusoidal age code (as `age_code`, of the age in snippets) added to each
+    # first-sight token (0 = none). The tokens' own age feature is a share of the window that
+    # moves the normalised token by well under 1% per snippet, too little for a key to rank two
+    # tokens by (experiments/token_compare.py). Needs `first_sight_tokens`.
+    first_sight_age_code: float = 0.0
 
 
 @dataclass
@@ -313,6 +318,9 @@ class ModelConfig:
         if self.decoder.first_sight_age_slopes and not self.decoder.first_sight_tokens:
             raise ValueError("decoder.first_sight_age_slopes rank first-sight tokens the model lacks: set "
                              "decoder.first_sight_tokens too")
+        if self.decoder.first_sight_age_code and not self.decoder.first_sight_tokens:
+            raise ValueError("decoder.first_sight_age_code codes the ages of first-sight tokens the model lacks: "
+                             "set decoder.first_sight_tokens too")
         if self.loss.first_sight_read and not self.decoder.first_sight_tokens:
             raise ValueError(f"loss.first_sight_read={self.loss.first_sight_read} points a decoder head at "
                              "first-sight tokens the model lacks: set decoder.first_sight_tokens too")
@@ -359,7 +367,8 @@ SECTIONS: dict[str, type] = {
 # initialised to zero); every other count, size, rate and ratio must be positive.
 MAY_BE_ZERO = {"loss.text", "loss.latent", "loss.video", "loss.align", "latent.recon_layers", "init_std",
                "align.dim", "align.watch_threshold", "decoder.age_code",
-               "decoder.first_sight_classes", "loss.first_sight", "loss.first_sight_read"}
+               "decoder.first_sight_classes", "decoder.first_sight_age_code", "loss.first_sight",
+               "loss.first_sight_read"}
 
 
 def _check_values(prefix: str, section: Any, cls: type) -> None:

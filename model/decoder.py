@@ -49,16 +49,14 @@ LENGTH_SCALE_REFERENCE_TOKENS = 145
 READ_HEAD = 0
 
 
-def age_code(window: int, dim: int, amplitude: float) -> torch.Tensor:
-    """[window, 1, dim] sinusoids of the age 0..window-1 (the transformer's position code,
-    periods from 2π to 10,000·2π), times `amplitude`. Its slow dimensions rise steadily over the
-    whole window, so "which is older" is one direction in every head's key space."""
-    ages = torch.arange(window, dtype=torch.float32)[:, None]
-    rates = torch.exp(-math.log(10_000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)
-    code = torch.zeros(window, dim)
-    code[:, 0::2] = torch.sin(ages * rates)
-    code[:, 1::2] = torch.cos(ages * rates)
-    return (amplitude * code)[:, None]
+def age_code(ages: torch.Tensor, dim: int, amplitude: float) -> torch.Tensor:
+    """ages [...] in snippets (fractions allowed) -> [..., dim] sinusoids of the age (the
+    transformer's position code, periods from 2π to 10,000·2π), times `amplitude`. Its slow
+    dimensions rise steadily over a 64-snippet window, so "which is older" is one direction in
+    every head's key space."""
+    rates = torch.exp(-math.log(10_000.0) * torch.arange(0, dim, 2, dtype=torch.float32, device=ages.device) / dim)
+    angles = ages.float()[..., None] * rates
+    return amplitude * torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1).flatten(-2)
 
 
 class DecoderBlock(nn.Module):
@@ -109,7 +107,8 @@ class TextDecoder(nn.Module):
             self.memory_pos = nn.Parameter(torch.zeros(memory_tokens, d))
         self.h_proj = nn.Linear(cfg.latent.dim, d)
         self.age_emb = nn.Parameter(torch.zeros(cfg.latent.window, 1, d))
-        self.register_buffer("age_code", age_code(cfg.latent.window, d, dc.age_code), persistent=False)
+        self.register_buffer("age_code", age_code(torch.arange(cfg.latent.window), d, dc.age_code)[:, None],
+                             persistent=False)
         self.h_pos = nn.Parameter(torch.zeros(1, cfg.combiner.out_tokens, d))
         if dc.age_slopes:
             self.age_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads))
@@ -193,9 +192,15 @@ class TextDecoder(nn.Module):
     def first_sight_summary(self, marks: torch.Tensor) -> torch.Tensor:
         """marks [B, W, classes] (TextDecoder.first_sight) -> [B, classes, d]: per class, its
         embedding plus a projection of how surely it was first seen in the window (the largest
-        mark) and how long ago it was (`first_sight_ages`)."""
-        features = torch.stack((marks.amax(dim=1), self.first_sight_ages(marks)), dim=-1)
-        return self.first_sight_token_class.weight + self.first_sight_token_features(features)
+        mark) and how long ago it was (`first_sight_ages`), with `first_sight_age_code` also the
+        sinusoidal code of that age in snippets."""
+        ages = self.first_sight_ages(marks)
+        features = torch.stack((marks.amax(dim=1), ages), dim=-1)
+        tokens = self.first_sight_token_class.weight + self.first_sight_token_features(features)
+        dc = self.cfg.decoder
+        if dc.first_sight_age_code:
+            tokens = tokens + age_code(ages * max(1, self.cfg.latent.window - 1), dc.dim, dc.first_sight_age_code)
+        return tokens
 
     def cross_kv(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [block.cross.context_kv(context) for block in self.blocks]

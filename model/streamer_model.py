@@ -39,6 +39,7 @@ class ModelOutput:
     align_loss: torch.Tensor
     first_sight_loss: torch.Tensor
     first_sight_read_loss: torch.Tensor
+    drill_loss: torch.Tensor  # answers to first-sight drills (`_drill_pass`), 0 without
     answer_logits: torch.Tensor  # [B, Q, La, V]; position j predicts answer_ids[..., j]
     answer_ids: torch.Tensor  # [B, Q, La] targets (answer bytes + </a>), padded
     answer_mask: torch.Tensor  # [B, Q, La]
@@ -322,10 +323,12 @@ class StreamerModel(nn.Module):
             batch, memories, h, device)
         align_loss = self._align_pass(batch, h, snippet_mask, device)
         first_sight_loss = self._first_sight_pass(batch, h, snippet_mask, device)
+        drill_loss = self._drill_pass(batch, device) if "drill_marks" in batch else h.sum() * 0.0
         w = self.cfg.loss
-        loss = (w.text * text_loss + w.latent * latent_loss + w.video * video_loss + w.align * align_loss
-                + w.first_sight * first_sight_loss + w.first_sight_read * read_loss)
-        return ModelOutput(loss, text_loss, latent_loss, video_loss, align_loss, first_sight_loss, read_loss, logits,
+        loss = (w.text * (text_loss + drill_loss) + w.latent * latent_loss + w.video * video_loss
+                + w.align * align_loss + w.first_sight * first_sight_loss + w.first_sight_read * read_loss)
+        return ModelOutput(loss, text_loss, latent_loss, video_loss, align_loss, first_sight_loss, read_loss,
+                           drill_loss, logits,
                            answer_ids, answer_mask, question_valid, x, h)
 
     def _clip_latents(self, video: torch.Tensor, audio: torch.Tensor):
@@ -430,6 +433,45 @@ class StreamerModel(nn.Module):
         full = logits.new_zeros(b, nq, la, logits.shape[-1])
         full[rows] = logits
         return full, text_loss, read_loss, a_ids, a_mask, valid
+
+    def drill_logits(self, marks: torch.Tensor, q_ids, q_mask, a_ids, a_mask) -> torch.Tensor:
+        """Teacher-forced answer logits [N, La, V] of one question per window of first-sight marks
+        (marks [N, W, classes] as `TextDecoder.first_sight` gives them, oldest snippet first;
+        question and answer tensors [N, L] as `encode_batch_questions` gives them per question),
+        with only the null token and the first-sight tokens readable."""
+        dc = self.cfg.decoder
+        if not dc.first_sight_tokens:
+            raise ValueError("first-sight drills are answered from first-sight tokens this model lacks; "
+                             "train them with --first-sight-tokens")
+        n, w = marks.shape[:2]
+        if marks.shape[2] != dc.first_sight_classes or w != self.cfg.latent.window:
+            raise ValueError(f"drill marks must be [N, {self.cfg.latent.window}, {dc.first_sight_classes}] "
+                             f"(window, first-sight classes), got {tuple(marks.shape)}")
+        device = marks.device
+        width = 1 + self.decoder.memory_tokens + dc.first_sight_classes + w * self.cfg.combiner.out_tokens
+        parts = self.decoder.context_parts(width, device)
+        context = marks.new_zeros(n, width, dc.dim)
+        context[:, 0] = self.decoder.null[0]
+        context[:, parts["tokens"]] = self.decoder.first_sight_summary(marks)
+        context = self.decoder.context_norm(context)
+        mask = (parts["tokens"] | (torch.arange(width, device=device) == 0))[None].expand(n, -1)
+        ages = None
+        if dc.first_sight_age_slopes:  # what `TextDecoder.token_ages` gives from the head's marks
+            ages = self.decoder.first_sight_ages(marks) * max(1, w - 1)
+        ids, answer_at = self._pack_questions(q_ids, q_mask, a_ids, a_mask)
+        logits, _ = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,
+                                 self.decoder.cross_kv(context), mask, token_ages=ages)
+        return logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))
+
+    def _drill_pass(self, batch, device) -> torch.Tensor:
+        """Text loss of first-sight drills: questions answered from given first-sight marks alone
+        (batch["drill_marks"] [N, W, classes] and drill_question_ids/_mask, drill_answer_ids/_mask
+        [N, L]). They teach the decoder to read the tokens far more often than the clips ask
+        `order`, at a fraction of a clip's cost (training.drills)."""
+        a_ids, a_mask = batch["drill_answer_ids"].to(device), batch["drill_answer_mask"].to(device)
+        logits = self.drill_logits(batch["drill_marks"].to(device), batch["drill_question_ids"].to(device),
+                                   batch["drill_question_mask"].to(device), a_ids, a_mask)
+        return F.cross_entropy(logits[a_mask], a_ids[a_mask])
 
     def _first_sight_only(self, ctx_mask: torch.Tensor, only: torch.Tensor) -> torch.Tensor:
         """ctx_mask [N, Nc] with everything but the null token and the first-sight tokens masked

@@ -108,6 +108,10 @@ class TrainConfig:
         False, "give every decoder cross-attention head a learned bias per snippet of a first-sight token's "
                "age, so that of two things it matches it can prefer the one first seen longer ago (needs "
                "--first-sight-tokens; with --init, the slopes start at zero over the checkpoint's weights)")
+    first_sight_age_code: float | None = option(  # None: the preset's; over an --init checkpoint, the same weights
+        None, "amplitude of a fixed sinusoidal code of each first-sight token's age in snippets, added to the "
+              "token so that keys can rank two tokens by age (0 = off; needs --first-sight-tokens; with --init, "
+              "the checkpoint's weights are kept under the new code)")
     first_sight_read: float | None = option(  # None: the model's weight (training.samples.READ_KINDS)
         None, "weight of the first-sight read loss: while the decoder writes an answer that names one of "
               "the first-sight classes (\"which came first, the A or the B?\"), one head of its last layer "
@@ -116,6 +120,10 @@ class TrainConfig:
         0.0, "share of the questions that name a first-sight class (\"which came first, the A or the B?\") whose "
              "decoder reads the first-sight tokens alone, not the memory or the snippets' latent tokens, so that "
              "the answer must come from the tokens (needs --first-sight-tokens; default %(default)s)")
+    first_sight_drills: int = option(  # drills per step over all processes (training.drills)
+        0, "first-sight drills per step: \"which came first\" questions answered from exact first-sight marks "
+           "alone, so that the decoder learns to rank the tokens by age far more often than clips ask it, at "
+           "the decoder's cost only (needs --first-sight-tokens; default %(default)s)")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "
@@ -179,8 +187,20 @@ class TrainConfig:
         if self.first_sight_only and not self.first_sight_tokens:
             raise TrainingError("--first-sight-only answers from the first-sight tokens: pass --first-sight-tokens "
                                 "(and --first-sight W) too")
+        if self.first_sight_drills < 0:
+            raise TrainingError(f"--first-sight-drills is a number of questions per step, 0 or more, got "
+                                f"{self.first_sight_drills}")
+        if self.first_sight_drills and not self.first_sight_tokens:
+            raise TrainingError("--first-sight-drills are answered from the first-sight tokens: pass "
+                                "--first-sight-tokens (and --first-sight W) too")
         if self.age_code is not None and not 0.0 <= self.age_code < math.inf:
             raise TrainingError(f"--age-code must be 0 (off) or a positive amplitude such as 0.1, got {self.age_code}")
+        if self.first_sight_age_code is not None and not 0.0 <= self.first_sight_age_code < math.inf:
+            raise TrainingError("--first-sight-age-code must be 0 (off) or a positive amplitude such as 1, got "
+                                f"{self.first_sight_age_code}")
+        if self.first_sight_age_code and not self.first_sight_tokens:
+            raise TrainingError("--first-sight-age-code codes the first-sight tokens' ages: pass --first-sight-tokens "
+                                "(and --first-sight W) too")
         low, high = self.snippets
         if not 2 <= low <= high:
             raise TrainingError(

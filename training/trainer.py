@@ -39,6 +39,7 @@ from training.config import TrainConfig, TrainingError
 from training.distributed import all_reduce, setup_distributed
 from training.machine import machine_description
 from training.metrics import MetricsLog, truncate_after
+from training.drills import draw_drills, drill_batch
 from training.samples import TrainingData, cut_windows, to_model_batch
 from training.schedule import clip_lengths_at, lr_at
 from training.world.first_sight import FIRST_SIGHT_CLASSES
@@ -120,6 +121,9 @@ class Trainer:
             for switch in DECODER_PARTS:
                 if getattr(cfg, switch):
                     model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, **{switch: True}))
+            if cfg.first_sight_age_code is not None:
+                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder,
+                                                               first_sight_age_code=cfg.first_sight_age_code))
         except ValueError as err:
             raise TrainingError(str(err)) from None
         if cfg.first_sight and cfg.data not in ("world", "world:train"):
@@ -215,7 +219,7 @@ class Trainer:
                 gated = replace(model.cfg, combiner=replace(model.cfg.combiner, memory_update="gated"))
                 model = _with_new_part(model, gated, "combiner.write_gate.", cfg)
             if cfg.age_code is not None and model.cfg.decoder.age_code != cfg.age_code:
-                model = _with_age_code(model, cfg.age_code)
+                model = _with_codes(model, age_code=cfg.age_code)
             if model_cfg.decoder.first_sight_classes and not model.cfg.decoder.first_sight_classes:
                 grown = replace(model.cfg, decoder=replace(model.cfg.decoder,
                                                            first_sight_classes=model_cfg.decoder.first_sight_classes))
@@ -224,6 +228,9 @@ class Trainer:
                 if getattr(model_cfg.decoder, switch) and not getattr(model.cfg.decoder, switch):
                     grown = replace(model.cfg, decoder=replace(model.cfg.decoder, **{switch: True}))
                     model = _with_new_part(model, grown, part, cfg)
+            code = cfg.first_sight_age_code
+            if code is not None and model.cfg.decoder.first_sight_age_code != code:
+                model = _with_codes(model, first_sight_age_code=code)
             if model.cfg.to_dict() == model_cfg.to_dict():
                 return 0, 0.0, model
             if _without_align(model.cfg) != _without_align(model_cfg) or model.cfg.align.dim:
@@ -259,7 +266,16 @@ class Trainer:
             generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 16 + self.d.rank)
             window = self.model.cfg.latent.window
             batches = [cut_windows(b, self.cfg.window_dropout, window, generator) for b in batches]
+        drills = self._drill_share()
+        if drills:  # all on the first micro-batch: they cost the decoder alone
+            generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_037 + step) * 16 + self.d.rank)
+            batches[0].update(drill_batch(self.model, draw_drills(drills, self.model.cfg.latent.window, generator)))
         return batches
+
+    def _drill_share(self) -> int:
+        """This rank's first-sight drills per step."""
+        total = self.cfg.first_sight_drills
+        return total // self.d.world + (self.d.rank < total % self.d.world)
 
     def _train_step(self, step: int, samples: list[dict[str, Any]]) -> dict[str, float]:
         torch.manual_seed(self.cfg.seed * 1_000_003 + step * 1009 + self.d.rank)
@@ -282,8 +298,8 @@ class Trainer:
 
         w_text, w_latent, w_video, w_align, w_first, w_read = self.weights
         snippets, read_tokens = max(float(counts[2]), 1.0), max(float(counts[3]), 1.0)
-        # loss, text, latent, video, correct, questions, align, first sight, first-sight read
-        sums = torch.zeros(9, dtype=torch.float64)
+        # loss, text, latent, video, correct, questions, align, first sight, first-sight read, drills
+        sums = torch.zeros(10, dtype=torch.float64)
         self.optimizer.zero_grad(set_to_none=True)
         for i, b in enumerate(batches):
             last = i == len(batches) - 1
@@ -301,14 +317,16 @@ class Trainer:
                 align = out.align_loss.float() * share
                 first = out.first_sight_loss.float() * share
                 read = out.first_sight_read_loss.float() * (_read_tokens(b) / read_tokens)
-                loss = (w_text * text + w_latent * latent + w_video * video + w_align * align + w_first * first
-                        + w_read * read)
+                # every rank's drills are one mean; DDP's average over ranks makes them the global one
+                drill = out.drill_loss.float() / self.d.world
+                loss = (w_text * (text + drill) + w_latent * latent + w_video * video + w_align * align
+                        + w_first * first + w_read * read)
                 # DDP averages gradients over ranks; undo that so the sum over ranks is the global mean.
                 (loss * self.d.world).backward()
             hits = out.exact_match()
             sums += torch.tensor([loss.item(), text.item(), latent.item(), video.item(),
                                   float(hits.sum()), float(out.question_valid.sum()), align.item(), first.item(),
-                                  read.item()],
+                                  read.item(), drill.item()],
                                  dtype=torch.float64)
         sums = all_reduce(sums.to(self.d.device), self.d).cpu()
         if self.cfg.grad_clip > 0:
@@ -330,7 +348,7 @@ class Trainer:
         return {
             "loss": loss_value, "text_loss": float(sums[1]), "latent_loss": float(sums[2]),
             "video_loss": float(sums[3]), "align_loss": float(sums[6]), "first_sight_loss": float(sums[7]),
-            "first_sight_read_loss": float(sums[8]),
+            "first_sight_read_loss": float(sums[8]), "drill_loss": float(sums[9]),
             "answer_acc": float(sums[4]) / max(1.0, float(sums[5])),
             "questions": int(sums[5]), "snippets": int(counts[2]), "grad_norm": float(grad_norm), "lr": lr,
         }
@@ -485,9 +503,10 @@ def _grow_latent_window(model: StreamerModel, window: int) -> StreamerModel:
     return grown
 
 
-def _with_age_code(model: StreamerModel, amplitude: float) -> StreamerModel:
-    """The same weights under another fixed age code (a buffer, not a weight)."""
-    recoded = StreamerModel(replace(model.cfg, decoder=replace(model.cfg.decoder, age_code=amplitude)))
+def _with_codes(model: StreamerModel, **amplitudes: float) -> StreamerModel:
+    """The same weights under other fixed decoder age codes (`age_code`, `first_sight_age_code`:
+    computed, not learned)."""
+    recoded = StreamerModel(replace(model.cfg, decoder=replace(model.cfg.decoder, **amplitudes)))
     recoded.load_state_dict(model.state_dict())
     return recoded
 

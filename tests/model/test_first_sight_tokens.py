@@ -10,6 +10,7 @@ import torch
 
 from experiments.first_sight import without_token_ages
 from experiments.first_sight_attention import TokenShare
+from model.decoder import age_code
 from model import ModelConfig
 from model_helpers import (
     assert_greedy_generation_matches_teacher_forcing,
@@ -145,3 +146,28 @@ def test_the_attention_experiment_counts_every_layer_heads_share_of_the_tokens()
     valid = 1 + model.cfg.combiner.memory_tokens + CLASSES + 3 * model.cfg.combiner.out_tokens  # window of 3, all seen
     torch.testing.assert_close(uniform, torch.full_like(uniform, CLASSES / valid))
     assert not model.decoder.blocks[0].cross._forward_hooks  # the hooks are gone
+
+
+def test_an_age_code_adds_the_sinusoids_of_each_tokens_age_in_snippets():
+    """decoder.first_sight_age_code: the tokens gain `age_code` of their age in snippets (the
+    mark-weighted share of the window times window − 1); 0 leaves them as they were."""
+    plain = make_model(_with_tokens(micro_config()), seed=65)
+    coded = make_model(_with_tokens(micro_config(), first_sight_age_code=1.0), seed=65)
+    coded.load_state_dict(plain.state_dict())
+    marks = torch.tensor([[[0.9, 0.0, 0.0, 0.0, 0.0],
+                           [0.0, 0.8, 0.0, 0.0, 0.0],
+                           [0.0, 0.0, 0.6, 0.0, 0.0]]])
+    added = coded.decoder.first_sight_summary(marks) - plain.decoder.first_sight_summary(marks)
+    ages = torch.tensor([2.0, 1.0, 0.0, 0.0, 0.0])  # a class never seen reads as age 0
+    torch.testing.assert_close(added[0], age_code(ages, coded.cfg.decoder.dim, 1.0), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(added[0, 0], added[0, 1])
+
+
+def test_an_age_code_needs_the_tokens_and_old_configs_read_without_it():
+    with pytest.raises(ValueError, match="decoder.first_sight_tokens"):
+        with_decoder(micro_config(), first_sight_classes=CLASSES, first_sight_age_code=1.0)
+    cfg = _with_tokens(ModelConfig.from_name("tiny"))
+    data = cfg.to_dict()
+    del data["decoder"]["first_sight_age_code"]
+    old = ModelConfig.from_dict(data)
+    assert old.decoder.first_sight_age_code == 0.0 and old.fingerprint_dict() == cfg.fingerprint_dict()

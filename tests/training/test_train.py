@@ -411,6 +411,39 @@ def test_init_adds_first_sight_tokens_with_the_head(one_step_run, tmp_path, caps
     assert "pass --first-sight W" in capsys.readouterr().err
 
 
+def test_init_codes_the_first_sight_tokens_ages(one_step_run, tmp_path, capsys):
+    """--first-sight-age-code adds no weight: the amplitude is recorded in the config; it needs
+    the first-sight tokens and a non-negative amplitude."""
+    old, coded = _tuned_over(one_step_run, tmp_path / "run", "--first-sight", "0.5", "--first-sight-tokens",
+                             "--first-sight-age-code", "1")
+    assert coded.cfg.decoder.first_sight_age_code == 1.0
+    assert not [n for n in coded.state_dict() if "age_code" in n]
+    _assert_kept(old, coded.state_dict())
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-age-code", "1", *FAST]) == 1
+    assert "pass --first-sight-tokens" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "bad"), "--steps", "1", "--first-sight", "0.5", "--first-sight-tokens",
+                      "--first-sight-age-code", "-1", *FAST]) == 1
+    assert "--first-sight-age-code must be 0 (off) or a positive amplitude" in capsys.readouterr().err
+
+
+def test_first_sight_drills_are_trained_and_logged(one_step_run, tmp_path, capsys):
+    """--first-sight-drills adds drill questions to every step (their loss logged and in the
+    loss); they need the first-sight tokens."""
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "2", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
+                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-drills", "6", *FAST]) == 0
+    train = [r for r in read_metrics(run) if r["kind"] == "train"]
+    assert len(train) == 2 and all(r["drill_loss"] > 0 for r in train)
+    card = json.loads((checkpointing.latest_checkpoint(run) / "card.json").read_text())
+    assert card["train_config"]["first_sight_drills"] == 6
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-drills", "6", *FAST]) == 1
+    assert "pass --first-sight-tokens" in capsys.readouterr().err
+
+
 def test_init_trains_the_first_sight_read_loss(one_step_run, tmp_path, capsys):
     """--first-sight-read over an --init checkpoint: the loss of `order` answers is logged and
     weighed; --first-sight-age-slopes adds the slopes; --first-sight-only makes
