@@ -226,10 +226,13 @@ class TextDecoder(nn.Module):
         marks = self.first_sight(h, h_valid).detach()
         return self.first_sight_ages(marks) * max(1, self.cfg.latent.window - 1)
 
-    def _score_bias(self, ctx_mask: torch.Tensor, token_ages: torch.Tensor | None) -> torch.Tensor | None:
+    def _score_bias(self, ctx_mask: torch.Tensor, token_ages: torch.Tensor | None,
+                    tokens_only: bool) -> torch.Tensor | None:
         """The cross-attention score bias of every layer: [layers, heads, Nc] from the age slopes,
-        or [layers, B, heads, Nc] with the first-sight tokens' age slopes; None with neither."""
-        bias = self.age_bias()
+        or [layers, B, heads, Nc] with the first-sight tokens' age slopes; None with neither.
+        `tokens_only`: the context is the null token and the first-sight tokens, whose ages the
+        age slopes count as 0."""
+        bias = None if tokens_only else self.age_bias()
         if bias is not None and bias.shape[-1] != ctx_mask.shape[1]:
             raise ValueError(f"a decoder with age slopes reads the {bias.shape[-1]} context tokens that "
                              f"TextDecoder.context makes for its window, got {ctx_mask.shape[1]}")
@@ -238,7 +241,7 @@ class TextDecoder(nn.Module):
         if token_ages is None:
             raise ValueError("a decoder with first-sight age slopes needs the tokens' ages: pass "
                              "token_ages=TextDecoder.token_ages(h, h_valid)")
-        first = 1 + self.memory_tokens  # the tokens follow the null token and the memory slots
+        first = 1 if tokens_only else 1 + self.memory_tokens  # the tokens follow the null token and the memory
         tokens = AGE_SLOPE_GAIN * self.first_sight_age_slopes[:, None, :, None] * token_ages[None, :, None, :]
         tokens = F.pad(tokens, (first, ctx_mask.shape[1] - first - tokens.shape[-1]))  # [layers, B, heads, Nc]
         return tokens if bias is None else tokens + bias[:, None]
@@ -252,15 +255,16 @@ class TextDecoder(nn.Module):
         return self.length_scales[:, None, :] * log_tokens[None, :, None]
 
     def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None, read: bool = False,
-                token_ages=None):
+                token_ages=None, tokens_only: bool = False):
         """ids [B, L] at `positions` [B, L]; `token_ages` [B, classes] from `token_ages` (needed
-        with first-sight age slopes). Returns logits [B, L, V] and the per-layer KV caches, and
+        with first-sight age slopes); `tokens_only`: the context is [null ; first-sight tokens]
+        alone, which reads as the whole context with everything else masked (first-sight drills). Returns logits [B, L, V] and the per-layer KV caches, and
         with `read` also the READ_HEAD's cross-attention weights [B, L, Nc] in the last layer
         (what the first-sight read loss supervises)."""
         dc = self.cfg.decoder
         x = self.embed(ids)
         rope = rope_angles(positions, dc.dim // dc.heads)
-        age_bias = self._score_bias(ctx_mask, token_ages)
+        age_bias = self._score_bias(ctx_mask, token_ages, tokens_only)
         query_scales = self.query_scales(ctx_mask)
         new_caches = []
         last = len(self.blocks) - 1

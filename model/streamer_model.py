@@ -447,20 +447,16 @@ class StreamerModel(nn.Module):
         if marks.shape[2] != dc.first_sight_classes or w != self.cfg.latent.window:
             raise ValueError(f"drill marks must be [N, {self.cfg.latent.window}, {dc.first_sight_classes}] "
                              f"(window, first-sight classes), got {tuple(marks.shape)}")
-        device = marks.device
-        width = 1 + self.decoder.memory_tokens + dc.first_sight_classes + w * self.cfg.combiner.out_tokens
-        parts = self.decoder.context_parts(width, device)
-        context = marks.new_zeros(n, width, dc.dim)
-        context[:, 0] = self.decoder.null[0]
-        context[:, parts["tokens"]] = self.decoder.first_sight_summary(marks)
+        # [null ; tokens] alone: the whole context with the rest masked, at a twentieth of its width
+        context = torch.cat((self.decoder.null.expand(n, 1, -1), self.decoder.first_sight_summary(marks)), dim=1)
         context = self.decoder.context_norm(context)
-        mask = (parts["tokens"] | (torch.arange(width, device=device) == 0))[None].expand(n, -1)
+        mask = torch.ones(context.shape[:2], dtype=torch.bool, device=marks.device)
         ages = None
         if dc.first_sight_age_slopes:  # what `TextDecoder.token_ages` gives from the head's marks
             ages = self.decoder.first_sight_ages(marks) * max(1, w - 1)
         ids, answer_at = self._pack_questions(q_ids, q_mask, a_ids, a_mask)
-        logits, _ = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,
-                                 self.decoder.cross_kv(context), mask, token_ages=ages)
+        logits, _ = self.decoder(ids, torch.arange(ids.shape[1], device=marks.device)[None], None,
+                                 self.decoder.cross_kv(context), mask, token_ages=ages, tokens_only=True)
         return logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))
 
     def _drill_pass(self, batch, device) -> torch.Tensor:
