@@ -146,17 +146,17 @@ class DecoderConfig:
     first_sight_tokens: bool = False
     # Every cross-attention head adds a learned multiple of each first-sight token's age (how many
     # snippets ago its thing was first seen) to that token's score, so that of two matched tokens
-    # it can prefer the older by a bias, not through a normalised key: stage 17's read head,
+    # it can prefer the older by a bias, not through a normalised key: a first try's read head,
     # pointed at the answer's token, found the two named things but chose the older on long clips
     # only 73% of the time while the tokens' ages alone are right 96%. Starts at zero (no change).
-    # Stage 18's 450 steps moved the read head's slope to only 0.05 a snippet and did not raise
-    # long `order` (README, "Old events had no clock"); the bundled model has none. Needs
-    # `first_sight_tokens`.
+    # A second try's 450 steps moved the read head's slope to only 0.05 a snippet and did not raise
+    # long `order` (README, "Old events had no clock"); the bundled model has them since stage 17,
+    # where first-sight drills train them. Needs `first_sight_tokens`.
     first_sight_age_slopes: bool = False
     # Amplitude of the sinusoidal age code (as `age_code`, of the age in snippets) added to each
-    # first-sight token (0 = none). The tokens' own age feature is a share of the window that
-    # moves the normalised token by well under 1% per snippet, too little for a key to rank two
-    # tokens by (experiments/token_compare.py). Needs `first_sight_tokens`.
+    # first-sight token (0 = none), beside the age as a share of the window. Measured, not used:
+    # over exact first sights the decoder learned to rank tokens by age more slowly with the code
+    # than without (experiments/token_compare.py). Needs `first_sight_tokens`.
     first_sight_age_code: float = 0.0
 
 

@@ -110,8 +110,9 @@ class TrainConfig:
                "--first-sight-tokens; with --init, the slopes start at zero over the checkpoint's weights)")
     first_sight_age_code: float | None = option(  # None: the preset's; over an --init checkpoint, the same weights
         None, "amplitude of a fixed sinusoidal code of each first-sight token's age in snippets, added to the "
-              "token so that keys can rank two tokens by age (0 = off; needs --first-sight-tokens; with --init, "
-              "the checkpoint's weights are kept under the new code)")
+              "token (0 = off; needs --first-sight-tokens; with --init, the checkpoint's weights are kept under the "
+              "new code; experiments/token_compare.py found the decoder ranking the tokens by age more slowly "
+              "with it)")
     first_sight_read: float | None = option(  # None: the model's weight (training.samples.READ_KINDS)
         None, "weight of the first-sight read loss: while the decoder writes an answer that names one of "
               "the first-sight classes (\"which came first, the A or the B?\"), one head of its last layer "
