@@ -123,10 +123,12 @@ class _History:
 
 
 def run_full_history(model: StreamerModel, minutes: list[float]) -> dict:
-    # The decoder's age slopes are a bias over the trained window's ages; with no window the
-    # baseline's context has no such ages, and the cost does not depend on them.
+    # The decoder's age slopes are a bias over the trained window's ages, and the first-sight
+    # tokens' slopes one over the tokens' ages; the baseline's context (every latent, no window, no
+    # first-sight tokens) has neither, and the cost does not depend on them.
     cfg = dataclasses.replace(model.cfg, combiner=dataclasses.replace(model.cfg.combiner, kind="transformer"),
-                              decoder=dataclasses.replace(model.cfg.decoder, age_slopes=False))
+                              decoder=dataclasses.replace(model.cfg.decoder, age_slopes=False,
+                                                          first_sight_age_slopes=False))
     torch.manual_seed(0)  # the cost does not depend on the weights
     baseline = FullHistory(StreamerModel(cfg).to(next(model.parameters()).device))
     device = baseline.device
