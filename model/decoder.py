@@ -194,13 +194,16 @@ class TextDecoder(nn.Module):
         embedding plus a projection of how surely it was first seen in the window (the largest
         mark) and how long ago it was (`first_sight_ages`), with `first_sight_age_code` also the
         sinusoidal code of that age in snippets."""
-        ages = self.first_sight_ages(marks)
-        features = torch.stack((marks.amax(dim=1), ages), dim=-1)
+        features = torch.stack((marks.amax(dim=1), self.first_sight_ages(marks)), dim=-1)
         tokens = self.first_sight_token_class.weight + self.first_sight_token_features(features)
         dc = self.cfg.decoder
         if dc.first_sight_age_code:
-            tokens = tokens + age_code(ages * max(1, self.cfg.latent.window - 1), dc.dim, dc.first_sight_age_code)
+            tokens = tokens + age_code(self.snippets_ago(marks), dc.dim, dc.first_sight_age_code)
         return tokens
+
+    def snippets_ago(self, marks: torch.Tensor) -> torch.Tensor:
+        """marks [B, W, classes] -> [B, classes]: `first_sight_ages` in snippets."""
+        return self.first_sight_ages(marks) * max(1, self.cfg.latent.window - 1)
 
     def cross_kv(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [block.cross.context_kv(context) for block in self.blocks]
@@ -223,8 +226,7 @@ class TextDecoder(nn.Module):
         without them). Detached: the presence loss alone trains the head that finds them."""
         if not self.cfg.decoder.first_sight_age_slopes:
             return None
-        marks = self.first_sight(h, h_valid).detach()
-        return self.first_sight_ages(marks) * max(1, self.cfg.latent.window - 1)
+        return self.snippets_ago(self.first_sight(h, h_valid).detach())
 
     def _score_bias(self, ctx_mask: torch.Tensor, token_ages: torch.Tensor | None,
                     tokens_only: bool) -> torch.Tensor | None:

@@ -451,9 +451,7 @@ class StreamerModel(nn.Module):
         context = torch.cat((self.decoder.null.expand(n, 1, -1), self.decoder.first_sight_summary(marks)), dim=1)
         context = self.decoder.context_norm(context)
         mask = torch.ones(context.shape[:2], dtype=torch.bool, device=marks.device)
-        ages = None
-        if dc.first_sight_age_slopes:  # what `TextDecoder.token_ages` gives from the head's marks
-            ages = self.decoder.first_sight_ages(marks) * max(1, w - 1)
+        ages = self.decoder.snippets_ago(marks) if dc.first_sight_age_slopes else None  # as `token_ages`
         ids, answer_at = self._pack_questions(q_ids, q_mask, a_ids, a_mask)
         logits, _ = self.decoder(ids, torch.arange(ids.shape[1], device=marks.device)[None], None,
                                  self.decoder.cross_kv(context), mask, token_ages=ages, tokens_only=True)
