@@ -26,7 +26,7 @@ import torch
 from experiments.asking import RESULTS, load, parser_for, write_report
 from model import StreamerModel
 from training.drills import Drills, draw_drills, drill_batch
-from training.trainer import FAST_PART_LR_SCALE, FAST_PARTS
+from training.trainer import FAST_PART_LR_SCALE, FAST_PARTS, parameter_groups
 
 # Ways of putting the age into the decoder's reading of the tokens, as DecoderConfig fields over the
 # checkpoint's: as trained, the age enters only as a share of the window through the tokens'
@@ -69,10 +69,8 @@ def train_variant(base: StreamerModel, fields: dict, steps: int, batch: int, lr:
     window = model.cfg.latent.window
     held_out = draw_drills(400, window, torch.Generator().manual_seed(seed + 1))
     before = accuracy_by_gap(model.eval(), held_out)
-    fast = [p for n, p in model.decoder.named_parameters() if ("decoder." + n).startswith(FAST_PARTS)]
-    slow = [p for n, p in model.decoder.named_parameters() if not ("decoder." + n).startswith(FAST_PARTS)]
-    optimizer = torch.optim.AdamW([{"params": slow, "lr": lr}, {"params": fast, "lr": lr * FAST_PART_LR_SCALE}],
-                                  weight_decay=0.0)
+    groups = parameter_groups(model, weight_decay=0.0)  # the trainer's groups; only the decoder gets gradients
+    optimizer = torch.optim.AdamW([{**group, "lr": lr * group["lr_scale"]} for group in groups])
     generator = torch.Generator().manual_seed(seed)
     model.train()
     curve, start = [], time.perf_counter()

@@ -260,9 +260,10 @@ class TextDecoder(nn.Module):
                 token_ages=None, tokens_only: bool = False):
         """ids [B, L] at `positions` [B, L]; `token_ages` [B, classes] from `token_ages` (needed
         with first-sight age slopes); `tokens_only`: the context is [null ; first-sight tokens]
-        alone, which reads as the whole context with everything else masked (first-sight drills). Returns logits [B, L, V] and the per-layer KV caches, and
-        with `read` also the READ_HEAD's cross-attention weights [B, L, Nc] in the last layer
-        (what the first-sight read loss supervises)."""
+        alone, which reads as the whole context with everything else masked (first-sight drills).
+        Returns logits [B, L, V] and the per-layer KV caches, and with `read` also the READ_HEAD's
+        cross-attention weights [B, L, Nc] in the last layer (what the first-sight read loss
+        supervises)."""
         dc = self.cfg.decoder
         x = self.embed(ids)
         rope = rope_angles(positions, dc.dim // dc.heads)

@@ -37,9 +37,9 @@ from model.checkpoint import read_config
 from training import checkpointing
 from training.config import TrainConfig, TrainingError
 from training.distributed import all_reduce, setup_distributed
+from training.drills import draw_drills, drill_batch
 from training.machine import machine_description
 from training.metrics import MetricsLog, truncate_after
-from training.drills import draw_drills, drill_batch
 from training.samples import TrainingData, cut_windows, to_model_batch
 from training.schedule import clip_lengths_at, lr_at
 from training.world.first_sight import FIRST_SIGHT_CLASSES
