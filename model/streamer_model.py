@@ -40,6 +40,7 @@ class ModelOutput:
     first_sight_loss: torch.Tensor
     first_sight_read_loss: torch.Tensor
     drill_loss: torch.Tensor  # answers to first-sight drills (`_drill_pass`), 0 without
+    clip_drill_loss: torch.Tensor  # answers to drills over the clips' own marks (`_clip_drill_pass`), 0 without
     answer_logits: torch.Tensor  # [B, Q, La, V]; position j predicts answer_ids[..., j]
     answer_ids: torch.Tensor  # [B, Q, La] targets (answer bytes + </a>), padded
     answer_mask: torch.Tensor  # [B, Q, La]
@@ -295,7 +296,8 @@ class StreamerModel(nn.Module):
         alignment head's phrase pool, for a first-sight head presence_targets int8 [B, T, classes]
         and, for first-sight tokens, first_sight_reads int64 [B, Q]: the class whose token each
         answer names, or -1, and first_sight_only bool [B, Q]: questions whose decoder reads the
-        first-sight tokens alone (training.samples.to_model_batch builds them)."""
+        first-sight tokens alone (training.samples.to_model_batch builds them); and the entries of
+        first-sight drills (training.drills: drill_batch, clip_drill_batch)."""
         video, audio = batch["video"], batch["audio"]
         if video.dim() != 6 or audio.dim() != 3:
             raise ValueError("forward expects video [B, T, F, H, W, 3] and audio [B, T, S]")
@@ -324,11 +326,12 @@ class StreamerModel(nn.Module):
         align_loss = self._align_pass(batch, h, snippet_mask, device)
         first_sight_loss = self._first_sight_pass(batch, h, snippet_mask, device)
         drill_loss = self._drill_pass(batch, device) if "drill_marks" in batch else h.sum() * 0.0
+        clip_drill_loss = self._clip_drill_pass(batch, h, device) if "clip_drill_rows" in batch else h.sum() * 0.0
         w = self.cfg.loss
-        loss = (w.text * (text_loss + drill_loss) + w.latent * latent_loss + w.video * video_loss
+        loss = (w.text * (text_loss + drill_loss + clip_drill_loss) + w.latent * latent_loss + w.video * video_loss
                 + w.align * align_loss + w.first_sight * first_sight_loss + w.first_sight_read * read_loss)
         return ModelOutput(loss, text_loss, latent_loss, video_loss, align_loss, first_sight_loss, read_loss,
-                           drill_loss, logits,
+                           drill_loss, clip_drill_loss, logits,
                            answer_ids, answer_mask, question_valid, x, h)
 
     def _clip_latents(self, video: torch.Tensor, audio: torch.Tensor):
@@ -401,10 +404,8 @@ class StreamerModel(nn.Module):
             return logits, h.sum() * 0.0, h.sum() * 0.0, a_ids, a_mask, valid
         w = self.cfg.latent.window
         ask_v = ask[rows]  # [N]
-        chunks = ask_v[:, None] - w + torch.arange(w, device=device)  # [N, W] oldest first
-        h_ctx = h[rows[0][:, None], chunks.clamp(min=0)]  # [N, W, m, dl]
+        h_ctx, h_valid = self._windows(h, rows[0], ask_v)
         memory = memories[rows[0], ask_v] if memories is not None else None
-        h_valid = chunks >= 0
         visible = batch.get("window_snippets")
         if visible is not None:
             h_valid = h_valid & (torch.arange(w, device=device)[None] >= w - visible.to(device)[rows][:, None])
@@ -433,6 +434,12 @@ class StreamerModel(nn.Module):
         full = logits.new_zeros(b, nq, la, logits.shape[-1])
         full[rows] = logits
         return full, text_loss, read_loss, a_ids, a_mask, valid
+
+    def _windows(self, h: torch.Tensor, clips: torch.Tensor, asks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latent windows questions read: h [B, T, m, dl], per question its clip and how many
+        snippets it saw ([N] each) -> h_ctx [N, W, m, dl] oldest first, h_valid [N, W]."""
+        chunks = asks[:, None] - self.cfg.latent.window + torch.arange(self.cfg.latent.window, device=h.device)
+        return h[clips[:, None], chunks.clamp(min=0)], chunks >= 0
 
     def drill_logits(self, marks: torch.Tensor, q_ids, q_mask, a_ids, a_mask) -> torch.Tensor:
         """Teacher-forced answer logits [N, La, V] of one question per window of first-sight marks
@@ -465,6 +472,21 @@ class StreamerModel(nn.Module):
         a_ids, a_mask = batch["drill_answer_ids"].to(device), batch["drill_answer_mask"].to(device)
         logits = self.drill_logits(batch["drill_marks"].to(device), batch["drill_question_ids"].to(device),
                                    batch["drill_question_mask"].to(device), a_ids, a_mask)
+        return F.cross_entropy(logits[a_mask], a_ids[a_mask])
+
+    def _clip_drill_pass(self, batch, h, device) -> torch.Tensor:
+        """Text loss of drills over the batch's own clips (training.drills.draw_clip_drills):
+        batch["clip_drill_rows"]/["clip_drill_asks"] [N] say which clip and after how many of its
+        snippets; the marks are the head's over that window, detached (the presence loss alone
+        trains the head), so the decoder practises reading the tokens it meets in a question."""
+        rows, asks = batch["clip_drill_rows"].to(device), batch["clip_drill_asks"].to(device)
+        if bool((asks < 1).any() or (asks > h.shape[1]).any()):
+            raise ValueError(f"clip_drill_asks must lie in [1, {h.shape[1]}] (snippets seen before the drill)")
+        h_ctx, h_valid = self._windows(h, rows, asks)
+        marks = self.decoder.first_sight(h_ctx, h_valid).detach()
+        a_ids, a_mask = batch["clip_drill_answer_ids"].to(device), batch["clip_drill_answer_mask"].to(device)
+        logits = self.drill_logits(marks, batch["clip_drill_question_ids"].to(device),
+                                   batch["clip_drill_question_mask"].to(device), a_ids, a_mask)
         return F.cross_entropy(logits[a_mask], a_ids[a_mask])
 
     def _first_sight_only(self, ctx_mask: torch.Tensor, only: torch.Tensor) -> torch.Tensor:

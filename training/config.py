@@ -125,6 +125,11 @@ class TrainConfig:
         0, "first-sight drills per step: \"which came first\" questions answered from exact first-sight marks "
            "alone, so that the decoder learns to rank the tokens by age far more often than clips ask it, at "
            "the decoder's cost only (needs --first-sight-tokens; default %(default)s)")
+    clip_drills: int = option(  # drills per clip over the head's own marks (training.drills.draw_clip_drills)
+        0, "clip drills per training clip: \"which came first\" questions about two things first seen in the clip, "
+           "answered from the first-sight tokens the head makes of it, so that the decoder practises on the soft "
+           "marks it meets in a question, at the decoder's cost only (needs --first-sight-tokens; default "
+           "%(default)s)")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "
@@ -191,6 +196,11 @@ class TrainConfig:
         if self.first_sight_drills < 0:
             raise TrainingError(f"--first-sight-drills is a number of questions per step, 0 or more, got "
                                 f"{self.first_sight_drills}")
+        if self.clip_drills < 0:
+            raise TrainingError(f"--clip-drills is a number of questions per clip, 0 or more, got {self.clip_drills}")
+        if self.clip_drills and not self.first_sight_tokens:
+            raise TrainingError("--clip-drills are answered from the first-sight tokens: pass --first-sight-tokens "
+                                "(and --first-sight W) too")
         if self.first_sight_drills and not self.first_sight_tokens:
             raise TrainingError("--first-sight-drills are answered from the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")

@@ -9,6 +9,12 @@ window (the marks `TextDecoder.first_sight` makes, as a perfect head would) and 
 `order` question about two of the same sort. It costs the decoder alone over a context of 30
 tokens (`StreamerModel.drill_logits`): 128 drills take about 0.85 s on one core, about as long as
 one or two clips of a training batch.
+
+Exact marks are not what the decoder meets: the head's marks are soft and smeared, and the
+decoder that drilled on exact ones read real tokens less well (experiments/first_sight_readout.py).
+Clip drills (`draw_clip_drills`) ask the same question of the batch's own clips, over the marks the
+head makes of them (`StreamerModel.clip_drill_logits`), with the truth taken from the clip's
+presence targets: the decoder practises on the tokens it will read, still at its own cost only.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from model.streamer_model import StreamerModel
-from training.world.first_sight import FIRST_SIGHT_CLASSES
+from training.world.first_sight import ABSENT, FIRST_SIGHT_CLASSES, PRESENT
 from training.world.questions import TEMPLATES
 from training.world.vocab import SOUNDS
 
@@ -66,7 +72,72 @@ def draw_drills(n: int, window: int, generator: torch.Generator) -> Drills:
 
 def drill_batch(model: StreamerModel, drills: Drills) -> dict[str, torch.Tensor]:
     """The batch entries `StreamerModel.forward` reads drills from."""
-    encoded = model.encode_batch_questions([[(q, a, 0)] for q, a in drills.asked])
-    return {"drill_marks": drills.marks,
-            **{f"drill_{name}": encoded[name][:, 0] for name in
-               ("question_ids", "question_mask", "answer_ids", "answer_mask")}}
+    return {"drill_marks": drills.marks, **_encoded("drill", model, drills.asked)}
+
+
+@dataclass
+class ClipDrills:
+    """Drills over a batch's clips: per drill the clip (rows [N]), how many of its snippets were
+    seen when it is asked (asks [N]), the (question, answer) and the snippets between the two
+    first sights."""
+
+    rows: torch.Tensor
+    asks: torch.Tensor
+    asked: list[tuple[str, str]]
+    gaps: list[int]
+
+
+def first_sights(presence: torch.Tensor, ask: int, window: int) -> dict[str, int]:
+    """presence int8 [T, classes] (training.world.first_sight) of one clip -> {class name: the
+    snippet it was first present in}, for the classes first present among the `window` snippets
+    before `ask` and surely absent in every snippet before that (a class first met as unknown,
+    or already present before the window, has no first sight a question could name)."""
+    seen = {}
+    for c, name in enumerate(FIRST_SIGHT_CLASSES):
+        column = presence[:ask, c]
+        present = (column == PRESENT).nonzero()
+        if len(present) == 0:
+            continue
+        first = int(present[0])
+        if first >= ask - window and bool((column[:first] == ABSENT).all()):
+            seen[name] = first
+    return seen
+
+
+def draw_clip_drills(presence: torch.Tensor, lengths: torch.Tensor, per_clip: int, window: int,
+                     generator: torch.Generator) -> ClipDrills:
+    """Up to `per_clip` drills for each clip of a batch (presence int8 [B, T, classes], lengths
+    [B] real snippets): each at a random ask time, about two things of one sort first seen in
+    different snippets of the window before it. A clip without such a pair gives none."""
+    rows, asks, asked, gaps = [], [], [], []
+    templates = TEMPLATES["order"]
+    for b in range(presence.shape[0]):
+        length = int(lengths[b])
+        for _ in range(per_clip if length > 1 else 0):
+            ask = int(torch.randint(2, length + 1, (1,), generator=generator))
+            seen = first_sights(presence[b], ask, window)
+            pairs = [(a, c) for sort in (SHAPE_CLASSES, SOUNDS) for a in sort for c in sort
+                     if a in seen and c in seen and seen[a] != seen[c]]  # both orders of each pair
+            if not pairs:
+                continue
+            a, c = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
+            template = templates[int(torch.randint(len(templates), (1,), generator=generator))]
+            rows.append(b)
+            asks.append(ask)
+            asked.append((template.format(a=a, b=c), a if seen[a] < seen[c] else c))
+            gaps.append(abs(seen[a] - seen[c]))
+    return ClipDrills(torch.tensor(rows, dtype=torch.long), torch.tensor(asks, dtype=torch.long), asked, gaps)
+
+
+def clip_drill_batch(model: StreamerModel, drills: ClipDrills) -> dict[str, torch.Tensor]:
+    """The batch entries `StreamerModel.forward` reads clip drills from (none without drills)."""
+    if not drills.asked:
+        return {}
+    return {"clip_drill_rows": drills.rows, "clip_drill_asks": drills.asks,
+            **_encoded("clip_drill", model, drills.asked)}
+
+
+def _encoded(prefix: str, model: StreamerModel, asked: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    encoded = model.encode_batch_questions([[(q, a, 0)] for q, a in asked])
+    return {f"{prefix}_{name}": encoded[name][:, 0]
+            for name in ("question_ids", "question_mask", "answer_ids", "answer_mask")}

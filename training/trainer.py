@@ -37,7 +37,7 @@ from model.checkpoint import read_config
 from training import checkpointing
 from training.config import TrainConfig, TrainingError
 from training.distributed import all_reduce, setup_distributed
-from training.drills import draw_drills, drill_batch
+from training.drills import clip_drill_batch, draw_clip_drills, draw_drills, drill_batch
 from training.machine import machine_description
 from training.metrics import MetricsLog, truncate_after
 from training.samples import TrainingData, cut_windows, to_model_batch
@@ -270,6 +270,12 @@ class Trainer:
         if drills:  # all on the first micro-batch: they cost the decoder alone
             generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_037 + step) * 16 + self.d.rank)
             batches[0].update(drill_batch(self.model, draw_drills(drills, self.model.cfg.latent.window, generator)))
+        if self.cfg.clip_drills:
+            generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_039 + step) * 16 + self.d.rank)
+            for b in batches:
+                b.update(clip_drill_batch(self.model, draw_clip_drills(
+                    b["presence_targets"], b["snippet_mask"].sum(1), self.cfg.clip_drills,
+                    self.model.cfg.latent.window, generator)))
         return batches
 
     def _drill_share(self) -> int:
@@ -284,22 +290,25 @@ class Trainer:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # absent in optimizer states saved before it
         batches = self._micro_batches(step, samples)
 
-        # Global normalisers over all ranks: answer tokens, (snippet, next snippet) pairs, snippets
-        # and answer tokens with a first-sight read target.
-        counts = torch.zeros(4, dtype=torch.float64)
+        # Global normalisers over all ranks: answer tokens, (snippet, next snippet) pairs, snippets,
+        # answer tokens with a first-sight read target and clip drills' answer tokens.
+        counts = torch.zeros(5, dtype=torch.float64)
         for b in batches:
             counts[0] += (b["answer_mask"] & b["question_valid"][..., None]).sum()
             pair = b["snippet_mask"][:, 1:] & b["snippet_mask"][:, :-1]
             counts[1] += pair.sum()
             counts[2] += b["snippet_mask"].sum()
             counts[3] += _read_tokens(b)
+            counts[4] += _clip_drill_tokens(b)
         counts = all_reduce(counts.to(self.d.device), self.d).cpu()
         tokens, pairs = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
 
         w_text, w_latent, w_video, w_align, w_first, w_read = self.weights
         snippets, read_tokens = max(float(counts[2]), 1.0), max(float(counts[3]), 1.0)
-        # loss, text, latent, video, correct, questions, align, first sight, first-sight read, drills
-        sums = torch.zeros(10, dtype=torch.float64)
+        clip_drill_tokens = max(float(counts[4]), 1.0)
+        # loss, text, latent, video, correct, questions, align, first sight, first-sight read, drills,
+        # clip drills
+        sums = torch.zeros(11, dtype=torch.float64)
         self.optimizer.zero_grad(set_to_none=True)
         for i, b in enumerate(batches):
             last = i == len(batches) - 1
@@ -319,14 +328,15 @@ class Trainer:
                 read = out.first_sight_read_loss.float() * (_read_tokens(b) / read_tokens)
                 # every rank's drills are one mean; DDP's average over ranks makes them the global one
                 drill = out.drill_loss.float() / self.d.world
-                loss = (w_text * (text + drill) + w_latent * latent + w_video * video + w_align * align
+                clip_drill = out.clip_drill_loss.float() * (_clip_drill_tokens(b) / clip_drill_tokens)
+                loss = (w_text * (text + drill + clip_drill) + w_latent * latent + w_video * video + w_align * align
                         + w_first * first + w_read * read)
                 # DDP averages gradients over ranks; undo that so the sum over ranks is the global mean.
                 (loss * self.d.world).backward()
             hits = out.exact_match()
             sums += torch.tensor([loss.item(), text.item(), latent.item(), video.item(),
                                   float(hits.sum()), float(out.question_valid.sum()), align.item(), first.item(),
-                                  read.item(), drill.item()],
+                                  read.item(), drill.item(), clip_drill.item()],
                                  dtype=torch.float64)
         sums = all_reduce(sums.to(self.d.device), self.d).cpu()
         if self.cfg.grad_clip > 0:
@@ -349,6 +359,7 @@ class Trainer:
             "loss": loss_value, "text_loss": float(sums[1]), "latent_loss": float(sums[2]),
             "video_loss": float(sums[3]), "align_loss": float(sums[6]), "first_sight_loss": float(sums[7]),
             "first_sight_read_loss": float(sums[8]), "drill_loss": float(sums[9]),
+            "clip_drill_loss": float(sums[10]),
             "answer_acc": float(sums[4]) / max(1.0, float(sums[5])),
             "questions": int(sums[5]), "snippets": int(counts[2]), "grad_norm": float(grad_norm), "lr": lr,
         }
@@ -544,6 +555,12 @@ def _read_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     if reads is None:
         return torch.zeros(())
     return (batch["answer_mask"] & ((reads >= 0) & batch["question_valid"])[..., None]).sum()
+
+
+def _clip_drill_tokens(batch: dict[str, torch.Tensor]) -> float:
+    """Answer tokens of a batch's clip drills (training.drills.draw_clip_drills)."""
+    mask = batch.get("clip_drill_answer_mask")
+    return 0.0 if mask is None else float(mask.sum())
 
 
 def _without_align(cfg: ModelConfig) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""First-sight drills (training.drills): `order` questions over exact first-sight marks, answered
-by the decoder from the null token and the first-sight tokens alone (`StreamerModel.drill_logits`)."""
+"""First-sight drills (training.drills): `order` questions over exact first-sight marks, or over the
+marks the head makes of a batch's own clips, answered by the decoder from the null token and the
+first-sight tokens alone (`StreamerModel.drill_logits`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 
 from model import StreamerModel
 from model_helpers import make_model, micro_config, random_clip, with_decoder
-from training.drills import SHAPE_CLASSES, drill_batch, draw_drills
-from training.world.first_sight import FIRST_SIGHT_CLASSES
+from training.drills import SHAPE_CLASSES, clip_drill_batch, draw_clip_drills, drill_batch, draw_drills, first_sights
+from training.world.first_sight import ABSENT, FIRST_SIGHT_CLASSES, PRESENT, UNKNOWN
 from training.world.vocab import SOUNDS
 
 WINDOW = 8
@@ -109,3 +110,70 @@ def test_drills_need_first_sight_tokens_and_the_models_window():
     with pytest.raises(ValueError, match="--first-sight-tokens"):
         plain.drill_logits(drills.marks, batch["drill_question_ids"], batch["drill_question_mask"],
                            batch["drill_answer_ids"], batch["drill_answer_mask"])
+
+
+def _presence(length: int, firsts: dict[str, int], unknown: dict[str, int] = {}) -> torch.Tensor:
+    """Presence targets [length, classes]: each named class present from its first snippet on,
+    unknown in the snippets `unknown` names, absent elsewhere."""
+    presence = torch.full((length, len(FIRST_SIGHT_CLASSES)), ABSENT, dtype=torch.int8)
+    for name, first in firsts.items():
+        presence[first:, FIRST_SIGHT_CLASSES.index(name)] = PRESENT
+    for name, at in unknown.items():
+        presence[at, FIRST_SIGHT_CLASSES.index(name)] = UNKNOWN
+    return presence
+
+
+def test_a_clip_drill_names_two_things_of_one_sort_first_surely_seen_in_the_window():
+    presence = _presence(10, {"red circle": 1, "blue square": 4, "green triangle": 6, SOUNDS[0]: 2, SOUNDS[1]: 7},
+                         unknown={"green triangle": 3})
+    # the triangle was unclear before it was present; nothing seen at or after the ask counts
+    assert first_sights(presence, 7, WINDOW) == {"red circle": 1, "blue square": 4, SOUNDS[0]: 2}
+    # with the window's 3 snippets before snippet 7 (4, 5, 6), the circle and the drum were seen before it
+    assert first_sights(presence, 7, 3) == {"blue square": 4}
+
+    batch = torch.stack((presence, _presence(10, {"red circle": 0})))  # the second clip has no pair
+    drills = draw_clip_drills(batch, torch.tensor([10, 10]), 50, WINDOW, torch.Generator().manual_seed(5))
+    assert len(drills.asked) > 20 and set(drills.rows.tolist()) == {0}
+    sorts = set()
+    for ask, (question, answer), gap in zip(drills.asks.tolist(), drills.asked, drills.gaps):
+        seen = first_sights(presence, ask, WINDOW)
+        a, b = question.rsplit(", the ", 1)[1].rstrip("?").split(" or the ")
+        assert a in seen and b in seen and (a in SOUNDS) == (b in SOUNDS)
+        assert answer == min((a, b), key=seen.get) and gap == abs(seen[a] - seen[b]) > 0
+        sorts.add(a in SOUNDS)
+    assert sorts == {True, False}
+    assert draw_clip_drills(batch[1:], torch.tensor([10]), 5, WINDOW, torch.Generator()).asked == []
+    assert clip_drill_batch(make_model(micro_config()), draw_clip_drills(batch[1:], torch.tensor([10]), 5, WINDOW,
+                                                                         torch.Generator())) == {}
+
+
+def test_clip_drills_read_the_heads_marks_of_their_clips_window():
+    model = _model(74).eval()
+    cfg = model.cfg
+    video, audio = random_clip(cfg, 2, 6, seed=6)
+    presence = torch.stack((_presence(6, {"red circle": 0, "blue square": 3}),
+                            _presence(6, {SOUNDS[0]: 1, SOUNDS[2]: 2})))
+    drills = draw_clip_drills(presence, torch.tensor([6, 6]), 4, WINDOW, torch.Generator().manual_seed(7))
+    batch = clip_drill_batch(model, drills)
+    batch.update(video=video, audio=audio, **model.encode_batch_questions([[("what color is the square?", "red", 2)]] * 2))
+    with torch.no_grad():
+        out = model(batch)
+        h = out.hidden[drills.rows]
+        chunks = drills.asks[:, None] - WINDOW + torch.arange(WINDOW)
+        h_valid = chunks >= 0
+        marks = model.decoder.first_sight(h[torch.arange(len(h))[:, None], chunks.clamp(min=0)], h_valid)
+        logits = model.drill_logits(marks, batch["clip_drill_question_ids"], batch["clip_drill_question_mask"],
+                                    batch["clip_drill_answer_ids"], batch["clip_drill_answer_mask"])
+        mask = batch["clip_drill_answer_mask"]
+        expected = torch.nn.functional.cross_entropy(logits[mask], batch["clip_drill_answer_ids"][mask])
+    torch.testing.assert_close(out.clip_drill_loss, expected)
+    torch.testing.assert_close(out.loss, cfg.loss.text * (out.text_loss + out.clip_drill_loss)
+                               + cfg.loss.latent * out.latent_loss + cfg.loss.video * out.video_loss
+                               + cfg.loss.align * out.align_loss)
+    # the head's marks are detached: the drills train the decoder, not the head
+    model.train()
+    model(batch).clip_drill_loss.backward()
+    assert model.decoder.first_sight_head.weight.grad is None or not model.decoder.first_sight_head.weight.grad.any()
+    assert model.decoder.first_sight_token_class.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="clip_drill_asks"):
+        model({**batch, "clip_drill_asks": drills.asks + 6})

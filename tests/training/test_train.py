@@ -429,19 +429,24 @@ def test_init_codes_the_first_sight_tokens_ages(one_step_run, tmp_path, capsys):
 
 
 def test_first_sight_drills_are_trained_and_logged(one_step_run, tmp_path, capsys):
-    """--first-sight-drills adds drill questions to every step (their loss logged and in the
-    loss); they need the first-sight tokens."""
+    """--first-sight-drills adds drill questions to every step and --clip-drills drills over the
+    step's clips (their losses logged and in the loss); both need the first-sight tokens."""
     run = tmp_path / "run"
     assert train_cli(["--out", str(run), "--steps", "2", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
-                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-drills", "6", *FAST]) == 0
+                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-drills", "6",
+                      "--clip-drills", "4", *FAST, "--snippets", "6-8"]) == 0
     train = [r for r in read_metrics(run) if r["kind"] == "train"]
-    assert len(train) == 2 and all(r["drill_loss"] > 0 for r in train)
+    assert len(train) == 2 and all(r["drill_loss"] > 0 and r["clip_drill_loss"] > 0 for r in train)
     card = json.loads((checkpointing.latest_checkpoint(run) / "card.json").read_text())
-    assert card["train_config"]["first_sight_drills"] == 6
+    assert card["train_config"]["first_sight_drills"] == 6 and card["train_config"]["clip_drills"] == 4
     capsys.readouterr()
+    for flag in ("--first-sight-drills", "--clip-drills"):
+        assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
+                          flag, "6", *FAST]) == 1
+        assert "pass --first-sight-tokens" in capsys.readouterr().err
     assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
-                      "--first-sight-drills", "6", *FAST]) == 1
-    assert "pass --first-sight-tokens" in capsys.readouterr().err
+                      "--first-sight-tokens", "--clip-drills", "-1", *FAST]) == 1
+    assert "--clip-drills is a number of questions per clip" in capsys.readouterr().err
 
 
 def test_init_trains_the_first_sight_read_loss(one_step_run, tmp_path, capsys):
