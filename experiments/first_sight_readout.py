@@ -13,7 +13,10 @@ With first-sight tokens it also reports the decoder's own choice at the position
 first answer byte: which of the two things' tokens the READ_HEAD of the last layer (the head the
 first-sight read loss trains) weighs more, and, where the two names start with different bytes,
 which of the two bytes the decoder ranks higher: with the whole context, and with parts of it
-masked (`CONTEXT_PARTS`), which shows where the answer comes from.
+masked (`CONTEXT_PARTS`), which shows where the answer comes from. And it scores the whole
+answer with the whole context as the evaluation does (every byte and the end the decoder's first
+choice, which is what greedy generation gives), on three times the `order` questions a 200-clip
+evaluation of world:long asks, split by whether the two names start with the same byte.
 Writes experiments/results/understanding/first-sight-readout.json (or `--out`).
 """
 
@@ -72,19 +75,25 @@ def context_part_masks(model: StreamerModel, mask: torch.Tensor) -> dict[str, to
 
 
 def first_answer_position(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor,
-                          valid: torch.Tensor, question: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                          valid: torch.Tensor, question: str, answer: str
+                          ) -> tuple[dict[str, torch.Tensor], torch.Tensor, bool]:
     """For one question asked over the window h [1, W, m, dl] (valid [1, W]): the logits [V] that
-    pick the first answer byte with each of CONTEXT_PARTS readable, and the READ_HEAD's
-    cross-attention weights [Nc] there with the whole context."""
+    pick the first answer byte with each of CONTEXT_PARTS readable, the READ_HEAD's
+    cross-attention weights [Nc] there with the whole context, and whether the whole context
+    gives every byte of `answer` and its end as the decoder's first choice."""
     decoder = model.decoder
     context, mask = decoder.context(memory, h, valid)
-    ids = torch.tensor([model.question_prompt(question)])
+    prompt, targets = model.question_prompt(question), model.answer_targets(answer)
+    ids = torch.tensor([prompt + targets[:-1]])
     positions = torch.arange(ids.shape[1])[None]
     cross_kv, token_ages = decoder.cross_kv(context), decoder.token_ages(h, valid)
     outputs = {name: decoder(ids, positions, None, cross_kv, part_mask, read=True, token_ages=token_ages)
                for name, part_mask in context_part_masks(model, mask).items()}
-    read_weights = outputs["whole context"][2]
-    return {name: logits[0, -1] for name, (logits, _, _) in outputs.items()}, read_weights[0, -1]
+    whole_logits, _, read_weights = outputs["whole context"]
+    chosen = whole_logits[0, len(prompt) - 1:].argmax(-1)
+    first = len(prompt) - 1
+    return ({name: logits[0, first] for name, (logits, _, _) in outputs.items()}, read_weights[0, first],
+            chosen.tolist() == targets)
 
 
 @torch.no_grad()
@@ -94,7 +103,9 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
     first_token = 1 + model.cfg.combiner.memory_tokens
     counts = {"right": 0, "wrong": 0, "undecided": 0, "not a class": 0}
     decoder_counts = {"read head right": 0, "first bytes differ": 0,
-                      **{f"first byte right, {name}": 0 for name in CONTEXT_PARTS}}
+                      **{f"first byte right, {name}": 0 for name in CONTEXT_PARTS},
+                      "whole answer right, first bytes differ": 0, "first bytes the same": 0,
+                      "whole answer right, first bytes the same": 0}
     for i in range(clips):
         sample = world_sample(world.clip(i))
         video = torch.as_tensor(sample["video"])[None]
@@ -114,10 +125,12 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
             if not model.cfg.decoder.first_sight_tokens:
                 continue
             memory = memories[:, q.ask_snippets] if memories is not None else None
-            logits, weights = first_answer_position(model, memory, window, valid, q.text)
+            logits, weights, exact = first_answer_position(model, memory, window, valid, q.text, q.answer)
             on = weights[[first_token + j for j in pair]]
             decoder_counts["read head right"] += int((a, b)[int(on[1] > on[0])] == q.answer)
             byte_a, byte_b = model.tokenizer.encode(a)[0], model.tokenizer.encode(b)[0]
+            decoder_counts["first bytes the same"] += int(byte_a == byte_b)
+            decoder_counts[f"whole answer right, first bytes {'the same' if byte_a == byte_b else 'differ'}"] += int(exact)
             if byte_a != byte_b:
                 decoder_counts["first bytes differ"] += 1
                 for name, part_logits in logits.items():
@@ -130,7 +143,13 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
         report["decoder at the first answer byte"] = {
             **decoder_counts, "read head accuracy": round(decoder_counts["read head right"] / max(asked, 1), 3),
             **{f"first byte accuracy, {name}": round(decoder_counts[f"first byte right, {name}"] / max(differ, 1), 3)
-               for name in CONTEXT_PARTS}}
+               for name in CONTEXT_PARTS},
+            "whole answer accuracy": round((decoder_counts["whole answer right, first bytes differ"]
+                                            + decoder_counts["whole answer right, first bytes the same"])
+                                           / max(differ + decoder_counts["first bytes the same"], 1), 3),
+            "whole answer accuracy, first bytes the same": round(
+                decoder_counts["whole answer right, first bytes the same"]
+                / max(decoder_counts["first bytes the same"], 1), 3)}
     return report
 
 

@@ -10,13 +10,19 @@ import torch
 
 from experiments.ask_time import tally
 from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
-from experiments.first_sight_readout import CONTEXT_PARTS, context_part_masks, named_pair, older, readout
+from experiments.first_sight_readout import (CONTEXT_PARTS, context_part_masks, first_answer_position, named_pair,
+                                             older, readout)
 from experiments.order_age import event_ages
 from experiments.order_age import tally as order_tally
 from experiments.shape_errors import age_bin, visible_bin
+from model import StreamerModel
 from model.media import MEDIA_PRESETS
+from streamer.engine import BUNDLED_CHECKPOINT
+from training.data import world_sample
 from training.evaluate import EvalQuestion
+from training.samples import to_model_batch
 from training.world import ShapeEvent, SoundEvent, Timeline
+from training.world.clip import World, WorldConfig
 from training.world.first_sight import FIRST_SIGHT_CLASSES
 from training.world.vocab import COLORS
 
@@ -160,6 +166,29 @@ def test_the_first_sight_readout_counts_every_order_question():
     assert 0 < decoder["first bytes differ"] <= counts["questions"]
     for part in CONTEXT_PARTS:
         assert 0 <= decoder[f"first byte right, {part}"] <= decoder["first bytes differ"]
+    assert decoder["first bytes differ"] + decoder["first bytes the same"] == counts["questions"]
+    assert 0.0 <= decoder["whole answer accuracy"] <= 1.0
+
+
+def test_the_readouts_whole_answer_is_the_forward_passs_exact_match():
+    """The readout's whole-answer score over the bundled model's `order` answers is the training
+    forward pass's teacher-forced exact match (what greedy generation gives), right and wrong."""
+    model = StreamerModel.load(BUNDLED_CHECKPOINT).eval()
+    world = World(WorldConfig.preset("test", spec=model.cfg.media, kinds=("order",), questions_per_clip=4))
+    readout_says, forward_says = [], []
+    with torch.no_grad():
+        for i in range(6):
+            sample = world_sample(world.clip(i))
+            batch = to_model_batch(model, [sample])
+            forward_says += model(batch).exact_match()[0].tolist()
+            video, audio = torch.as_tensor(sample["video"])[None], torch.as_tensor(sample["audio"])[None]
+            _, memories, h = model._clip_latents(video, audio)
+            w = model.cfg.latent.window
+            for q in sample["questions"]:
+                chunks = q.ask_snippets - w + torch.arange(w)
+                readout_says.append(first_answer_position(model, memories[:, q.ask_snippets], h[:, chunks.clamp(min=0)],
+                                                          (chunks >= 0)[None], q.text, q.answer)[2])
+    assert readout_says == forward_says and True in readout_says and False in readout_says
 
 
 def test_the_readout_masks_each_part_of_the_context():
