@@ -58,6 +58,7 @@ class Stage:
     first_sight_read: float | None = None  # weight of the loss pointing a decoder head at the answer's token
     first_sight_only: float = 0.0  # share of `order` questions whose decoder reads the first-sight tokens alone
     first_sight_drills: int = 0  # `order` drills per step answered from exact first-sight marks (training.drills)
+    clip_drills: int = 0  # `order` drills per clip over the head's own marks of it (training.drills)
     eval_every: int = 500
     keep_last: int = 2  # checkpoints kept; the export may average the last ones
 
@@ -99,6 +100,8 @@ class Stage:
             flags += ["--first-sight-only", str(self.first_sight_only)]
         if self.first_sight_drills:
             flags += ["--first-sight-drills", str(self.first_sight_drills)]
+        if self.clip_drills:
+            flags += ["--clip-drills", str(self.clip_drills)]
         return flags
 
 
