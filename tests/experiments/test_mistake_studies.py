@@ -10,6 +10,8 @@ import torch
 
 from experiments.ask_time import tally
 from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
+from experiments.count_errors import asked_sound, closest_plays
+from experiments.count_errors import tally as count_tally
 from experiments.first_sight_readout import (CONTEXT_PARTS, context_part_masks, first_answer_position, named_pair,
                                              older, readout)
 from experiments.order_age import event_ages
@@ -125,6 +127,29 @@ def test_answers_are_counted_by_ask_time_and_by_events_seen():
     assert by["all"] == {"right": 2, "total": 3, "accuracy": 0.667}
     assert by["asked at 1-16 snippets"]["accuracy"] == 1.0 and by["asked at 33-64+"]["accuracy"] == 0.5
     assert by["<= 4 events before"]["total"] == 1 and by["5-8 events"]["total"] == 2
+
+
+def test_count_answers_are_counted_by_the_true_count_the_length_and_the_plays_spacing():
+    # two drums 0.2 s apart, two beeps 2.75 s (4.3 snippets of 0.64 s) apart, one chirp
+    timeline = Timeline(64, 64, 30.0, TIMELINE.shapes,
+                        (SoundEvent("drum", 0.1, owner=0), SoundEvent("drum", 0.5, owner=0),
+                         SoundEvent("beep", 1.1, owner=1), SoundEvent("beep", 4.0, owner=1), SoundEvent("chirp", 6.0)))
+    clip = SimpleNamespace(timeline=timeline, spec=MEDIA_PRESETS["tiny"])
+    drums = EvalQuestion("how many times did you hear the drum?", "two", 5, "count_sound")
+    beeps = EvalQuestion("how often did you hear the beep?", "two", 10, "count_sound")
+    chirps = EvalQuestion("how many times did you hear the chirp?", "one", 12, "count_sound")
+    late = EvalQuestion("how many times did you hear the drum?", "two", 40, "count_sound")
+    assert [asked_sound(q.text) for q in (drums, beeps, chirps)] == ["drum", "beep", "chirp"]
+    assert closest_plays(clip, drums) == "plays under 1 snippet apart"
+    assert closest_plays(clip, beeps) == "plays 3+ snippets apart"
+    assert closest_plays(clip, chirps) == "fewer than two plays"
+    assert closest_plays(clip, EvalQuestion(beeps.text, "one", 3, "count_sound")) == "fewer than two plays"
+    table = count_tally([(clip, drums, "two", "one"), (clip, beeps, "two", "two"), (clip, chirps, "one", "drum"),
+                         (clip, late, "two", "three")])
+    assert table["all"] == {"right": 1, "total": 4, "accuracy": 0.25}
+    assert table["true count two"] == {"right": 1, "total": 3, "accuracy": 0.333}
+    assert table["asked after 33+ snippets"]["total"] == 1 and table["asked after 1-16 snippets"]["total"] == 3
+    assert table["wrong answers"] == {"too few": 1, "not a count": 1, "too many": 1}
 
 
 def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():

@@ -1,0 +1,86 @@
+"""Where do `count_sound` answers go wrong on long streams? Splits the answers to "how many times
+did you hear the drum?" by the true count, by how many snippets the stream had run when it was
+asked, and by how far apart in time the sound's plays were, and tallies wrong answers as too
+few, too many or not a count.
+
+    .venv/bin/python -m experiments.count_errors [CHECKPOINT] [--clips 150] [--threads 2]
+
+A count must be read from every snippet in the window that holds a play: over a long window the
+plays are a few among many tokens. If the answers fall short more than they overshoot, and more
+so for more plays or longer streams, the decoder loses plays in the crowd; if errors are alike
+at every length, the count itself (the mapping to a number word) is what fails. Writes
+experiments/results/understanding/count-errors.json (or `--out`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+import torch
+
+from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
+from training.world.answers import AnswerKey
+from training.world.vocab import NUMBER_WORDS, SOUNDS
+
+SPLITS = ("test", "long")
+
+
+def asked_sound(question: str) -> str:
+    """The sound a count_sound question names."""
+    named = [s for s in SOUNDS if f"the {s}?" in question]
+    if len(named) != 1:
+        raise ValueError(f"not a count_sound question: {question!r}")
+    return named[0]
+
+
+def length_bin(snippets: int) -> str:
+    return ("asked after 1-16 snippets" if snippets <= 16 else "asked after 17-32 snippets" if snippets <= 32
+            else "asked after 33+ snippets")
+
+
+def closest_plays(clip, question) -> str:
+    """How close together the named sound's plays came before the question: the smallest gap, in
+    snippets, between the end of one play and the start of the next (fewer than two plays: none)."""
+    key = AnswerKey(clip.timeline, clip.spec, question.ask_snippets * clip.spec.snippet_seconds)
+    plays = sorted((s.t_start, s.t_end) for s in key.heard if s.sound == asked_sound(question.text))
+    if len(plays) < 2:
+        return "fewer than two plays"
+    gap = min(b[0] - a[1] for a, b in zip(plays, plays[1:])) / clip.spec.snippet_seconds
+    return "plays under 1 snippet apart" if gap < 1 else "plays 1-3 snippets apart" if gap < 3 else \
+        "plays 3+ snippets apart"
+
+
+def error_sign(truth: str, got: str) -> str:
+    if got not in NUMBER_WORDS:
+        return "not a count"
+    return "too few" if NUMBER_WORDS.index(got) < NUMBER_WORDS.index(truth) else "too many"
+
+
+def tally(answered: Iterable) -> dict[str, dict]:
+    """Right/total/accuracy by the true count, the stream's length at the question and the plays'
+    spacing, and the wrong answers by sign, from (clip, question, truth, answer) tuples."""
+    groups: dict[str, Counter] = defaultdict(Counter)
+    wrong: Counter = Counter()
+    for clip, q, truth, got in answered:
+        for group in ("all", f"true count {truth}", length_bin(q.ask_snippets), closest_plays(clip, q)):
+            groups[group][truth == got] += 1
+        if truth != got:
+            wrong[error_sign(truth, got)] += 1
+    return {**rates(groups), "wrong answers": dict(wrong)}
+
+
+def main() -> None:
+    parser = parser_for(__doc__, clips=150, default_out="count-errors.json")
+    args = parser.parse_args()
+    model_dir, model = load(args)
+    report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "clips": args.clips}
+    with torch.no_grad():
+        for split in SPLITS:
+            _, answered = ask_world(model, split, ("count_sound",), args.clips)
+            report[split] = tally(answered)
+    write_report(report, args.out or RESULTS / "count-errors.json")
+
+
+if __name__ == "__main__":
+    main()
