@@ -13,7 +13,7 @@ one or two clips of a training batch.
 Exact marks are not what the decoder meets: the head's marks are soft and smeared, and the
 decoder that drilled on exact ones read real tokens less well (experiments/first_sight_readout.py).
 Clip drills (`draw_clip_drills`) ask the same question of the batch's own clips, over the marks the
-head makes of them (`StreamerModel.clip_drill_logits`), with the truth taken from the clip's
+head makes of them (`StreamerModel._clip_drill_pass`), with the truth taken from the clip's
 presence targets: the decoder practises on the tokens it will read, still at its own cost only.
 """
 
