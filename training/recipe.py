@@ -163,7 +163,7 @@ class Recipe:
 # first seen, as the decoder did not read the marks for "which came first". Stages 17 and 18 make
 # it read them: first-sight drills (training.drills) practise ranking the tokens by age, half the
 # `order` questions read the tokens alone, and every head gets a score bias by a token's age.
-# Stages 19 and 20 add drills over each clip's own first sights (--clip-drills), read from the
+# Stages 19 to 21 add drills over each clip's own first sights (--clip-drills), read from the
 # head's soft marks rather than exact ones.
 MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
 
@@ -235,6 +235,11 @@ RECIPES: dict[str, Recipe] = {
                   off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
                   first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
                   first_sight_drills=128, clip_drills=24,
+                  kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
+            Stage(steps=450, lr=1e-4, warmup=30, seed=36, snippets="4-64", align_weight=0.3, eval_every=0,
+                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
+                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
+                  first_sight_drills=128, clip_drills=32,
                   kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
         ),
     ),
