@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,14 @@ class Recipe:
 # `order` questions read the tokens alone, and every head gets a score bias by a token's age.
 # Stages 19 to 21 add drills over each clip's own first sights (--clip-drills), read from the
 # head's soft marks rather than exact ones.
+# Stages 17 to 21: stage 16's settings with the tokens read by age and practised in drills; they
+# differ in the seed and the number of drills.
+DRILL_STAGE = Stage(steps=450, lr=1e-4, warmup=30, snippets="4-64", align_weight=0.3, eval_every=0,
+                    off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
+                    first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
+                    first_sight_drills=128,
+                    kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,"
+                                 "shape_now=2")
 MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
 
 RECIPES: dict[str, Recipe] = {
@@ -216,31 +224,11 @@ RECIPES: dict[str, Recipe] = {
                   off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
                   first_sight=0.5, first_sight_tokens=True,
                   kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
-            Stage(steps=450, lr=1e-4, warmup=30, seed=31, snippets="4-64", align_weight=0.3, eval_every=0,
-                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_drills=64,
-                  kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
-            Stage(steps=450, lr=1e-4, warmup=30, seed=32, snippets="4-64", align_weight=0.3, eval_every=0,
-                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_drills=128,
-                  kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
-            Stage(steps=450, lr=1e-4, warmup=30, seed=34, snippets="4-64", align_weight=0.3, eval_every=0,
-                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_drills=128, clip_drills=16,
-                  kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
-            Stage(steps=450, lr=1e-4, warmup=30, seed=35, snippets="4-64", align_weight=0.3, eval_every=0,
-                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_drills=128, clip_drills=24,
-                  kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
-            Stage(steps=450, lr=1e-4, warmup=30, seed=36, snippets="4-64", align_weight=0.3, eval_every=0,
-                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_drills=128, clip_drills=32,
-                  kind_weights="sound_of=5,order=5,who_made=3,count_sound=3,describe=2,first_shape=2,shape_now=2"),
+            replace(DRILL_STAGE, seed=31, first_sight_drills=64),
+            replace(DRILL_STAGE, seed=32),
+            replace(DRILL_STAGE, seed=34, clip_drills=16),
+            replace(DRILL_STAGE, seed=35, clip_drills=24),
+            replace(DRILL_STAGE, seed=36, clip_drills=32),
         ),
     ),
 }
