@@ -90,8 +90,8 @@ def first_answer_position(model: StreamerModel, memory: torch.Tensor | None, h: 
     outputs = {name: decoder(ids, positions, None, cross_kv, part_mask, read=True, token_ages=token_ages)
                for name, part_mask in context_part_masks(model, mask).items()}
     whole_logits, _, read_weights = outputs["whole context"]
-    chosen = whole_logits[0, len(prompt) - 1:].argmax(-1)
     first = len(prompt) - 1
+    chosen = whole_logits[0, first:].argmax(-1)
     return ({name: logits[0, first] for name, (logits, _, _) in outputs.items()}, read_weights[0, first],
             chosen.tolist() == targets)
 
@@ -146,7 +146,7 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
                for name in CONTEXT_PARTS},
             "whole answer accuracy": round((decoder_counts["whole answer right, first bytes differ"]
                                             + decoder_counts["whole answer right, first bytes the same"])
-                                           / max(differ + decoder_counts["first bytes the same"], 1), 3),
+                                           / max(asked, 1), 3),
             "whole answer accuracy, first bytes the same": round(
                 decoder_counts["whole answer right, first bytes the same"]
                 / max(decoder_counts["first bytes the same"], 1), 3)}
