@@ -163,9 +163,9 @@ class Recipe:
 # first seen, as the decoder did not read the marks for "which came first". Stages 17 and 18 make
 # it read them: first-sight drills (training.drills) practise ranking the tokens by age, half the
 # `order` questions read the tokens alone, and every head gets a score bias by a token's age.
-# Stages 19 to 21 add drills over each clip's own first sights (--clip-drills), read from the
+# Stages 19 to 23 add drills over each clip's own first sights (--clip-drills), read from the
 # head's soft marks rather than exact ones.
-# Stages 17 to 21: stage 16's settings with the tokens read by age and practised in drills; they
+# Stages 17 to 23: stage 16's settings with the tokens read by age and practised in drills; they
 # differ in the seed and the number of drills.
 DRILL_STAGE = Stage(steps=450, lr=1e-4, warmup=30, snippets="4-64", align_weight=0.3, eval_every=0,
                     off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
@@ -229,6 +229,8 @@ RECIPES: dict[str, Recipe] = {
             replace(DRILL_STAGE, seed=34, clip_drills=16),
             replace(DRILL_STAGE, seed=35, clip_drills=24),
             replace(DRILL_STAGE, seed=36, clip_drills=32),
+            replace(DRILL_STAGE, seed=37, clip_drills=48),
+            replace(DRILL_STAGE, seed=38, clip_drills=48),
         ),
     ),
 }
