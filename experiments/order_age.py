@@ -1,6 +1,7 @@
 """Can the decoder tell which of two old events came first? Splits `order` answers by the
-age (snippets before the question) of the more recent of the two events and by whether the
-two were ever on screen together, and prints how far apart the decoder's age cues are (and
+age (snippets before the question) of the more recent of the two events, by whether the
+two were ever on screen together and, for two shapes, by how many shapes came before the
+question, and prints how far apart the decoder's age cues are (and
 the learned age slopes of a model that has them).
 
     .venv/bin/python -m experiments.order_age [CHECKPOINT] [--clips 150] [--threads 2]
@@ -57,14 +58,26 @@ def pair_kind(clip, question) -> str:
     return "two shapes seen together" if together else "two shapes never seen together"
 
 
+def shapes_shown(clip, question) -> tuple[str, ...]:
+    """For two shapes, how many shapes had been shown by the question (each one more first-sight
+    token with an age, among which the decoder must find the two); nothing for sounds."""
+    names, key = _subjects(clip, question)
+    if names[0] in SOUNDS:
+        return ()
+    count = sum(s.t_start < key.t_ask for s in clip.timeline.shapes)
+    return ("1-3 shapes shown before the question" if count <= 3 else "4-7 shapes shown" if count <= 7
+            else "8+ shapes shown",)
+
+
 def tally(answered: Iterable) -> dict[str, dict]:
-    """Right/total/accuracy by the newer event's age and by the pair's kind, and what the wrong
-    answers named, from (clip, question, truth, answer) tuples."""
+    """Right/total/accuracy by the newer event's age, by the pair's kind and, for shapes, by
+    how many shapes came before, and what the wrong answers named, from (clip, question, truth,
+    answer) tuples."""
     groups: dict[str, Counter] = defaultdict(Counter)
     wrong: Counter = Counter()
     for clip, q, truth, got in answered:
         newer, _ = event_ages(clip, q)
-        for group in ("all", age_bin(newer), pair_kind(clip, q)):
+        for group in ("all", age_bin(newer), pair_kind(clip, q), *shapes_shown(clip, q)):
             groups[group][truth == got] += 1
         if truth != got:
             wrong["the other of the two" if got in SUBJECTS.search(q.text).groups() else "neither"] += 1

@@ -153,8 +153,10 @@ def test_count_answers_are_counted_by_the_true_count_the_length_and_the_plays_sp
 
 
 def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():
-    # a green triangle at 7 s, after the circle and the square have left the screen
-    timeline = Timeline(64, 64, 30.0, (*TIMELINE.shapes, _shape("triangle", "green", 7.0, 9.0)), TIMELINE.sounds)
+    # a green triangle at 7 s, after the circle and the square have left the screen; a blue
+    # circle at 15 s
+    timeline = Timeline(64, 64, 30.0, (*TIMELINE.shapes, _shape("triangle", "green", 7.0, 9.0),
+                                       _shape("circle", "blue", 15.0, 17.0)), TIMELINE.sounds)
     clip = SimpleNamespace(timeline=timeline, spec=MEDIA_PRESETS["tiny"])
     step = clip.spec.snippet_seconds
     together = EvalQuestion("which came first, the red circle or the blue square?", "red circle", 9, "order")
@@ -169,6 +171,9 @@ def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():
     assert table["two sounds"]["total"] == 1
     assert table["newer event 0-7 snippets old"]["total"] == 2 and table["newer event 16+ old"]["total"] == 1
     assert table["wrong answers named"] == {"the other of the two": 1, "neither": 1}
+    # two shapes shown by snippet 9, four by snippet 30; the sound pair is not counted
+    assert table["1-3 shapes shown before the question"] == {"right": 1, "total": 1, "accuracy": 1.0}
+    assert table["4-7 shapes shown"] == {"right": 0, "total": 1, "accuracy": 0.0} and "8+ shapes shown" not in table
 
 
 def test_the_first_sight_readout_names_the_thing_seen_longer_ago():
