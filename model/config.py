@@ -52,7 +52,8 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "encoder": {"motion": False, "positions": "learned"},
     "combiner": {"memory_update": "pool"},
     "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0,
-                "first_sight_tokens": False, "first_sight_age_slopes": False, "first_sight_age_code": 0.0},
+                "first_sight_tokens": False, "first_sight_age_slopes": False, "first_sight_age_code": 0.0,
+                "first_sight_query_slopes": False},
     "loss": {"align": 0.0, "first_sight": 0.0, "first_sight_read": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -158,6 +159,12 @@ class DecoderConfig:
     # over exact first sights the decoder learned to rank tokens by age more slowly with the code
     # than without (experiments/token_compare.py). Needs `first_sight_tokens`.
     first_sight_age_code: float = 0.0
+    # Every cross-attention query adds its own multiple of each first-sight token's age, a learned
+    # projection of the query (per layer and head) on top of `first_sight_age_slopes`: one slope per
+    # head serves every question, and the bundled model's ended small and mostly negative (newer
+    # preferred), a compromise between "which came first" and the kinds that want the newest. The
+    # projection starts at zero (no change). Needs `first_sight_age_slopes`.
+    first_sight_query_slopes: bool = False
 
 
 @dataclass
@@ -318,6 +325,9 @@ class ModelConfig:
         if self.decoder.first_sight_age_slopes and not self.decoder.first_sight_tokens:
             raise ValueError("decoder.first_sight_age_slopes rank first-sight tokens the model lacks: set "
                              "decoder.first_sight_tokens too")
+        if self.decoder.first_sight_query_slopes and not self.decoder.first_sight_age_slopes:
+            raise ValueError("decoder.first_sight_query_slopes add to first-sight age slopes the model lacks: set "
+                             "decoder.first_sight_age_slopes too")
         if self.decoder.first_sight_age_code and not self.decoder.first_sight_tokens:
             raise ValueError("decoder.first_sight_age_code codes the ages of first-sight tokens the model lacks: "
                              "set decoder.first_sight_tokens too")

@@ -23,7 +23,9 @@ and ranks them by the age in their keys. Learning from answers alone it did not 
 the first-sight read loss (`loss.first_sight_read`) points the READ_HEAD of the last layer at the
 token of the thing the answer names while the answer is written; with
 `decoder.first_sight_age_slopes` every head adds a learned multiple of a token's first-sight age
-to its score, so that of the two it matches it can prefer the older by a bias.
+to its score, so that of the two it matches it can prefer the older by a bias; with
+`decoder.first_sight_query_slopes` each query adds its own multiple, so that "which came first"
+can prefer the older while a question about the newest does not.
 """
 
 from __future__ import annotations
@@ -70,10 +72,12 @@ class DecoderBlock(nn.Module):
         self.mlp = MLP(dim, mlp_ratio)
 
     def forward(self, x, rope, self_mask, cross_kv, ctx_mask, age_bias=None, query_scale=None, cache=None,
-                read_head: int | None = None):
+                read_head: int | None = None, query_slopes=None):
         """`self_mask` [B, Lnew, Lall] or None for plain causal; `age_bias` [heads, Nc],
         [B, heads, Nc] or None;
-        `query_scale` [B, heads] or None; `cache` (k, v) of earlier tokens or None.
+        `query_scale` [B, heads] or None; `cache` (k, v) of earlier tokens or None;
+        `query_slopes` (weight [heads, dim], ages [B, Nc]) or None: each query adds its projection
+        on the weight times the ages to its own scores (`first_sight_query_slopes`).
         Returns (x, (k, v), weights): with `read_head`, that head's cross-attention weights
         [B, Lnew, Nc], else None."""
         q, k, v = self.attn.project(self.norm1(x), rope)
@@ -86,6 +90,10 @@ class DecoderBlock(nn.Module):
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=self_mask[:, None])
         x = x + self.attn.merge(attended)
         queries = self.norm2(x)
+        if query_slopes is not None:
+            weight, ages = query_slopes
+            per_query = (queries @ weight.T).transpose(1, 2)[..., None] * ages[:, None, None, :]
+            age_bias = per_query if age_bias is None else per_query + age_bias[:, :, None]
         weights = None
         if read_head is not None:
             weights = self.cross.weights(queries, cross_kv[0], ctx_mask, age_bias, query_scale)[:, read_head]
@@ -130,6 +138,8 @@ class TextDecoder(nn.Module):
             self.first_sight_token_features = nn.Linear(2, d)
         if dc.first_sight_age_slopes:
             self.first_sight_age_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads))
+        if dc.first_sight_query_slopes:
+            self.first_sight_query_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads, d))
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
         self.norm = nn.LayerNorm(d)
@@ -240,13 +250,29 @@ class TextDecoder(nn.Module):
                              f"TextDecoder.context makes for its window, got {ctx_mask.shape[1]}")
         if not self.cfg.decoder.first_sight_age_slopes:
             return bias
+        ages = self._context_token_ages(ctx_mask, token_ages, tokens_only)
+        tokens = AGE_SLOPE_GAIN * self.first_sight_age_slopes[:, None, :, None] * ages[None, :, None, :]
+        return tokens if bias is None else tokens + bias[:, None]  # [layers, B, heads, Nc]
+
+    def _context_token_ages(self, ctx_mask: torch.Tensor, token_ages: torch.Tensor | None,
+                            tokens_only: bool) -> torch.Tensor:
+        """[B, Nc]: each first-sight token's age in snippets at its place in the context, 0 elsewhere."""
         if token_ages is None:
             raise ValueError("a decoder with first-sight age slopes needs the tokens' ages: pass "
                              "token_ages=TextDecoder.token_ages(h, h_valid)")
         first = 1 if tokens_only else 1 + self.memory_tokens  # the tokens follow the null token and the memory
-        tokens = AGE_SLOPE_GAIN * self.first_sight_age_slopes[:, None, :, None] * token_ages[None, :, None, :]
-        tokens = F.pad(tokens, (first, ctx_mask.shape[1] - first - tokens.shape[-1]))  # [layers, B, heads, Nc]
-        return tokens if bias is None else tokens + bias[:, None]
+        return F.pad(token_ages, (first, ctx_mask.shape[1] - first - token_ages.shape[-1]))
+
+    def _query_slopes(self, ctx_mask: torch.Tensor, token_ages: torch.Tensor | None,
+                      tokens_only: bool) -> list | None:
+        """Per layer, what DecoderBlock needs for `first_sight_query_slopes`, or None without them.
+        The ages carry AGE_SLOPE_GAIN / sqrt(dim), so a slope moves about as fast as a head's fixed
+        one under the first-sight parts' learning rate."""
+        if not self.cfg.decoder.first_sight_query_slopes:
+            return None
+        gain = AGE_SLOPE_GAIN / math.sqrt(self.cfg.decoder.dim)
+        ages = gain * self._context_token_ages(ctx_mask, token_ages, tokens_only)
+        return [(weight, ages) for weight in self.first_sight_query_slopes]
 
     def query_scales(self, ctx_mask: torch.Tensor) -> torch.Tensor | None:
         """[layers, B, heads] gains on the cross-attention queries, growing with the log of each
@@ -269,6 +295,7 @@ class TextDecoder(nn.Module):
         rope = rope_angles(positions, dc.dim // dc.heads)
         age_bias = self._score_bias(ctx_mask, token_ages, tokens_only)
         query_scales = self.query_scales(ctx_mask)
+        query_slopes = self._query_slopes(ctx_mask, token_ages, tokens_only)
         new_caches = []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
@@ -276,7 +303,8 @@ class TextDecoder(nn.Module):
                                       None if age_bias is None else age_bias[i],
                                       None if query_scales is None else query_scales[i],
                                       None if caches is None else caches[i],
-                                      READ_HEAD if read and i == last else None)
+                                      READ_HEAD if read and i == last else None,
+                                      None if query_slopes is None else query_slopes[i])
             new_caches.append(cache)
         logits = self.head(self.norm(x))
         return (logits, new_caches, weights) if read else (logits, new_caches)

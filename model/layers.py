@@ -133,12 +133,13 @@ class CrossAttention(nn.Module):
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, context_mask: torch.Tensor,
                 bias: torch.Tensor | None = None, query_scale: torch.Tensor | None = None) -> torch.Tensor:
         """context_mask bool [B, Nc]; bias [heads, Nc] or [B, heads, Nc] added to every query's
-        scores, or None; query_scale [B, heads] multiplying every query's scores, or None."""
+        scores, [B, heads, N, Nc] to each query's own, or None; query_scale [B, heads] multiplying
+        every query's scores, or None."""
         b, n, _ = x.shape
         q = self._queries(x, query_scale)
         mask = context_mask[:, None, None, :]
         if bias is not None:
-            mask = _per_row(bias)[:, :, None, :].masked_fill(~mask, float("-inf")).to(q.dtype)
+            mask = _per_query(bias).masked_fill(~mask, float("-inf")).to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
@@ -148,13 +149,16 @@ class CrossAttention(nn.Module):
         experiments that ask what the decoder reads (forward itself uses the fused kernel)."""
         scores = self._queries(x, query_scale) @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
         if bias is not None:
-            scores = scores + _per_row(bias)[:, :, None, :]
+            scores = scores + _per_query(bias)
         return scores.masked_fill(~context_mask[:, None, None, :], float("-inf")).softmax(-1)
 
 
-def _per_row(bias: torch.Tensor) -> torch.Tensor:
-    """A score bias [heads, Nc] shared by every row, or [B, heads, Nc], as [B or 1, heads, Nc]."""
-    return bias if bias.dim() == 3 else bias[None]
+def _per_query(bias: torch.Tensor) -> torch.Tensor:
+    """A score bias [heads, Nc] shared by every row, [B, heads, Nc] shared by a row's queries or
+    [B, heads, N, Nc], as [B or 1, heads, N or 1, Nc]."""
+    if bias.dim() == 2:
+        return bias[None, :, None]
+    return bias[:, :, None] if bias.dim() == 3 else bias
 
 
 class Block(nn.Module):

@@ -108,6 +108,11 @@ class TrainConfig:
         False, "give every decoder cross-attention head a learned bias per snippet of a first-sight token's "
                "age, so that of two things it matches it can prefer the one first seen longer ago (needs "
                "--first-sight-tokens; with --init, the slopes start at zero over the checkpoint's weights)")
+    first_sight_query_slopes: bool = option(  # False: the preset's; over an --init checkpoint without them, zero
+        False, "let every decoder cross-attention query add its own learned multiple of each first-sight "
+               "token's age, on top of the heads' --first-sight-age-slopes, so that \"which came first\" can "
+               "prefer the older while other questions do not (needs --first-sight-age-slopes; with --init, "
+               "the projections start at zero over the checkpoint's weights)")
     first_sight_age_code: float | None = option(  # None: the preset's; over an --init checkpoint, the same weights
         None, "amplitude of a fixed sinusoidal code of each first-sight token's age in snippets, added to the "
               "token (0 = off; needs --first-sight-tokens; with --init, the checkpoint's weights are kept under the "
@@ -184,6 +189,9 @@ class TrainConfig:
         if self.first_sight_age_slopes and not self.first_sight_tokens:
             raise TrainingError("--first-sight-age-slopes rank the first-sight tokens: pass --first-sight-tokens "
                                 "(and --first-sight W) too")
+        if self.first_sight_query_slopes and not self.first_sight_age_slopes:
+            raise TrainingError("--first-sight-query-slopes add to the first-sight age slopes: pass "
+                                "--first-sight-age-slopes (and --first-sight-tokens, --first-sight W) too")
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")

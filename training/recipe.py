@@ -54,6 +54,7 @@ class Stage:
     first_sight: float | None = None  # weight of the first-sight loss (> 0 adds the head); None: the model's
     first_sight_tokens: bool = False  # one decoder context token per first-sight class: how surely, how long ago
     first_sight_age_slopes: bool = False  # per-head score bias by each first-sight token's age
+    first_sight_query_slopes: bool = False  # each decoder query's own score bias by a first-sight token's age
     first_sight_age_code: float | None = None  # amplitude of the first-sight tokens' sinusoidal age code
     first_sight_read: float | None = None  # weight of the loss pointing a decoder head at the answer's token
     first_sight_only: float = 0.0  # share of `order` questions whose decoder reads the first-sight tokens alone
@@ -92,6 +93,8 @@ class Stage:
             flags += ["--first-sight-tokens"]
         if self.first_sight_age_slopes:
             flags += ["--first-sight-age-slopes"]
+        if self.first_sight_query_slopes:
+            flags += ["--first-sight-query-slopes"]
         if self.first_sight_age_code is not None:
             flags += ["--first-sight-age-code", str(self.first_sight_age_code)]
         if self.first_sight_read is not None:

@@ -57,7 +57,8 @@ FAST_PART_LR_SCALE = 10.0
 # the name of the part's weights; over an --init checkpoint without it, the part starts fresh.
 DECODER_PARTS = {"age_slopes": "decoder.age_slopes", "length_scale": "decoder.length_scales",
                  "first_sight_tokens": "decoder.first_sight_token_",
-                 "first_sight_age_slopes": "decoder.first_sight_age_slopes"}
+                 "first_sight_age_slopes": "decoder.first_sight_age_slopes",
+                 "first_sight_query_slopes": "decoder.first_sight_query_slopes"}
 
 
 # --- signals ---------------------------------------------------------------------------

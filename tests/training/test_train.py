@@ -451,15 +451,16 @@ def test_first_sight_drills_are_trained_and_logged(one_step_run, tmp_path, capsy
 
 def test_init_trains_the_first_sight_read_loss(one_step_run, tmp_path, capsys):
     """--first-sight-read over an --init checkpoint: the loss of `order` answers is logged and
-    weighed; --first-sight-age-slopes adds the slopes; --first-sight-only makes
+    weighed; --first-sight-age-slopes adds the slopes and --first-sight-query-slopes the queries' own; --first-sight-only makes
     half the `order` questions read the first-sight tokens alone. All need the first-sight tokens."""
     run = tmp_path / "run"
     assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
                       "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-age-slopes",
-                      "--first-sight-read", "0.2", "--first-sight-only", "0.5", "--kind-weights", "order=100", *FAST,
+                      "--first-sight-query-slopes", "--first-sight-read", "0.2", "--first-sight-only", "0.5", "--kind-weights", "order=100", *FAST,
                       "--snippets", "5-6"]) == 0  # long enough for `order`
     grown = StreamerModel.load(checkpointing.latest_checkpoint(run))
     assert grown.cfg.decoder.first_sight_age_slopes and "decoder.first_sight_age_slopes" in grown.state_dict()
+    assert grown.cfg.decoder.first_sight_query_slopes and grown.decoder.first_sight_query_slopes.any()  # trained
     train = [r for r in read_metrics(run) if r["kind"] == "train"]
     assert train[0]["first_sight_read_loss"] > 0
     card = json.loads((checkpointing.latest_checkpoint(run) / "card.json").read_text())
@@ -468,6 +469,9 @@ def test_init_trains_the_first_sight_read_loss(one_step_run, tmp_path, capsys):
     assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
                       "--first-sight-read", "0.2", *FAST]) == 1
     assert "pass --first-sight-tokens" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-tokens", "--first-sight-query-slopes", *FAST]) == 1
+    assert "pass --first-sight-age-slopes" in capsys.readouterr().err
     assert train_cli(["--out", str(tmp_path / "alone2"), "--steps", "1", "--first-sight", "0.5",
                       "--first-sight-age-slopes", *FAST]) == 1
     assert "pass --first-sight-tokens" in capsys.readouterr().err
