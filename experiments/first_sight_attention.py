@@ -39,6 +39,8 @@ class TokenShare:
     def _hook(self, layer: int):
         def record(cross, args, _output) -> None:
             x, k, _v, mask, *rest = args
+            if rest and rest[0] is not None and rest[0].dim() == 4:  # each query's own bias: keep the last's
+                rest[0] = rest[0][:, :, -1:]
             w = cross.weights(x[:, -1:], k, mask, *rest)[:, :, 0]  # [B, heads, Nc]
             self.weight[layer] += w[:, :, self.tokens].sum(-1).sum(0)
             classes = self.tokens.stop - self.tokens.start

@@ -133,8 +133,12 @@ def test_cross_attention_weights_are_the_ones_its_forward_applies():
     torch.testing.assert_close(by_hand, cross(x, k, v, mask, bias, scale), atol=1e-5, rtol=1e-5)
 
 
-def test_the_attention_experiment_counts_every_layer_heads_share_of_the_tokens():
-    model = make_model(_with_tokens(micro_config()), seed=67).eval()
+@pytest.mark.parametrize("slopes", [{}, {"first_sight_age_slopes": True, "first_sight_query_slopes": True}])
+def test_the_attention_experiment_counts_every_layer_heads_share_of_the_tokens(slopes):
+    model = make_model(_with_tokens(micro_config(), **slopes), seed=67).eval()
+    if slopes:  # each query's own bias: the experiment reads the last query's row of it
+        with torch.no_grad():
+            model.decoder.first_sight_query_slopes.normal_()
     share = TokenShare(model)
     state = streamed_state(model, 4, seed=8)
     "".join(model.answer(state, "which came first, the red circle or the drum?", max_new_tokens=3))
