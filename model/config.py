@@ -161,9 +161,9 @@ class DecoderConfig:
     first_sight_age_code: float = 0.0
     # Every cross-attention query adds its own multiple of each first-sight token's age, a learned
     # projection of the query (per layer and head) on top of `first_sight_age_slopes`: one slope per
-    # head serves every question, and the bundled model's ended small and mostly negative (newer
-    # preferred), a compromise between "which came first" and the kinds that want the newest. The
-    # projection starts at zero (no change). Needs `first_sight_age_slopes`.
+    # head serves every question, and stage 23's ended mostly negative (newer preferred; the last
+    # layer's first head −0.61 a snippet): a compromise between "which came first" and the kinds
+    # that want the newest. The projection starts at zero (no change). Needs `first_sight_age_slopes`.
     first_sight_query_slopes: bool = False
 
 
