@@ -16,7 +16,11 @@ which of the two bytes the decoder ranks higher: with the whole context, and wit
 masked (`CONTEXT_PARTS`), which shows where the answer comes from. And it scores the whole
 answer with the whole context as the evaluation does (every byte and the end the decoder's first
 choice, which is what greedy generation gives), on three times the `order` questions a 200-clip
-evaluation of world:long asks, split by whether the two names start with the same byte.
+evaluation of world:long asks, split by whether the two names start with the same byte. Last,
+it splits the questions as `experiments.order_age` does (two sounds; two shapes by how many
+shapes were shown before the question) and counts, in each group, how often the tokens' ages
+and the whole answer are right, and the answer where the tokens are right and where they are
+not: whether the decoder or the head that marks first sights loses a group's answers.
 Writes experiments/results/understanding/first-sight-readout.json (or `--out`).
 """
 
@@ -27,6 +31,7 @@ import re
 import torch
 
 from experiments.asking import RESULTS, load, parser_for, write_report
+from experiments.order_age import shapes_shown
 from model import StreamerModel
 from training.data import world_sample
 from training.world.clip import World, WorldConfig
@@ -106,8 +111,10 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
                       **{f"first byte right, {name}": 0 for name in CONTEXT_PARTS},
                       "whole answer right, first bytes differ": 0, "first bytes the same": 0,
                       "whole answer right, first bytes the same": 0}
+    groups: dict[str, dict[str, int]] = {}
     for i in range(clips):
-        sample = world_sample(world.clip(i))
+        clip = world.clip(i)
+        sample = world_sample(clip)
         video = torch.as_tensor(sample["video"])[None]
         audio = torch.as_tensor(sample["audio"])[None]
         _, memories, h = model._clip_latents(video, audio)
@@ -126,6 +133,14 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
                 continue
             memory = memories[:, q.ask_snippets] if memories is not None else None
             logits, weights, exact = first_answer_position(model, memory, window, valid, q.text, q.answer)
+            group = groups.setdefault((shapes_shown(clip, q) or ("two sounds",))[0], {
+                "questions": 0, "tokens right": 0, "answer right": 0, "answer right, tokens right": 0,
+                "answer right, tokens wrong or undecided": 0})
+            tokens_right = said == q.answer
+            group["questions"] += 1
+            group["tokens right"] += int(tokens_right)
+            group["answer right"] += int(exact)
+            group[f"answer right, tokens {'right' if tokens_right else 'wrong or undecided'}"] += int(exact)
             on = weights[[first_token + j for j in pair]]
             decoder_counts["read head right"] += int((a, b)[int(on[1] > on[0])] == q.answer)
             byte_a, byte_b = model.tokenizer.encode(a)[0], model.tokenizer.encode(b)[0]
@@ -150,7 +165,19 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
             "whole answer accuracy, first bytes the same": round(
                 decoder_counts["whole answer right, first bytes the same"]
                 / max(decoder_counts["first bytes the same"], 1), 3)}
+        report["by what was shown"] = {name: group_rates(group) for name, group in sorted(groups.items())}
     return report
+
+
+def group_rates(group: dict[str, int]) -> dict[str, float | int]:
+    """A group's counts with the tokens' and the answer's accuracy, and the answer's where the
+    tokens are right and where they are not."""
+    n, right = group["questions"], group["tokens right"]
+    return {**group, "tokens accuracy": round(right / max(n, 1), 3),
+            "answer accuracy": round(group["answer right"] / max(n, 1), 3),
+            "answer accuracy, tokens right": round(group["answer right, tokens right"] / max(right, 1), 3),
+            "answer accuracy, tokens wrong or undecided": round(
+                group["answer right, tokens wrong or undecided"] / max(n - right, 1), 3)}
 
 
 def main() -> None:

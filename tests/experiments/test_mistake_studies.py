@@ -12,8 +12,8 @@ from experiments.ask_time import tally
 from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
 from experiments.count_errors import asked_sound, closest_plays
 from experiments.count_errors import tally as count_tally
-from experiments.first_sight_readout import (CONTEXT_PARTS, context_part_masks, first_answer_position, named_pair,
-                                             older, readout)
+from experiments.first_sight_readout import (CONTEXT_PARTS, context_part_masks, first_answer_position, group_rates,
+                                             named_pair, older, readout)
 from experiments.order_age import event_ages
 from experiments.order_age import tally as order_tally
 from experiments.shape_errors import age_bin, visible_bin
@@ -184,6 +184,13 @@ def test_the_first_sight_readout_names_the_thing_seen_longer_ago():
     assert older("red circle", "drum", torch.tensor(0.5), torch.tensor(0.45), window=8) is None  # under half a snippet
 
 
+def test_a_groups_rates_split_the_answers_by_whether_the_tokens_were_right():
+    rates = group_rates({"questions": 10, "tokens right": 8, "answer right": 7, "answer right, tokens right": 6,
+                         "answer right, tokens wrong or undecided": 1})
+    assert rates["tokens accuracy"] == 0.8 and rates["answer accuracy"] == 0.7
+    assert rates["answer accuracy, tokens right"] == 0.75 and rates["answer accuracy, tokens wrong or undecided"] == 0.5
+
+
 def test_the_first_sight_readout_counts_every_order_question():
     model = make_model(with_decoder(micro_config(), first_sight_classes=len(FIRST_SIGHT_CLASSES),
                                     first_sight_tokens=True, first_sight_age_slopes=True), seed=3)
@@ -198,6 +205,14 @@ def test_the_first_sight_readout_counts_every_order_question():
         assert 0 <= decoder[f"first byte right, {part}"] <= decoder["first bytes differ"]
     assert decoder["first bytes differ"] + decoder["first bytes the same"] == counts["questions"]
     assert 0.0 <= decoder["whole answer accuracy"] <= 1.0
+    groups = report["by what was shown"]
+    assert set(groups) <= {"two sounds", "1-3 shapes shown before the question", "4-7 shapes shown", "8+ shapes shown"}
+    assert sum(g["questions"] for g in groups.values()) == counts["questions"]
+    assert sum(g["tokens right"] for g in groups.values()) == counts["right"]
+    whole = decoder["whole answer right, first bytes differ"] + decoder["whole answer right, first bytes the same"]
+    assert sum(g["answer right"] for g in groups.values()) == whole
+    for g in groups.values():
+        assert g["answer right"] == g["answer right, tokens right"] + g["answer right, tokens wrong or undecided"]
 
 
 def test_the_readouts_whole_answer_is_the_forward_passs_exact_match():
