@@ -80,6 +80,10 @@ class TrainConfig:
     latent_window: int | None = option(  # None: the preset's; a larger one grows an --init checkpoint's
         None, "snippets of latent state the decoder reads directly (default: the preset's); with --init, a "
               "larger window than the checkpoint's is grown, its new ages starting as the oldest one")
+    decoder_layers: int | None = option(  # None: the preset's; more than an --init checkpoint's adds blocks
+        None, "layers of the text decoder (default: the preset's); with --init, layers beyond the checkpoint's "
+              "are added after its last one with their output projections at zero, so the model answers as "
+              "before until they learn")
     memory_update: str | None = option(  # None: the preset's; "gated" over a pooled --init adds fresh gates
         None, "how the TTM memory is written: pool (the paper's) or gated (slots keep their value until a "
               "learned gate opens; default: the preset's); with --init, a pooled checkpoint gets new gates",
@@ -176,6 +180,8 @@ class TrainConfig:
             raise TrainingError(f"--lr must be a positive number, got {self.lr}")
         if self.amp not in ("auto", "bf16", "off"):
             raise TrainingError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
+        if self.decoder_layers is not None and self.decoder_layers < 1:
+            raise TrainingError(f"--decoder-layers must be at least 1, got {self.decoder_layers}")
         if self.latent_window is not None and self.latent_window < 1:
             raise TrainingError(f"--latent-window must be at least 1 snippet, got {self.latent_window}")
         if self.first_sight is not None and not 0.0 <= self.first_sight < math.inf:

@@ -46,6 +46,7 @@ class Stage:
     kind_weights: str = ""  # question kinds drawn more often, "who_made=3,describe=2"
     off_palette: float = 0.0  # share of clips whose shapes wear colours outside the palette
     latent_window: int | None = None  # snippets the decoder reads directly; None: the preset's
+    decoder_layers: int | None = None  # text decoder layers; None: the preset's
     memory_update: str | None = None  # "pool" or "gated" TTM memory writes; None: the preset's
     window_dropout: float = 0.0  # share of questions whose latent window is cut, so the memory must answer
     age_code: float | None = None  # amplitude of the decoder's fixed sinusoidal age code; None: the preset's
@@ -77,6 +78,8 @@ class Stage:
             flags += ["--off-palette", str(self.off_palette)]
         if self.latent_window is not None:
             flags += ["--latent-window", str(self.latent_window)]
+        if self.decoder_layers is not None:
+            flags += ["--decoder-layers", str(self.decoder_layers)]
         if self.memory_update is not None:
             flags += ["--memory-update", self.memory_update]
         if self.window_dropout:

@@ -112,6 +112,8 @@ class Trainer:
             model_cfg = ModelConfig.from_name(cfg.preset)
             if cfg.latent_window is not None:
                 model_cfg = replace(model_cfg, latent=replace(model_cfg.latent, window=cfg.latent_window))
+            if cfg.decoder_layers is not None:
+                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, layers=cfg.decoder_layers))
             if cfg.memory_update is not None:
                 model_cfg = replace(model_cfg, combiner=replace(model_cfg.combiner, memory_update=cfg.memory_update))
             if cfg.age_code is not None:
@@ -216,6 +218,8 @@ class Trainer:
             model.cfg.align.watch_threshold = model_cfg.align.watch_threshold
             if model.cfg.latent.window < model_cfg.latent.window:
                 model = _grow_latent_window(model, model_cfg.latent.window)
+            if model.cfg.decoder.layers < model_cfg.decoder.layers:
+                model = _grow_decoder(model, model_cfg.decoder.layers)
             if (model.cfg.combiner.memory_update, model_cfg.combiner.memory_update) == ("pool", "gated"):
                 gated = replace(model.cfg, combiner=replace(model.cfg.combiner, memory_update="gated"))
                 model = _with_new_part(model, gated, "combiner.write_gate.", cfg)
@@ -511,6 +515,29 @@ def _grow_latent_window(model: StreamerModel, window: int) -> StreamerModel:
     state = model.state_dict()
     ages = state["decoder.age_emb"]
     state["decoder.age_emb"] = torch.cat([ages, ages[-1:].expand(window - len(ages), -1, -1)])
+    grown.load_state_dict(state)
+    return grown
+
+
+def _grow_decoder(model: StreamerModel, layers: int) -> StreamerModel:
+    """The same model with `layers` decoder blocks: the new ones follow the last, fresh, with the
+    projections that write to the residual stream at zero, so every answer stays as it was until
+    they learn; their per-layer age slopes start at zero and length gains at 1, as a new model's."""
+    grown = StreamerModel(replace(model.cfg, decoder=replace(model.cfg.decoder, layers=layers)))
+    fresh = grown.state_dict()
+    state = model.state_dict()
+    old_layers = model.cfg.decoder.layers
+    for name in ("age_slopes", "length_scales", "first_sight_age_slopes", "first_sight_query_slopes"):
+        key = f"decoder.{name}"
+        if key in state:
+            state[key] = torch.cat((state[key], fresh[key][old_layers:]))
+    for i in range(old_layers, layers):
+        prefix = f"decoder.blocks.{i}."
+        for key, value in fresh.items():
+            if key.startswith(prefix):
+                writes = key.endswith(("attn.proj.weight", "attn.proj.bias", "cross.proj.weight", "cross.proj.bias",
+                                       "mlp.proj.weight", "mlp.proj.bias"))
+                state[key] = torch.zeros_like(value) if writes else value
     grown.load_state_dict(state)
     return grown
 

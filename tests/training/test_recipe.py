@@ -94,7 +94,7 @@ def test_the_bundled_card_records_the_tiny_recipe_as_it_ran():
         planned = train.config_from_args(parser.parse_args(command[3:]))
         assert record["steps"] == stage.steps == ran.steps
         for name in ("lr", "warmup", "seed", "snippets", "curriculum", "kind_weights", "off_palette", "latent_window",
-                     "memory_update", "window_dropout", "age_code", "age_slopes", "length_scale", "wild", "batch",
+                     "decoder_layers", "memory_update", "window_dropout", "age_code", "age_slopes", "length_scale", "wild", "batch",
                      "questions_per_clip", "first_sight", "first_sight_tokens", "first_sight_age_slopes",
                      "first_sight_query_slopes", "first_sight_age_code", "first_sight_only", "first_sight_drills", "clip_drills"):
             assert getattr(ran, name) == getattr(planned, name), (record["run"], name)

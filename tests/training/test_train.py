@@ -334,6 +334,20 @@ def test_init_grows_the_latent_window_and_keeps_every_weight(one_step_run, tmp_p
     assert train_cli(["--out", str(tmp_path / "bad"), "--steps", "1", "--latent-window", "0", *FAST]) == 1
 
 
+def test_init_grows_the_decoder_and_keeps_every_weight(one_step_run, tmp_path, capsys):
+    """--decoder-layers over an --init checkpoint's: one more block after the last (tested in
+    test_grow_decoder.py), every old weight kept."""
+    layers = StreamerModel.load(checkpointing.latest_checkpoint(one_step_run)).cfg.decoder.layers
+    old, grown = _tuned_over(one_step_run, tmp_path / "run", "--decoder-layers", str(layers + 1))
+    assert grown.cfg.decoder.layers == layers + 1
+    _assert_kept(old, grown.state_dict())
+    card = json.loads((checkpointing.latest_checkpoint(tmp_path / "run") / "card.json").read_text())
+    assert card["train_config"]["decoder_layers"] == layers + 1
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "bad"), "--steps", "1", "--decoder-layers", "0", *FAST]) == 1
+    assert "--decoder-layers must be at least 1" in capsys.readouterr().err
+
+
 def test_init_adds_an_age_code_and_keeps_every_weight(one_step_run, tmp_path, capsys):
     """--age-code over an --init checkpoint: the same weights, the code recorded in the config;
     a checkpoint with a code is not silently read without it."""

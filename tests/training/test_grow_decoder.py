@@ -1,0 +1,61 @@
+"""--decoder-layers over an --init checkpoint: the new blocks follow the last one and write
+nothing to the residual stream at first, so the grown model answers exactly as the checkpoint
+did; per-layer parts gain rows as a new model's (slopes 0, length gains 1)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from training.trainer import _grow_decoder
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "model"))
+from model_helpers import make_model, micro_config, random_clip, with_decoder  # noqa: E402
+
+PER_LAYER = ("age_slopes", "length_scales", "first_sight_age_slopes", "first_sight_query_slopes")
+
+
+def _model():
+    cfg = with_decoder(micro_config(), first_sight_classes=5, first_sight_tokens=True, age_slopes=True,
+                       length_scale=True, first_sight_age_slopes=True, first_sight_query_slopes=True)
+    model = make_model(cfg, seed=91).eval()
+    with torch.no_grad():
+        for name in PER_LAYER:
+            getattr(model.decoder, name).normal_()  # trained values, not a new model's
+        model.decoder.first_sight_head.bias.fill_(2.0)  # things seen, so the tokens' ages matter
+    return model
+
+
+def test_a_grown_decoder_answers_as_before_and_keeps_every_weight():
+    model = _model()
+    layers = model.cfg.decoder.layers
+    grown = _grow_decoder(model, layers + 2).eval()
+    assert grown.cfg.decoder.layers == layers + 2 and len(grown.decoder.blocks) == layers + 2
+    video, audio = random_clip(model.cfg, 2, 4, seed=6)
+    questions = [[("which came first, the red circle or the drum?", "drum", 4)], [("what color is the square?", "blue", 3)]]
+    batch = dict(video=video, audio=audio, **model.encode_batch_questions(questions))
+    with torch.no_grad():
+        torch.testing.assert_close(grown(batch).answer_logits, model(batch).answer_logits, atol=1e-5, rtol=1e-5)
+    old, new = model.state_dict(), grown.state_dict()
+    for name, tensor in old.items():
+        if name.removeprefix("decoder.") in PER_LAYER:
+            torch.testing.assert_close(new[name][:layers], tensor)
+        else:
+            torch.testing.assert_close(new[name], tensor)
+    assert not new["decoder.age_slopes"][layers:].any() and not new["decoder.first_sight_query_slopes"][layers:].any()
+    assert bool((new["decoder.length_scales"][layers:] == 1).all())
+    block = grown.decoder.blocks[layers]
+    for part in (block.attn.proj, block.cross.proj, block.mlp.proj):
+        assert not part.weight.any() and not part.bias.any()
+    assert block.attn.qkv.weight.std() > 0 and block.mlp.fc.weight.std() > 0  # the rest starts as a new block's
+
+
+def test_the_new_blocks_learn():
+    model = _grow_decoder(_model(), 4)
+    video, audio = random_clip(model.cfg, 2, 4, seed=7)
+    batch = dict(video=video, audio=audio,
+                 **model.encode_batch_questions([[("what color is the square?", "blue", 3)]] * 2))
+    model(batch).loss.backward()
+    assert model.decoder.blocks[-1].mlp.proj.weight.grad.abs().sum() > 0
