@@ -33,18 +33,27 @@ def snippet_range(text: str) -> tuple[int, int]:
         ) from None
 
 
-def kind_weights(text: str) -> tuple[tuple[str, float], ...]:
-    """`direction=3,who_made=2` on the command line: question kinds drawn more (or less) often."""
+def _named_numbers(text: str, flag: str, example: str) -> tuple[tuple[str, float], ...]:
+    """`NAME=NUMBER,NAME=NUMBER` on the command line as ((NAME, NUMBER), ...)."""
     pairs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
-        kind, _, weight = item.partition("=")
+        name, _, number = item.partition("=")
         try:
-            pairs.append((kind.strip(), float(weight)))
+            pairs.append((name.strip(), float(number)))
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"--kind-weights takes KIND=WEIGHT pairs separated by commas (e.g. direction=3,who_made=2), "
-                f"not {text!r}") from None
+                f"{flag} takes NAME=NUMBER pairs separated by commas (e.g. {example}), not {text!r}") from None
     return tuple(pairs)
+
+
+def kind_weights(text: str) -> tuple[tuple[str, float], ...]:
+    """`direction=3,who_made=2` on the command line: question kinds drawn more (or less) often."""
+    return _named_numbers(text, "--kind-weights", "direction=3,who_made=2")
+
+
+def lr_scales(text: str) -> tuple[tuple[str, float], ...]:
+    """`decoder.blocks.3.=10` on the command line: parameters, by name prefix, at another rate."""
+    return _named_numbers(text, "--lr-scales", "decoder.blocks.3.=10")
 
 
 def option(default: Any, help: str, *, flag: str | None = None, **add_argument: Any) -> Any:
@@ -67,6 +76,9 @@ class TrainConfig:
     micro_batch: int | None = option(None, "clips per forward pass (gradient accumulation)")  # on one rank
     # 1e-3 and up keep the model on answer priors (no grounding in 400 steps); see README
     lr: float = option(3e-4, "peak learning rate (default %(default)s)")
+    lr_scales: tuple[tuple[str, float], ...] = option(  # beside training.trainer.FAST_PARTS' own scale
+        (), "parameters that learn at another multiple of --lr, by name prefix, e.g. decoder.blocks.3.=10 "
+            "for a block that --decoder-layers added (the first prefix that fits a name wins)", type=lr_scales)
     min_lr_ratio: float = option(0.05, "cosine floor as a fraction of --lr")  # cosine decays to lr · min_lr_ratio
     warmup: int = option(100, "linear warm-up steps (default %(default)s)")
     weight_decay: float = option(0.05, "AdamW weight decay of the weight matrices (not of norms or biases) "
@@ -244,6 +256,9 @@ class TrainConfig:
         if unknown or any(not (w >= 0 and math.isfinite(w)) for _, w in self.kind_weights):
             raise TrainingError(f"--kind-weights names question kinds ({', '.join(QUESTION_KINDS)}) with weights "
                                 f">= 0; got {self.kind_weights}")
+        if any(not prefix or not (scale > 0 and math.isfinite(scale)) for prefix, scale in self.lr_scales):
+            raise TrainingError(f"--lr-scales names parameter prefixes with multiples of --lr > 0; got "
+                                f"{self.lr_scales}")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise TrainingError(f"--micro-batch must be at least 1, got {self.micro_batch}")
 

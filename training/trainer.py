@@ -148,7 +148,7 @@ class Trainer:
             w.first_sight if cfg.first_sight is None else cfg.first_sight,
             w.first_sight_read if cfg.first_sight_read is None else cfg.first_sight_read,
         )
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay),
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay, cfg.lr_scales),
                                            lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
         if self.start_step > 0:
             checkpointing.load_optimizer_state(self._resume_from, self.optimizer)
@@ -550,18 +550,33 @@ def _with_codes(model: StreamerModel, **amplitudes: float) -> StreamerModel:
     return recoded
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def parameter_groups(model: torch.nn.Module, weight_decay: float,
+                     lr_scales: tuple[tuple[str, float], ...] = ()) -> list[dict[str, Any]]:
     """AdamW's groups: matrices decay; biases, norms and the decoder's length gains, which start
-    at 1 and would be pulled towards 0, do not. FAST_PARTS get their own groups at
-    FAST_PART_LR_SCALE times the learning rate (`lr_scale`, applied by the schedule)."""
+    at 1 and would be pulled towards 0, do not. Each rate gets its own pair of groups, its
+    `lr_scale` applied by the schedule: parameters named by a prefix in `lr_scales` (the first that
+    fits), FAST_PARTS at FAST_PART_LR_SCALE, the rest at 1. The order is fixed (1, then the other
+    scales as first met) so that a resumed run's saved optimizer state fits its groups again."""
+    unused = [prefix for prefix, _ in lr_scales if not any(n.startswith(prefix) for n, _ in model.named_parameters())]
+    if unused:
+        raise TrainingError(f"--lr-scales: no parameter's name starts with {', '.join(unused)}; the model's "
+                            f"parameters are named like {next(iter(dict(model.named_parameters())))}")
+
+    def scale_of(name: str) -> float:
+        for prefix, scale in lr_scales:
+            if name.startswith(prefix):
+                return scale
+        return FAST_PART_LR_SCALE if name.startswith(FAST_PARTS) else 1.0
+
+    by_scale: dict[float, list[tuple[str, torch.nn.Parameter]]] = {1.0: []}
+    for name, p in model.named_parameters():
+        by_scale.setdefault(scale_of(name), []).append((name, p))
     groups = []
-    for fast in (False, True):
-        named = [(name, p) for name, p in model.named_parameters() if name.startswith(FAST_PARTS) == fast]
+    for scale, named in by_scale.items():
         decay = [p for name, p in named if p.dim() >= 2 and name not in UNDECAYED_MATRICES]
         no_decay = [p for name, p in named if p.dim() < 2 or name in UNDECAYED_MATRICES]
-        scale = FAST_PART_LR_SCALE if fast else 1.0
         for params, decay_rate in ((decay, weight_decay), (no_decay, 0.0)):
-            if params or not fast:
+            if params or scale == 1.0:
                 groups.append({"params": params, "weight_decay": decay_rate, "lr_scale": scale})
     return groups
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from training.trainer import _grow_decoder
+from training.trainer import FAST_PART_LR_SCALE, _grow_decoder, parameter_groups
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "model"))
 from model_helpers import make_model, micro_config, random_clip, with_decoder  # noqa: E402
@@ -59,3 +59,22 @@ def test_the_new_blocks_learn():
                  **model.encode_batch_questions([[("what color is the square?", "blue", 3)]] * 2))
     model(batch).loss.backward()
     assert model.decoder.blocks[-1].mlp.proj.weight.grad.abs().sum() > 0
+
+
+def test_lr_scales_give_a_grown_block_its_own_rate_and_keep_the_groups_order():
+    model = _model()
+    layers = model.cfg.decoder.layers
+    grown = _grow_decoder(model, layers + 1)
+    named = dict(grown.named_parameters())
+    plain = parameter_groups(grown, 0.05)
+    scaled = parameter_groups(grown, 0.05, ((f"decoder.blocks.{layers}.", 30.0),))
+    rate = {id(p): g["lr_scale"] for g in scaled for p in g["params"]}
+    assert len(rate) == len(named) == sum(len(g["params"]) for g in scaled)
+    for name, p in named.items():
+        expected = 30.0 if name.startswith(f"decoder.blocks.{layers}.") else (
+            FAST_PART_LR_SCALE if name.startswith("decoder.first_sight_") else 1.0)
+        assert rate[id(p)] == expected, name
+    # without --lr-scales, the groups are as before it existed: a run saved then resumes
+    assert [g["lr_scale"] for g in plain] == [1.0, 1.0, FAST_PART_LR_SCALE, FAST_PART_LR_SCALE]
+    assert [g["lr_scale"] for g in scaled][:4] == [1.0, 1.0, FAST_PART_LR_SCALE, FAST_PART_LR_SCALE]
+    assert [g["weight_decay"] for g in scaled] == [0.05, 0.0] * 3

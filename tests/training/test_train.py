@@ -338,12 +338,22 @@ def test_init_grows_the_decoder_and_keeps_every_weight(one_step_run, tmp_path, c
     """--decoder-layers over an --init checkpoint's: one more block after the last (tested in
     test_grow_decoder.py), every old weight kept."""
     layers = StreamerModel.load(checkpointing.latest_checkpoint(one_step_run)).cfg.decoder.layers
-    old, grown = _tuned_over(one_step_run, tmp_path / "run", "--decoder-layers", str(layers + 1))
+    new_block = ["--lr-scales", f"decoder.blocks.{layers}.=10"]  # the new block learns faster
+    old, grown = _tuned_over(one_step_run, tmp_path / "run", "--decoder-layers", str(layers + 1), *new_block)
     assert grown.cfg.decoder.layers == layers + 1
     _assert_kept(old, grown.state_dict())
     card = json.loads((checkpointing.latest_checkpoint(tmp_path / "run") / "card.json").read_text())
     assert card["train_config"]["decoder_layers"] == layers + 1
+    assert card["train_config"]["lr_scales"] == [[f"decoder.blocks.{layers}.", 10.0]]
+    init = ["--init", str(checkpointing.latest_checkpoint(one_step_run)), "--decoder-layers", str(layers + 1)]
+    assert train_cli(["--out", str(tmp_path / "run"), "--steps", "2", *init, *new_block, "--lr", "1e-9", *FAST,
+                      "--resume"]) == 0  # the saved optimizer state fits the groups again
     capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "typo"), "--steps", "1", *init, "--lr-scales", "decoder.block.9.=10",
+                      *FAST]) == 1
+    assert "no parameter's name starts with decoder.block.9." in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "zero"), "--steps", "1", "--lr-scales", "decoder.=0", *FAST]) == 1
+    assert "multiples of --lr > 0" in capsys.readouterr().err
     assert train_cli(["--out", str(tmp_path / "bad"), "--steps", "1", "--decoder-layers", "0", *FAST]) == 1
     assert "--decoder-layers must be at least 1" in capsys.readouterr().err
 
