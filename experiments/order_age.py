@@ -1,7 +1,8 @@
 """Can the decoder tell which of two old events came first? Splits `order` answers by the
 age (snippets before the question) of the more recent of the two events, by whether the
 two were ever on screen together and, for two shapes, by how many shapes came before the
-question, and prints how far apart the decoder's age cues are (and
+question (and within that, by how far apart the two first appeared and how many other shapes
+shown share a colour or shape with them), and prints how far apart the decoder's age cues are (and
 the learned age slopes of a model that has them).
 
     .venv/bin/python -m experiments.order_age [CHECKPOINT] [--clips 150] [--threads 2]
@@ -69,15 +70,31 @@ def shapes_shown(clip, question) -> tuple[str, ...]:
             else "8+ shapes shown",)
 
 
+def pair_details(clip, question) -> tuple[str, ...]:
+    """For two shapes, within their crowd (shapes_shown): how far apart their first sights were,
+    and how many other shapes shown share a colour or a shape with either of the two (a token the
+    question's words half match, whose age can leak into the comparison); nothing for sounds."""
+    crowd = shapes_shown(clip, question)
+    if not crowd:
+        return ()
+    names, key = _subjects(clip, question)
+    newer, older = event_ages(clip, question)
+    pair = {tuple(name.split(" ", 1)) for name in names}  # (colour, shape)
+    others = {(s.color, s.shape) for s in clip.timeline.shapes if s.t_start < key.t_ask} - pair
+    half = sum(any(color == c or shape == k for c, k in pair) for color, shape in others)
+    return (f"{crowd[0]}, first sights {'under 8' if older - newer < 8 else '8+'} snippets apart",
+            f"{crowd[0]}, {'0-2' if half <= 2 else '3-5' if half <= 5 else '6+'} others share a colour or shape")
+
+
 def tally(answered: Iterable) -> dict[str, dict]:
     """Right/total/accuracy by the newer event's age, by the pair's kind and, for shapes, by
-    how many shapes came before, and what the wrong answers named, from (clip, question, truth,
-    answer) tuples."""
+    how many shapes came before (and within that by pair_details), and what the wrong answers
+    named, from (clip, question, truth, answer) tuples."""
     groups: dict[str, Counter] = defaultdict(Counter)
     wrong: Counter = Counter()
     for clip, q, truth, got in answered:
         newer, _ = event_ages(clip, q)
-        for group in ("all", age_bin(newer), pair_kind(clip, q), *shapes_shown(clip, q)):
+        for group in ("all", age_bin(newer), pair_kind(clip, q), *shapes_shown(clip, q), *pair_details(clip, q)):
             groups[group][truth == got] += 1
         if truth != got:
             wrong["the other of the two" if got in SUBJECTS.search(q.text).groups() else "neither"] += 1

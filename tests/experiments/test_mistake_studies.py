@@ -14,7 +14,7 @@ from experiments.count_errors import asked_sound, closest_plays
 from experiments.count_errors import tally as count_tally
 from experiments.first_sight_readout import (CONTEXT_PARTS, context_part_masks, first_answer_position, group_rates,
                                              named_pair, older, readout)
-from experiments.order_age import event_ages
+from experiments.order_age import event_ages, pair_details
 from experiments.order_age import tally as order_tally
 from experiments.shape_errors import age_bin, visible_bin
 from model import StreamerModel
@@ -174,6 +174,13 @@ def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():
     # two shapes shown by snippet 9, four by snippet 30; the sound pair is not counted
     assert table["1-3 shapes shown before the question"] == {"right": 1, "total": 1, "accuracy": 1.0}
     assert table["4-7 shapes shown"] == {"right": 0, "total": 1, "accuracy": 0.0} and "8+ shapes shown" not in table
+    # the circle and square first appeared 1 s apart; the triangle and circle 7 s (about 11 snippets)
+    assert table["1-3 shapes shown before the question, first sights under 8 snippets apart"]["total"] == 1
+    assert table["4-7 shapes shown, first sights 8+ snippets apart"]["total"] == 1
+    # by snippet 30 the blue square and the blue circle are shown too; only the blue circle
+    # shares a colour or a shape (the circle) with the green triangle or the red circle
+    assert pair_details(clip, apart)[1] == "4-7 shapes shown, 0-2 others share a colour or shape"
+    assert table["4-7 shapes shown, 0-2 others share a colour or shape"] == {"right": 0, "total": 1, "accuracy": 0.0}
 
 
 def test_the_first_sight_readout_names_the_thing_seen_longer_ago():
