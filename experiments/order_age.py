@@ -1,8 +1,9 @@
 """Can the decoder tell which of two old events came first? Splits `order` answers by the
 age (snippets before the question) of the more recent of the two events, by whether the
 two were ever on screen together and, for two shapes, by how many shapes came before the
-question (and within that, by how far apart the two first appeared and how many other shapes
-shown share a colour or shape with them), and prints how far apart the decoder's age cues are (and
+question (and within that, by how far apart the two first appeared, how many other shapes
+shown share a colour or shape with them and whether one like the newer came before both), and
+prints how far apart the decoder's age cues are (and
 the learned age slopes of a model that has them).
 
     .venv/bin/python -m experiments.order_age [CHECKPOINT] [--clips 150] [--threads 2]
@@ -72,18 +73,30 @@ def shapes_shown(clip, question) -> tuple[str, ...]:
 
 def pair_details(clip, question) -> tuple[str, ...]:
     """For two shapes, within their crowd (shapes_shown): how far apart their first sights were,
-    and how many other shapes shown share a colour or a shape with either of the two (a token the
-    question's words half match, whose age can leak into the comparison); nothing for sounds."""
+    how many other shapes shown share a colour or a shape with either of the two (tokens the
+    question's words half match, whose ages can leak into the comparison), and whether such a
+    half match of the newer one was first seen before both (a lure: a head that prefers older
+    tokens weights it up, and its age says the newer one came first); nothing for sounds."""
     crowd = shapes_shown(clip, question)
     if not crowd:
         return ()
     names, key = _subjects(clip, question)
-    newer, older = event_ages(clip, question)
-    pair = {tuple(name.split(" ", 1)) for name in names}  # (colour, shape)
-    others = {(s.color, s.shape) for s in clip.timeline.shapes if s.t_start < key.t_ask} - pair
-    half = sum(any(color == c or shape == k for c, k in pair) for color, shape in others)
-    return (f"{crowd[0]}, first sights {'under 8' if older - newer < 8 else '8+'} snippets apart",
-            f"{crowd[0]}, {'0-2' if half <= 2 else '3-5' if half <= 5 else '6+'} others share a colour or shape")
+    first_seen: dict[tuple[str, str], float] = {}
+    for s in sorted(clip.timeline.shapes, key=lambda s: s.t_start):
+        if s.t_start < key.t_ask:
+            first_seen.setdefault((s.color, s.shape), s.t_start)
+    older, newer = sorted((tuple(name.split(" ", 1)) for name in names), key=lambda n: key.first_time(" ".join(n)))
+    apart = (key.first_time(" ".join(newer)) - key.first_time(" ".join(older))) / clip.spec.snippet_seconds
+
+    def shares(a: tuple[str, str], b: tuple[str, str]) -> bool:
+        return a[0] == b[0] or a[1] == b[1]
+
+    others = {thing: t for thing, t in first_seen.items() if thing not in (older, newer)}
+    half = sum(shares(thing, older) or shares(thing, newer) for thing in others)
+    lure = any(shares(thing, newer) and t < key.first_time(" ".join(older)) for thing, t in others.items())
+    return (f"{crowd[0]}, first sights {'under 8' if apart < 8 else '8+'} snippets apart",
+            f"{crowd[0]}, {'0-2' if half <= 2 else '3-5' if half <= 5 else '6+'} others share a colour or shape",
+            f"{crowd[0]}, {'a' if lure else 'no'} shape like the newer one seen before both")
 
 
 def tally(answered: Iterable) -> dict[str, dict]:

@@ -181,6 +181,14 @@ def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():
     # shares a colour or a shape (the circle) with the green triangle or the red circle
     assert pair_details(clip, apart)[1] == "4-7 shapes shown, 0-2 others share a colour or shape"
     assert table["4-7 shapes shown, 0-2 others share a colour or shape"] == {"right": 0, "total": 1, "accuracy": 0.0}
+    # nothing was seen before the red circle, the older of the circle and the square
+    assert pair_details(clip, together)[2] == ("1-3 shapes shown before the question, no shape like the newer one "
+                                               "seen before both")
+    # the red circle, seen first of all, shares its shape with the blue circle
+    lured = EvalQuestion("which came first, the blue square or the blue circle?", "blue square", 30, "order")
+    assert pair_details(clip, lured) == ("4-7 shapes shown, first sights 8+ snippets apart",
+                                         "4-7 shapes shown, 0-2 others share a colour or shape",
+                                         "4-7 shapes shown, a shape like the newer one seen before both")
 
 
 def test_the_first_sight_readout_names_the_thing_seen_longer_ago():
