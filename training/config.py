@@ -151,6 +151,9 @@ class TrainConfig:
            "answered from the first-sight tokens the head makes of it, so that the decoder practises on the soft "
            "marks it meets in a question, at the decoder's cost only (needs --first-sight-tokens; default "
            "%(default)s)")
+    lure_drills: float = option(  # training.drills.lured
+        0.0, "share of clip drills that ask about two shapes where one like the newer (same colour or shape) was "
+             "first seen before both, when the window has such a pair (default %(default)s)")
     window_dropout: float = option(  # share of questions whose latent window is cut (training.samples.cut_windows)
         0.0, "share of training questions whose decoder reads only a random number (0 to W-1) of the most "
              "recent snippets of latent state, so that answers about older events must come from the TTM "
@@ -227,6 +230,9 @@ class TrainConfig:
         if self.clip_drills and not self.first_sight_tokens:
             raise TrainingError("--clip-drills are answered from the first-sight tokens: pass --first-sight-tokens "
                                 "(and --first-sight W) too")
+        if not 0.0 <= self.lure_drills <= 1.0 or (self.lure_drills and not self.clip_drills):
+            raise TrainingError(f"--lure-drills is a share of the clip drills, between 0 and 1, with --clip-drills; "
+                                f"got {self.lure_drills} with --clip-drills {self.clip_drills}")
         if self.first_sight_drills and not self.first_sight_tokens:
             raise TrainingError("--first-sight-drills are answered from the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")

@@ -104,11 +104,26 @@ def first_sights(presence: torch.Tensor, ask: int, window: int) -> dict[str, int
     return seen
 
 
+def lured(a: str, b: str, seen: dict[str, int]) -> bool:
+    """Whether, of two shapes ("colour shape") first seen at `seen`, the newer shares a colour or
+    a shape with another shape first seen before the older: a token the question half matches
+    that an older-preferring head weights up (experiments/order_age.py finds long `order` answers
+    wrong most often there)."""
+    if a in SOUNDS:
+        return False
+    older, newer = sorted((a, b), key=seen.get)
+    colour, shape = newer.split(" ", 1)
+    return any(name not in (a, b) and name not in SOUNDS and seen[name] < seen[older]
+               and (name.split(" ", 1)[0] == colour or name.split(" ", 1)[1] == shape) for name in seen)
+
+
 def draw_clip_drills(presence: torch.Tensor, lengths: torch.Tensor, per_clip: int, window: int,
-                     generator: torch.Generator) -> ClipDrills:
+                     generator: torch.Generator, lure_share: float = 0.0) -> ClipDrills:
     """Up to `per_clip` drills for each clip of a batch (presence int8 [B, T, classes], lengths
     [B] real snippets): each at a random ask time, about two things of one sort first seen in
-    different snippets of the window before it. A clip without such a pair gives none."""
+    different snippets of the window before it. A clip without such a pair gives none. A share
+    `lure_share` of drills asks about a `lured` pair where the window has one (more practice where
+    the decoder errs most); at 0 the draws are those made before the option existed."""
     rows, asks, asked, gaps = [], [], [], []
     templates = TEMPLATES["order"]
     for b in range(presence.shape[0]):
@@ -120,6 +135,8 @@ def draw_clip_drills(presence: torch.Tensor, lengths: torch.Tensor, per_clip: in
                      if a in seen and c in seen and seen[a] != seen[c]]  # both orders of each pair
             if not pairs:
                 continue
+            if lure_share and float(torch.rand(1, generator=generator)) < lure_share:
+                pairs = [pair for pair in pairs if lured(*pair, seen)] or pairs
             a, c = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
             template = templates[int(torch.randint(len(templates), (1,), generator=generator))]
             rows.append(b)

@@ -280,7 +280,7 @@ class Trainer:
             for b in batches:
                 b.update(clip_drill_batch(self.model, draw_clip_drills(
                     b["presence_targets"], b["snippet_mask"].sum(1), self.cfg.clip_drills,
-                    self.model.cfg.latent.window, generator)))
+                    self.model.cfg.latent.window, generator, self.cfg.lure_drills)))
         return batches
 
     def _drill_share(self) -> int:

@@ -11,7 +11,8 @@ import torch
 
 from model import StreamerModel
 from model_helpers import make_model, micro_config, random_clip, with_decoder
-from training.drills import SHAPE_CLASSES, clip_drill_batch, draw_clip_drills, drill_batch, draw_drills, first_sights
+from training.drills import (SHAPE_CLASSES, clip_drill_batch, draw_clip_drills, drill_batch, draw_drills, first_sights,
+                             lured)
 from training.world.first_sight import ABSENT, FIRST_SIGHT_CLASSES, PRESENT, UNKNOWN
 from training.world.vocab import SOUNDS
 
@@ -145,6 +146,31 @@ def test_a_clip_drill_names_two_things_of_one_sort_first_surely_seen_in_the_wind
     assert draw_clip_drills(batch[1:], torch.tensor([10]), 5, WINDOW, torch.Generator()).asked == []
     assert clip_drill_batch(make_model(micro_config()), draw_clip_drills(batch[1:], torch.tensor([10]), 5, WINDOW,
                                                                          torch.Generator())) == {}
+
+
+def test_lured_pairs_have_a_look_alike_of_the_newer_seen_before_both():
+    seen = {"blue circle": 0, "red square": 2, "red circle": 5, "green triangle": 7, SOUNDS[0]: 1, SOUNDS[1]: 3}
+    assert lured("red square", "red circle", seen)  # the blue circle, a circle, came before both
+    assert lured("red circle", "red square", seen)  # either order of naming
+    assert not lured("blue circle", "red circle", seen)  # the look-alike is the older one itself
+    assert not lured("red square", "green triangle", seen)  # nothing green or a triangle before
+    assert not lured(SOUNDS[0], SOUNDS[1], seen)
+    presence = _presence(10, {"blue circle": 0, "red square": 2, "red circle": 5, "green triangle": 7})
+    lengths = torch.tensor([10])
+    plain = draw_clip_drills(presence[None], lengths, 400, WINDOW, torch.Generator().manual_seed(3))
+    again = draw_clip_drills(presence[None], lengths, 400, WINDOW, torch.Generator().manual_seed(3), lure_share=0.0)
+    assert plain.asked == again.asked  # at 0, the draws are as before the option
+    lure = draw_clip_drills(presence[None], lengths, 400, WINDOW, torch.Generator().manual_seed(3), lure_share=1.0)
+
+    def lured_share(drills) -> float:
+        """Of the drills asked at snippets 6-8, when the window holds the blue circle and both red
+        shapes (the only lured pair), the share that ask about the lured pair."""
+        flags = [lured(*q.rsplit(", the ", 1)[1].rstrip("?").split(" or the "), first_sights(presence, ask, WINDOW))
+                 for (q, _), ask in zip(drills.asked, drills.asks.tolist()) if 6 <= ask <= 8]
+        assert len(flags) > 50
+        return sum(flags) / len(flags)
+
+    assert lured_share(lure) == 1.0 and lured_share(plain) < 0.4
 
 
 def test_clip_drills_read_the_heads_marks_of_their_clips_window():

@@ -8,7 +8,8 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from training.config import TrainConfig, add_config_arguments, config_from_flags, snippet_range
+from training.config import (TrainConfig, TrainingError, add_config_arguments, config_from_flags, lr_scales,
+                             snippet_range)
 from training.train import add_arguments, config_from_args
 
 
@@ -59,3 +60,20 @@ def test_snippet_ranges():
     assert snippet_range("4-16") == (4, 16) and snippet_range("6") == (6, 6)
     with pytest.raises(argparse.ArgumentTypeError, match="A-B or A"):
         snippet_range("four")
+
+
+def test_lure_drills_are_a_share_of_the_clip_drills():
+    def cfg(*flags: str) -> TrainConfig:
+        return config_from_flags(_parser().parse_args(["--out", "r", "--first-sight", "0.5", "--first-sight-tokens",
+                                                       *flags]))
+
+    cfg("--clip-drills", "8", "--lure-drills", "0.5").validate()
+    for flags in (["--lure-drills", "0.5"], ["--clip-drills", "8", "--lure-drills", "1.5"]):
+        with pytest.raises(TrainingError, match="--lure-drills is a share of the clip drills"):
+            cfg(*flags).validate()
+
+
+def test_lr_scales_parse_to_prefixes_and_multiples():
+    assert lr_scales("decoder.blocks.3.=10, decoder.head=0.5") == (("decoder.blocks.3.", 10.0), ("decoder.head", 0.5))
+    with pytest.raises(argparse.ArgumentTypeError, match="--lr-scales takes NAME=NUMBER"):
+        lr_scales("decoder.blocks.3.")
