@@ -96,7 +96,8 @@ def pair_details(clip, question) -> tuple[str, ...]:
     lure = any(shares(thing, newer) and t < key.first_time(" ".join(older)) for thing, t in others.items())
     return (f"{crowd[0]}, first sights {'under 8' if apart < 8 else '8+'} snippets apart",
             f"{crowd[0]}, {'0-2' if half <= 2 else '3-5' if half <= 5 else '6+'} others share a colour or shape",
-            f"{crowd[0]}, {'a' if lure else 'no'} shape like the newer one seen before both")
+            f"{crowd[0]}, {'a' if lure else 'no'} shape like the newer one seen before both",
+            f"two shapes, {'a' if lure else 'no'} shape like the newer one seen before both")
 
 
 def tally(answered: Iterable) -> dict[str, dict]:

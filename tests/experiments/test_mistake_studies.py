@@ -188,7 +188,8 @@ def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():
     lured = EvalQuestion("which came first, the blue square or the blue circle?", "blue square", 30, "order")
     assert pair_details(clip, lured) == ("4-7 shapes shown, first sights 8+ snippets apart",
                                          "4-7 shapes shown, 0-2 others share a colour or shape",
-                                         "4-7 shapes shown, a shape like the newer one seen before both")
+                                         "4-7 shapes shown, a shape like the newer one seen before both",
+                                         "two shapes, a shape like the newer one seen before both")
 
 
 def test_the_first_sight_readout_names_the_thing_seen_longer_ago():
