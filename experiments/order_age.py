@@ -71,29 +71,46 @@ def shapes_shown(clip, question) -> tuple[str, ...]:
             else "8+ shapes shown",)
 
 
-def pair_details(clip, question) -> tuple[str, ...]:
-    """For two shapes, within their crowd (shapes_shown): how far apart their first sights were,
-    how many other shapes shown share a colour or a shape with either of the two (tokens the
-    question's words half match, whose ages can leak into the comparison), and whether such a
-    half match of the newer one was first seen before both (a lure: a head that prefers older
-    tokens weights it up, and its age says the newer one came first); nothing for sounds."""
-    crowd = shapes_shown(clip, question)
-    if not crowd:
-        return ()
+def _shown_shapes(clip, question) -> tuple[tuple[str, str], tuple[str, str], dict[tuple[str, str], float]]:
+    """For a question about two shapes: the older and the newer as (colour, shape), and every
+    other shape shown before the question with the time it was first seen."""
     names, key = _subjects(clip, question)
     first_seen: dict[tuple[str, str], float] = {}
     for s in sorted(clip.timeline.shapes, key=lambda s: s.t_start):
         if s.t_start < key.t_ask:
             first_seen.setdefault((s.color, s.shape), s.t_start)
     older, newer = sorted((tuple(name.split(" ", 1)) for name in names), key=lambda n: key.first_time(" ".join(n)))
-    apart = (key.first_time(" ".join(newer)) - key.first_time(" ".join(older))) / clip.spec.snippet_seconds
-
-    def shares(a: tuple[str, str], b: tuple[str, str]) -> bool:
-        return a[0] == b[0] or a[1] == b[1]
-
     others = {thing: t for thing, t in first_seen.items() if thing not in (older, newer)}
-    half = sum(shares(thing, older) or shares(thing, newer) for thing in others)
-    lure = any(shares(thing, newer) and t < key.first_time(" ".join(older)) for thing, t in others.items())
+    return older, newer, others
+
+
+def _shares(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    return a[0] == b[0] or a[1] == b[1]
+
+
+def lures(clip, question) -> list[str]:
+    """For two shapes, the other shapes ("colour shape") that share a colour or a shape with the
+    newer of the two and were first seen before both: a head that prefers older tokens among
+    those the question's words match weights them up, and their age says the newer came first."""
+    older, newer, others = _shown_shapes(clip, question)
+    _, key = _subjects(clip, question)
+    return [" ".join(thing) for thing, t in others.items()
+            if _shares(thing, newer) and t < key.first_time(" ".join(older))]
+
+
+def pair_details(clip, question) -> tuple[str, ...]:
+    """For two shapes, within their crowd (shapes_shown): how far apart their first sights were,
+    how many other shapes shown share a colour or a shape with either of the two (tokens the
+    question's words half match, whose ages can leak into the comparison), and whether a lure
+    (`lures`) was shown; nothing for sounds."""
+    crowd = shapes_shown(clip, question)
+    if not crowd:
+        return ()
+    older, newer, others = _shown_shapes(clip, question)
+    _, key = _subjects(clip, question)
+    apart = (key.first_time(" ".join(newer)) - key.first_time(" ".join(older))) / clip.spec.snippet_seconds
+    half = sum(_shares(thing, older) or _shares(thing, newer) for thing in others)
+    lure = bool(lures(clip, question))
     return (f"{crowd[0]}, first sights {'under 8' if apart < 8 else '8+'} snippets apart",
             f"{crowd[0]}, {'0-2' if half <= 2 else '3-5' if half <= 5 else '6+'} others share a colour or shape",
             f"{crowd[0]}, {'a' if lure else 'no'} shape like the newer one seen before both",

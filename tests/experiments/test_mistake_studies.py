@@ -14,8 +14,9 @@ from experiments.count_errors import asked_sound, closest_plays
 from experiments.count_errors import tally as count_tally
 from experiments.first_sight_readout import (CONTEXT_PARTS, context_part_masks, first_answer_position, group_rates,
                                              named_pair, older, readout)
-from experiments.order_age import event_ages, pair_details
+from experiments.order_age import event_ages, lures, pair_details
 from experiments.order_age import tally as order_tally
+from experiments.order_lures import answered_right, others_to_hide
 from experiments.shape_errors import age_bin, visible_bin
 from model import StreamerModel
 from model.media import MEDIA_PRESETS
@@ -190,6 +191,7 @@ def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():
                                          "4-7 shapes shown, 0-2 others share a colour or shape",
                                          "4-7 shapes shown, a shape like the newer one seen before both",
                                          "two shapes, a shape like the newer one seen before both")
+    assert lures(clip, lured) == ["red circle"] and lures(clip, together) == []
 
 
 def test_the_first_sight_readout_names_the_thing_seen_longer_ago():
@@ -267,3 +269,37 @@ def test_the_readout_masks_each_part_of_the_context():
     assert readable["memory only"] == [0, *range(1, 1 + memory)]
     assert readable["no first-sight tokens"] == [0, *range(1, 1 + memory), *snippets]
     assert readable["null token only"] == [0]
+
+
+def test_hiding_no_token_scores_the_answer_as_the_readout():
+    """`order_lures.answered_right` with nothing hidden is the readout's whole-answer score, which
+    the test above ties to the forward pass."""
+    model = StreamerModel.load(BUNDLED_CHECKPOINT).eval()
+    world = World(WorldConfig.preset("test", spec=model.cfg.media, kinds=("order",), questions_per_clip=4))
+    w = model.cfg.latent.window
+    asked = 0
+    with torch.no_grad():
+        for i in range(3):
+            sample = world_sample(world.clip(i))
+            video, audio = torch.as_tensor(sample["video"])[None], torch.as_tensor(sample["audio"])[None]
+            _, memories, h = model._clip_latents(video, audio)
+            for q in sample["questions"]:
+                chunks = q.ask_snippets - w + torch.arange(w)
+                args = (model, memories[:, q.ask_snippets], h[:, chunks.clamp(min=0)], (chunks >= 0)[None])
+                assert answered_right(*args, q.text, q.answer, []) == first_answer_position(*args, q.text, q.answer)[2]
+                asked += 1
+    assert asked > 0
+
+
+def test_others_to_hide_are_shown_shapes_neither_named_nor_lures():
+    # the red circle (0 s) lures the blue circle; the green triangle (7 s) and the blue square
+    # (1 s) are the others shown by snippet 30
+    timeline = Timeline(64, 64, 30.0, (*TIMELINE.shapes, _shape("triangle", "green", 7.0, 9.0),
+                                       _shape("circle", "blue", 15.0, 17.0)), TIMELINE.sounds)
+    clip = SimpleNamespace(timeline=timeline, spec=MEDIA_PRESETS["tiny"])
+    question = EvalQuestion("which came first, the blue square or the blue circle?", "blue square", 30, "order")
+    assert lures(clip, question) == ["red circle"]
+    generator = torch.Generator().manual_seed(0)
+    assert others_to_hide(clip, question, 1, generator) == ["green triangle"]
+    assert others_to_hide(clip, question, 3, generator) == ["green triangle"]  # no more to hide
+    assert others_to_hide(clip, question, 0, generator) == []

@@ -1,0 +1,111 @@
+"""Do lures mislead the decoder through their first-sight tokens?
+
+    .venv/bin/python -m experiments.order_lures [CHECKPOINT] [--clips 100] [--threads 2]
+
+`experiments.order_age` finds "which came first" about two shapes answered wrong far more often
+when a lure was shown: a shape first seen before both that shares a colour or a shape with the
+newer of the two (`order_age.lures`). This asks every such world:long and world:test `order`
+question three times and scores the whole answer as the evaluation does (every byte and the end
+the decoder's first choice): with the whole context; with the lures' first-sight tokens hidden
+from the decoder (masked out of its context); and, as a control, with as many tokens of other
+shapes shown hidden (neither the two nor a lure, drawn at random), which tells what hiding any
+shape's token does. If hiding the lures turns wrong answers right far more often than hiding
+others, the lures mislead the decoder through their tokens. Needs first-sight tokens.
+Writes experiments/results/understanding/order-lures.json (or `--out`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from experiments.asking import RESULTS, load, parser_for, write_report
+from experiments.first_sight_readout import named_pair
+from experiments.order_age import lures
+from model import StreamerModel
+from training.data import world_sample
+from training.world.clip import World, WorldConfig
+from training.world.first_sight import FIRST_SIGHT_CLASSES
+from training.world.vocab import SOUNDS
+
+SPLITS = ("long", "test")
+CONDITIONS = ("whole context", "lures hidden", "as many others hidden")
+
+
+def answered_right(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor, valid: torch.Tensor,
+                   question: str, answer: str, hidden: list[str]) -> bool:
+    """Whether the decoder, asked over the window h [1, W, m, dl] (valid [1, W]) with the
+    first-sight tokens of the classes `hidden` masked out of its context, gives every byte of
+    `answer` and its end as its first choice."""
+    decoder = model.decoder
+    context, mask = decoder.context(memory, h, valid)
+    first_token = 1 + model.cfg.combiner.memory_tokens
+    mask = mask.clone()
+    mask[0, [first_token + FIRST_SIGHT_CLASSES.index(name) for name in hidden]] = False
+    prompt, targets = model.question_prompt(question), model.answer_targets(answer)
+    ids = torch.tensor([prompt + targets[:-1]])
+    logits, _ = decoder(ids, torch.arange(ids.shape[1])[None], None, decoder.cross_kv(context), mask,
+                        token_ages=decoder.token_ages(h, valid))
+    return logits[0, len(prompt) - 1:].argmax(-1).tolist() == targets
+
+
+def others_to_hide(clip, question, count: int, generator: torch.Generator) -> list[str]:
+    """`count` shapes shown before the question (at most as many as there are) that are neither
+    of the two named nor a lure, drawn at random."""
+    named, lured = set(named_pair(question.text)), set(lures(clip, question))
+    t_ask = question.ask_snippets * clip.spec.snippet_seconds
+    shown = sorted({f"{s.color} {s.shape}" for s in clip.timeline.shapes if s.t_start < t_ask} - named - lured)
+    order = torch.randperm(len(shown), generator=generator).tolist()
+    return [shown[i] for i in order[:count]]
+
+
+@torch.no_grad()
+def lure_study(model: StreamerModel, split: str, clips: int) -> dict[str, float | int]:
+    world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=("order",), questions_per_clip=4))
+    w = model.cfg.latent.window
+    generator = torch.Generator().manual_seed(0)
+    right = dict.fromkeys(CONDITIONS, 0)
+    flips = {"wrong made right by hiding the lures": 0, "right made wrong by hiding the lures": 0,
+             "wrong made right by hiding others": 0, "right made wrong by hiding others": 0}
+    asked = fewer_others = 0
+    for i in range(clips):
+        clip = world.clip(i)
+        sample = world_sample(clip)
+        questions = [q for q in sample["questions"] if named_pair(q.text)[0] not in SOUNDS and lures(clip, q)]
+        if not questions:
+            continue
+        video, audio = torch.as_tensor(sample["video"])[None], torch.as_tensor(sample["audio"])[None]
+        _, memories, h = model._clip_latents(video, audio)
+        for q in questions:
+            chunks = q.ask_snippets - w + torch.arange(w)
+            window, valid = h[:, chunks.clamp(min=0)], (chunks >= 0)[None]
+            memory = memories[:, q.ask_snippets] if memories is not None else None
+            lured = lures(clip, q)
+            others = others_to_hide(clip, q, len(lured), generator)
+            fewer_others += int(len(others) < len(lured))
+            got = {condition: answered_right(model, memory, window, valid, q.text, q.answer, hidden)
+                   for condition, hidden in zip(CONDITIONS, ([], lured, others))}
+            asked += 1
+            for condition, ok in got.items():
+                right[condition] += int(ok)
+            whole = got["whole context"]
+            for name, condition in (("the lures", "lures hidden"), ("others", "as many others hidden")):
+                if got[condition] != whole:
+                    flips[f"{'wrong made right' if got[condition] else 'right made wrong'} by hiding {name}"] += 1
+    return {"questions with a lure": asked, **{f"right, {c}": right[c] for c in CONDITIONS},
+            **{f"accuracy, {c}": round(right[c] / max(asked, 1), 3) for c in CONDITIONS}, **flips,
+            "questions with fewer others than lures to hide": fewer_others}
+
+
+def main() -> None:
+    parser = parser_for(__doc__, clips=100, default_out="order-lures.json")
+    args = parser.parse_args()
+    model_dir, model = load(args)
+    if not model.cfg.decoder.first_sight_tokens:
+        parser.error(f"{model_dir} has no first-sight tokens to hide; train them with --first-sight-tokens")
+    report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "clips": args.clips,
+              **{split: lure_study(model, split, args.clips) for split in SPLITS}}
+    write_report(report, args.out or RESULTS / "order-lures.json")
+
+
+if __name__ == "__main__":
+    main()
