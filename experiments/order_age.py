@@ -24,6 +24,7 @@ from collections.abc import Iterable
 import torch
 
 from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
+from training.drills import look_alike
 from training.world.answers import AnswerKey
 from training.world.clip import World, WorldConfig
 from training.world.vocab import SOUNDS
@@ -71,21 +72,16 @@ def shapes_shown(clip, question) -> tuple[str, ...]:
             else "8+ shapes shown",)
 
 
-def _shown_shapes(clip, question) -> tuple[tuple[str, str], tuple[str, str], dict[tuple[str, str], float]]:
-    """For a question about two shapes: the older and the newer as (colour, shape), and every
+def _shown_shapes(clip, question) -> tuple[str, str, dict[str, float]]:
+    """For a question about two shapes: the older and the newer ("colour shape"), and every
     other shape shown before the question with the time it was first seen."""
     names, key = _subjects(clip, question)
-    first_seen: dict[tuple[str, str], float] = {}
+    first_seen: dict[str, float] = {}
     for s in sorted(clip.timeline.shapes, key=lambda s: s.t_start):
         if s.t_start < key.t_ask:
-            first_seen.setdefault((s.color, s.shape), s.t_start)
-    older, newer = sorted((tuple(name.split(" ", 1)) for name in names), key=lambda n: key.first_time(" ".join(n)))
-    others = {thing: t for thing, t in first_seen.items() if thing not in (older, newer)}
-    return older, newer, others
-
-
-def _shares(a: tuple[str, str], b: tuple[str, str]) -> bool:
-    return a[0] == b[0] or a[1] == b[1]
+            first_seen.setdefault(f"{s.color} {s.shape}", s.t_start)
+    older, newer = sorted(names, key=key.first_time)
+    return older, newer, {name: t for name, t in first_seen.items() if name not in (older, newer)}
 
 
 def lures(clip, question) -> list[str]:
@@ -94,8 +90,7 @@ def lures(clip, question) -> list[str]:
     those the question's words match weights them up, and their age says the newer came first."""
     older, newer, others = _shown_shapes(clip, question)
     _, key = _subjects(clip, question)
-    return [" ".join(thing) for thing, t in others.items()
-            if _shares(thing, newer) and t < key.first_time(" ".join(older))]
+    return [name for name, t in others.items() if look_alike(name, newer) and t < key.first_time(older)]
 
 
 def pair_details(clip, question) -> tuple[str, ...]:
@@ -108,8 +103,8 @@ def pair_details(clip, question) -> tuple[str, ...]:
         return ()
     older, newer, others = _shown_shapes(clip, question)
     _, key = _subjects(clip, question)
-    apart = (key.first_time(" ".join(newer)) - key.first_time(" ".join(older))) / clip.spec.snippet_seconds
-    half = sum(_shares(thing, older) or _shares(thing, newer) for thing in others)
+    apart = (key.first_time(newer) - key.first_time(older)) / clip.spec.snippet_seconds
+    half = sum(look_alike(name, older) or look_alike(name, newer) for name in others)
     lure = bool(lures(clip, question))
     return (f"{crowd[0]}, first sights {'under 8' if apart < 8 else '8+'} snippets apart",
             f"{crowd[0]}, {'0-2' if half <= 2 else '3-5' if half <= 5 else '6+'} others share a colour or shape",

@@ -104,6 +104,12 @@ def first_sights(presence: torch.Tensor, ask: int, window: int) -> dict[str, int
     return seen
 
 
+def look_alike(a: str, b: str) -> bool:
+    """Whether two shapes ("colour shape") share a colour or a shape."""
+    (colour_a, shape_a), (colour_b, shape_b) = a.split(" ", 1), b.split(" ", 1)
+    return colour_a == colour_b or shape_a == shape_b
+
+
 def lured(a: str, b: str, seen: dict[str, int]) -> bool:
     """Whether, of two shapes ("colour shape") first seen at `seen`, the newer shares a colour or
     a shape with another shape first seen before the older: a token the question half matches
@@ -112,9 +118,8 @@ def lured(a: str, b: str, seen: dict[str, int]) -> bool:
     if a in SOUNDS:
         return False
     older, newer = sorted((a, b), key=seen.get)
-    colour, shape = newer.split(" ", 1)
-    return any(name not in (a, b) and name not in SOUNDS and seen[name] < seen[older]
-               and (name.split(" ", 1)[0] == colour or name.split(" ", 1)[1] == shape) for name in seen)
+    return any(name not in (a, b) and name not in SOUNDS and seen[name] < seen[older] and look_alike(name, newer)
+               for name in seen)
 
 
 def draw_clip_drills(presence: torch.Tensor, lengths: torch.Tensor, per_clip: int, window: int,
