@@ -72,25 +72,27 @@ def shapes_shown(clip, question) -> tuple[str, ...]:
             else "8+ shapes shown",)
 
 
-def _shown_shapes(clip, question) -> tuple[str, str, dict[str, float]]:
-    """For a question about two shapes: the older and the newer ("colour shape"), and every
-    other shape shown before the question with the time it was first seen."""
+def _pair_view(clip, question) -> tuple[str, str, dict[str, float], AnswerKey]:
+    """For a question about two shapes: the older and the newer ("colour shape"), every other
+    shape shown before the question with the time it was first seen, and the answer key."""
     names, key = _subjects(clip, question)
     first_seen: dict[str, float] = {}
     for s in sorted(clip.timeline.shapes, key=lambda s: s.t_start):
         if s.t_start < key.t_ask:
             first_seen.setdefault(f"{s.color} {s.shape}", s.t_start)
     older, newer = sorted(names, key=key.first_time)
-    return older, newer, {name: t for name, t in first_seen.items() if name not in (older, newer)}
+    return older, newer, {name: t for name, t in first_seen.items() if name not in (older, newer)}, key
+
+
+def _lures_in(older: str, newer: str, others: dict[str, float], key: AnswerKey) -> list[str]:
+    return [name for name, t in others.items() if look_alike(name, newer) and t < key.first_time(older)]
 
 
 def lures(clip, question) -> list[str]:
     """For two shapes, the other shapes ("colour shape") that share a colour or a shape with the
     newer of the two and were first seen before both: a head that prefers older tokens among
     those the question's words match weights them up, and their age says the newer came first."""
-    older, newer, others = _shown_shapes(clip, question)
-    _, key = _subjects(clip, question)
-    return [name for name, t in others.items() if look_alike(name, newer) and t < key.first_time(older)]
+    return _lures_in(*_pair_view(clip, question))
 
 
 def pair_details(clip, question) -> tuple[str, ...]:
@@ -101,11 +103,10 @@ def pair_details(clip, question) -> tuple[str, ...]:
     crowd = shapes_shown(clip, question)
     if not crowd:
         return ()
-    older, newer, others = _shown_shapes(clip, question)
-    _, key = _subjects(clip, question)
+    older, newer, others, key = _pair_view(clip, question)
     apart = (key.first_time(newer) - key.first_time(older)) / clip.spec.snippet_seconds
     half = sum(look_alike(name, older) or look_alike(name, newer) for name in others)
-    lure = bool(lures(clip, question))
+    lure = bool(_lures_in(older, newer, others, key))
     return (f"{crowd[0]}, first sights {'under 8' if apart < 8 else '8+'} snippets apart",
             f"{crowd[0]}, {'0-2' if half <= 2 else '3-5' if half <= 5 else '6+'} others share a colour or shape",
             f"{crowd[0]}, {'a' if lure else 'no'} shape like the newer one seen before both",

@@ -32,20 +32,23 @@ CONDITIONS = ("whole context", "lures hidden", "as many others hidden")
 
 
 def answered_right(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor, valid: torch.Tensor,
-                   question: str, answer: str, hidden: list[str]) -> bool:
-    """Whether the decoder, asked over the window h [1, W, m, dl] (valid [1, W]) with the
-    first-sight tokens of the classes `hidden` masked out of its context, gives every byte of
-    `answer` and its end as its first choice."""
+                   question: str, answer: str, hidden_sets: list[list[str]]) -> list[bool]:
+    """For each list of classes in `hidden_sets`: whether the decoder, asked over the window
+    h [1, W, m, dl] (valid [1, W]) with those classes' first-sight tokens masked out of its
+    context, gives every byte of `answer` and its end as its first choice."""
     decoder = model.decoder
     context, mask = decoder.context(memory, h, valid)
+    cross_kv, token_ages = decoder.cross_kv(context), decoder.token_ages(h, valid)
     first_token = 1 + model.cfg.combiner.memory_tokens
-    mask = mask.clone()
-    mask[0, [first_token + FIRST_SIGHT_CLASSES.index(name) for name in hidden]] = False
     prompt, targets = model.question_prompt(question), model.answer_targets(answer)
     ids = torch.tensor([prompt + targets[:-1]])
-    logits, _ = decoder(ids, torch.arange(ids.shape[1])[None], None, decoder.cross_kv(context), mask,
-                        token_ages=decoder.token_ages(h, valid))
-    return logits[0, len(prompt) - 1:].argmax(-1).tolist() == targets
+    right = []
+    for hidden in hidden_sets:
+        kept = mask.clone()
+        kept[0, [first_token + FIRST_SIGHT_CLASSES.index(name) for name in hidden]] = False
+        logits, _ = decoder(ids, torch.arange(ids.shape[1])[None], None, cross_kv, kept, token_ages=token_ages)
+        right.append(logits[0, len(prompt) - 1:].argmax(-1).tolist() == targets)
+    return right
 
 
 def others_to_hide(clip, question, count: int, generator: torch.Generator) -> list[str]:
@@ -82,8 +85,8 @@ def lure_study(model: StreamerModel, split: str, clips: int) -> dict[str, float 
             lured = lures(clip, q)
             others = others_to_hide(clip, q, len(lured), generator)
             fewer_others += int(len(others) < len(lured))
-            got = {condition: answered_right(model, memory, window, valid, q.text, q.answer, hidden)
-                   for condition, hidden in zip(CONDITIONS, ([], lured, others))}
+            got = dict(zip(CONDITIONS, answered_right(model, memory, window, valid, q.text, q.answer,
+                                                      [[], lured, others])))
             asked += 1
             for condition, ok in got.items():
                 right[condition] += int(ok)
