@@ -76,13 +76,15 @@ class ClipAudio(_Paced):
         super().__init__()
         x = np.arange(len(audio16k) * 3) / 3.0
         up = np.interp(x, np.arange(len(audio16k)), audio16k.astype(np.float64))
-        up = np.concatenate([up, np.zeros(round(hold_s * AUDIO_RATE))])
         self.pcm = (np.clip(up, -1, 1) * 32767).astype(np.int16)
+        # the hold is silence made frame by frame: an hour of it built up front took ~3 GB and
+        # half a minute, past the fault scenario's wait for the peer it kills
+        self.total = len(self.pcm) + round(hold_s * AUDIO_RATE)
         self.n = 0
 
     async def recv(self) -> av.AudioFrame:
         start = self.n * AUDIO_FRAME
-        if start >= len(self.pcm):
+        if start >= self.total:
             self.stop()
             raise MediaStreamError
         await self._wait_until(start / AUDIO_RATE)
