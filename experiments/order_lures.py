@@ -73,16 +73,16 @@ def lure_study(model: StreamerModel, split: str, clips: int) -> dict[str, float 
     for i in range(clips):
         clip = world.clip(i)
         sample = world_sample(clip)
-        questions = [q for q in sample["questions"] if named_pair(q.text)[0] not in SOUNDS and lures(clip, q)]
-        if not questions:
+        lured_questions = [(q, lured) for q in sample["questions"] if named_pair(q.text)[0] not in SOUNDS
+                           for lured in [lures(clip, q)] if lured]
+        if not lured_questions:
             continue
         video, audio = torch.as_tensor(sample["video"])[None], torch.as_tensor(sample["audio"])[None]
         _, memories, h = model._clip_latents(video, audio)
-        for q in questions:
+        for q, lured in lured_questions:
             chunks = q.ask_snippets - w + torch.arange(w)
             window, valid = h[:, chunks.clamp(min=0)], (chunks >= 0)[None]
             memory = memories[:, q.ask_snippets] if memories is not None else None
-            lured = lures(clip, q)
             others = others_to_hide(clip, q, len(lured), generator)
             fewer_others += int(len(others) < len(lured))
             got = dict(zip(CONDITIONS, answered_right(model, memory, window, valid, q.text, q.answer,
