@@ -53,8 +53,8 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "combiner": {"memory_update": "pool"},
     "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0,
                 "first_sight_tokens": False, "first_sight_age_slopes": False, "first_sight_age_code": 0.0,
-                "first_sight_query_slopes": False},
-    "loss": {"align": 0.0, "first_sight": 0.0, "first_sight_read": 0.0},
+                "first_sight_query_slopes": False, "first_sight_pointer": False},
+    "loss": {"align": 0.0, "first_sight": 0.0, "first_sight_read": 0.0, "first_sight_pointer": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
 
@@ -165,6 +165,13 @@ class DecoderConfig:
     # layer's first head −0.61 a snippet): a compromise between "which came first" and the kinds
     # that want the newest. The projection starts at zero (no change). Needs `first_sight_age_slopes`.
     first_sight_query_slopes: bool = False
+    # Each cross-attention query also gives a logit per first-sight class that its question names
+    # the class, and every head adds a learned gain (starting at 1) times log σ(logit) to that
+    # class's token, less its value at the logits' starting bias (so no change at first). A class whose name the question does not
+    # hold drops out even where it shares a colour or a shape with one named: scores add over a
+    # key's parts, so such a lure matched half and misled "which came first" on long clips
+    # (experiments/order_lures.py). Trained by `loss.first_sight_pointer`. Needs `first_sight_tokens`.
+    first_sight_pointer: bool = False
 
 
 @dataclass
@@ -203,6 +210,10 @@ class LossWeights:
     # rose from chance to about 3 in 4, the answers did not follow, and neither stage shipped.
     # Needs decoder.first_sight_tokens.
     first_sight_read: float = 0.0
+    # Binary cross-entropy of every decoder layer's first-sight pointer logits, at the answer
+    # positions, against the classes the question names word for word (training.samples).
+    # Needs decoder.first_sight_pointer.
+    first_sight_pointer: float = 0.0
 
 
 PRESET_NAMES = ("tiny", "base", "paper")
@@ -331,6 +342,12 @@ class ModelConfig:
         if self.decoder.first_sight_age_code and not self.decoder.first_sight_tokens:
             raise ValueError("decoder.first_sight_age_code codes the ages of first-sight tokens the model lacks: "
                              "set decoder.first_sight_tokens too")
+        if self.decoder.first_sight_pointer and not self.decoder.first_sight_tokens:
+            raise ValueError("decoder.first_sight_pointer weighs first-sight tokens the model lacks: set "
+                             "decoder.first_sight_tokens too")
+        if self.loss.first_sight_pointer and not self.decoder.first_sight_pointer:
+            raise ValueError(f"loss.first_sight_pointer={self.loss.first_sight_pointer} trains a first-sight "
+                             "pointer the model lacks: set decoder.first_sight_pointer too")
         if self.loss.first_sight_read and not self.decoder.first_sight_tokens:
             raise ValueError(f"loss.first_sight_read={self.loss.first_sight_read} points a decoder head at "
                              "first-sight tokens the model lacks: set decoder.first_sight_tokens too")
@@ -378,7 +395,7 @@ SECTIONS: dict[str, type] = {
 MAY_BE_ZERO = {"loss.text", "loss.latent", "loss.video", "loss.align", "latent.recon_layers", "init_std",
                "align.dim", "align.watch_threshold", "decoder.age_code",
                "decoder.first_sight_classes", "decoder.first_sight_age_code", "loss.first_sight",
-               "loss.first_sight_read"}
+               "loss.first_sight_read", "loss.first_sight_pointer"}
 
 
 def _check_values(prefix: str, section: Any, cls: type) -> None:

@@ -25,7 +25,15 @@ token of the thing the answer names while the answer is written; with
 `decoder.first_sight_age_slopes` every head adds a learned multiple of a token's first-sight age
 to its score, so that of the two it matches it can prefer the older by a bias; with
 `decoder.first_sight_query_slopes` each query adds its own multiple, so that "which came first"
-can prefer the older while a question about the newest does not.
+can prefer the older while a question about the newest does not. With
+`decoder.first_sight_pointer` each query also says which first-sight classes its question names
+(a logit per class, trained by `loss.first_sight_pointer` on the classes named word for word),
+and every head adds a learned gain times log σ(logit) to that class's token (less its value at the
+starting logit, so that a fresh pointer changes nothing): a class
+the question does not name drops out however many of its words the question shares. Plain
+scores are sums over a key's parts, so a lure (an older shape of the same colour or shape as
+one named) scored half a match and misled "which came first" on crowded clips
+(experiments/order_lures.py); a sigmoid over a sum with a threshold is an AND.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
-from model.layers import MLP, CrossAttention, SelfAttention, rope_angles
+from model.layers import MLP, CrossAttention, SelfAttention, per_query_bias, rope_angles
 
 
 # Scores per snippet of age per unit of `age_slopes` weight.
@@ -49,6 +57,11 @@ LENGTH_SCALE_REFERENCE_TOKENS = 145
 
 # The head of the last decoder layer that the first-sight read loss supervises.
 READ_HEAD = 0
+
+# The first-sight pointer's logits start at this bias (a question names about one class in twenty),
+# and its score bias subtracts log σ of it, so that a fresh pointer leaves the scores as they were.
+POINTER_PRIOR = -3.0
+LOG_PRIOR = -math.log1p(math.exp(-POINTER_PRIOR))
 
 
 def age_code(ages: torch.Tensor, dim: int, amplitude: float) -> torch.Tensor:
@@ -72,14 +85,17 @@ class DecoderBlock(nn.Module):
         self.mlp = MLP(dim, mlp_ratio)
 
     def forward(self, x, rope, self_mask, cross_kv, ctx_mask, age_bias=None, query_scale=None, cache=None,
-                read_head: int | None = None, query_slopes=None):
+                read_head: int | None = None, query_slopes=None, pointer=None):
         """`self_mask` [B, Lnew, Lall] or None for plain causal; `age_bias` [heads, Nc],
         [B, heads, Nc] or None;
         `query_scale` [B, heads] or None; `cache` (k, v) of earlier tokens or None;
         `query_slopes` (weight [heads, dim], ages [B, Nc]) or None: each query adds its projection
-        on the weight times the ages to its own scores (`first_sight_query_slopes`).
-        Returns (x, (k, v), weights): with `read_head`, that head's cross-attention weights
-        [B, Lnew, Nc], else None."""
+        on the weight times the ages to its own scores (`first_sight_query_slopes`);
+        `pointer` (weight [classes, dim], bias [classes], gains [heads], first) or None: each query's
+        logits that its question names each class, whose log σ (less that of POINTER_PRIOR) times a head's gain is
+        added to the class's token at context position first + class (`first_sight_pointer`).
+        Returns (x, (k, v), weights, names): with `read_head`, that head's cross-attention weights
+        [B, Lnew, Nc], else None; with `pointer`, the queries' logits [B, Lnew, classes], else None."""
         q, k, v = self.attn.project(self.norm1(x), rope)
         if cache is not None:
             k = torch.cat((cache[0], k), dim=2)
@@ -94,11 +110,25 @@ class DecoderBlock(nn.Module):
             weight, ages = query_slopes
             per_query = (queries @ weight.T).transpose(1, 2)[..., None] * ages[:, None, None, :]
             age_bias = per_query if age_bias is None else per_query + age_bias[:, :, None]
+        names = None
+        if pointer is not None:
+            names, on_tokens = _pointer_bias(queries, pointer, ctx_mask.shape[1])
+            age_bias = on_tokens if age_bias is None else on_tokens + per_query_bias(age_bias)
         weights = None
         if read_head is not None:
             weights = self.cross.weights(queries, cross_kv[0], ctx_mask, age_bias, query_scale)[:, read_head]
         x = x + self.cross(queries, *cross_kv, ctx_mask, age_bias, query_scale)
-        return x + self.mlp(self.norm3(x)), (k, v), weights
+        return x + self.mlp(self.norm3(x)), (k, v), weights, names
+
+
+def _pointer_bias(queries: torch.Tensor, pointer: tuple, context_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """queries [B, L, d] and a block's `pointer` -> (logits [B, L, classes], score bias
+    [B, heads, L, Nc] that is gain · (log σ(logit) − log σ(POINTER_PRIOR)) on each class's token, 0 elsewhere)."""
+    weight, bias, gains, first = pointer
+    logits = queries @ weight.T + bias
+    on_class = gains[None, :, None, None] * (F.logsigmoid(logits.float()) - LOG_PRIOR)[:, None]
+    return logits, F.pad(on_class, (first, context_tokens - first - weight.shape[0]))
+
 
 
 class TextDecoder(nn.Module):
@@ -140,6 +170,12 @@ class TextDecoder(nn.Module):
             self.first_sight_age_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads))
         if dc.first_sight_query_slopes:
             self.first_sight_query_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads, d))
+        if dc.first_sight_pointer:
+            # logits at the prior and gains of 1: no change until the pointer learns which classes are named
+            self.first_sight_pointer = nn.Parameter(torch.zeros(dc.layers, dc.first_sight_classes, d))
+            self.first_sight_pointer_bias = nn.Parameter(torch.full((dc.layers, dc.first_sight_classes),
+                                                                    POINTER_PRIOR))
+            self.first_sight_pointer_gains = nn.Parameter(torch.ones(dc.layers, dc.heads))
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
         self.norm = nn.LayerNorm(d)
@@ -274,6 +310,14 @@ class TextDecoder(nn.Module):
         ages = gain * self._context_token_ages(ctx_mask, token_ages, tokens_only)
         return [(weight, ages) for weight in self.first_sight_query_slopes]
 
+    def _pointers(self, tokens_only: bool) -> list | None:
+        """Per layer, what DecoderBlock needs for `first_sight_pointer`, or None without it."""
+        if not self.cfg.decoder.first_sight_pointer:
+            return None
+        first = 1 if tokens_only else 1 + self.memory_tokens  # the tokens follow the null token and the memory
+        return [(w, b, g, first) for w, b, g in zip(self.first_sight_pointer, self.first_sight_pointer_bias,
+                                                    self.first_sight_pointer_gains)]
+
     def query_scales(self, ctx_mask: torch.Tensor) -> torch.Tensor | None:
         """[layers, B, heads] gains on the cross-attention queries, growing with the log of each
         row's valid context tokens; None without `length_scale`."""
@@ -283,28 +327,39 @@ class TextDecoder(nn.Module):
         return self.length_scales[:, None, :] * log_tokens[None, :, None]
 
     def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None, read: bool = False,
-                token_ages=None, tokens_only: bool = False):
+                token_ages=None, tokens_only: bool = False, names: bool = False):
         """ids [B, L] at `positions` [B, L]; `token_ages` [B, classes] from `token_ages` (needed
         with first-sight age slopes); `tokens_only`: the context is [null ; first-sight tokens]
         alone, which reads as the whole context with everything else masked (first-sight drills).
-        Returns logits [B, L, V] and the per-layer KV caches, and with `read` also the READ_HEAD's
+        Returns logits [B, L, V] and the per-layer KV caches, with `read` also the READ_HEAD's
         cross-attention weights [B, L, Nc] in the last layer (what the first-sight read loss
-        supervises)."""
+        supervises), and with `names` (needs `first_sight_pointer`) last every layer's pointer
+        logits [layers, B, L, classes] (what the first-sight pointer loss supervises)."""
         dc = self.cfg.decoder
         x = self.embed(ids)
         rope = rope_angles(positions, dc.dim // dc.heads)
         age_bias = self._score_bias(ctx_mask, token_ages, tokens_only)
         query_scales = self.query_scales(ctx_mask)
         query_slopes = self._query_slopes(ctx_mask, token_ages, tokens_only)
-        new_caches = []
+        pointers = self._pointers(tokens_only)
+        if names and pointers is None:
+            raise ValueError("names asks for first-sight pointer logits this decoder lacks: set "
+                             "decoder.first_sight_pointer")
+        new_caches, layer_names = [], []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, cache, weights = block(x, rope, self_mask, cross_kv[i], ctx_mask,
-                                      None if age_bias is None else age_bias[i],
-                                      None if query_scales is None else query_scales[i],
-                                      None if caches is None else caches[i],
-                                      READ_HEAD if read and i == last else None,
-                                      None if query_slopes is None else query_slopes[i])
+            x, cache, weights, named = block(x, rope, self_mask, cross_kv[i], ctx_mask,
+                                             None if age_bias is None else age_bias[i],
+                                             None if query_scales is None else query_scales[i],
+                                             None if caches is None else caches[i],
+                                             READ_HEAD if read and i == last else None,
+                                             None if query_slopes is None else query_slopes[i],
+                                             None if pointers is None else pointers[i])
             new_caches.append(cache)
-        logits = self.head(self.norm(x))
-        return (logits, new_caches, weights) if read else (logits, new_caches)
+            layer_names.append(named)
+        out = (self.head(self.norm(x)), new_caches)
+        if read:
+            out += (weights,)
+        if names:
+            out += (torch.stack(layer_names),)
+        return out

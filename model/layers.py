@@ -139,7 +139,7 @@ class CrossAttention(nn.Module):
         q = self._queries(x, query_scale)
         mask = context_mask[:, None, None, :]
         if bias is not None:
-            mask = _per_query(bias).masked_fill(~mask, float("-inf")).to(q.dtype)
+            mask = per_query_bias(bias).masked_fill(~mask, float("-inf")).to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
@@ -149,11 +149,11 @@ class CrossAttention(nn.Module):
         experiments that ask what the decoder reads (forward itself uses the fused kernel)."""
         scores = self._queries(x, query_scale) @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
         if bias is not None:
-            scores = scores + _per_query(bias)
+            scores = scores + per_query_bias(bias)
         return scores.masked_fill(~context_mask[:, None, None, :], float("-inf")).softmax(-1)
 
 
-def _per_query(bias: torch.Tensor) -> torch.Tensor:
+def per_query_bias(bias: torch.Tensor) -> torch.Tensor:
     """A score bias [heads, Nc] shared by every row, [B, heads, Nc] shared by a row's queries or
     [B, heads, N, Nc], as [B or 1, heads, N or 1, Nc]."""
     if bias.dim() == 2:

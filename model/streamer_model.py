@@ -41,6 +41,7 @@ class ModelOutput:
     first_sight_read_loss: torch.Tensor
     drill_loss: torch.Tensor  # answers to first-sight drills (`_drill_pass`), 0 without
     clip_drill_loss: torch.Tensor  # answers to drills over the clips' own marks (`_clip_drill_pass`), 0 without
+    first_sight_pointer_loss: torch.Tensor  # which classes each question names (`_pointer_loss`), 0 without
     answer_logits: torch.Tensor  # [B, Q, La, V]; position j predicts answer_ids[..., j]
     answer_ids: torch.Tensor  # [B, Q, La] targets (answer bytes + </a>), padded
     answer_mask: torch.Tensor  # [B, Q, La]
@@ -321,7 +322,7 @@ class StreamerModel(nn.Module):
         else:
             latent_loss = video_loss = h.sum() * 0.0
 
-        logits, text_loss, read_loss, answer_ids, answer_mask, question_valid = self._question_pass(
+        logits, text_loss, read_loss, pointer_loss, answer_ids, answer_mask, question_valid = self._question_pass(
             batch, memories, h, device)
         align_loss = self._align_pass(batch, h, snippet_mask, device)
         first_sight_loss = self._first_sight_pass(batch, h, snippet_mask, device)
@@ -329,9 +330,10 @@ class StreamerModel(nn.Module):
         clip_drill_loss = self._clip_drill_pass(batch, h, device) if "clip_drill_rows" in batch else h.sum() * 0.0
         w = self.cfg.loss
         loss = (w.text * (text_loss + drill_loss + clip_drill_loss) + w.latent * latent_loss + w.video * video_loss
-                + w.align * align_loss + w.first_sight * first_sight_loss + w.first_sight_read * read_loss)
+                + w.align * align_loss + w.first_sight * first_sight_loss + w.first_sight_read * read_loss
+                + w.first_sight_pointer * pointer_loss)
         return ModelOutput(loss, text_loss, latent_loss, video_loss, align_loss, first_sight_loss, read_loss,
-                           drill_loss, clip_drill_loss, logits,
+                           drill_loss, clip_drill_loss, pointer_loss, logits,
                            answer_ids, answer_mask, question_valid, x, h)
 
     def _clip_latents(self, video: torch.Tensor, audio: torch.Tensor):
@@ -384,7 +386,7 @@ class StreamerModel(nn.Module):
 
     def _question_pass(self, batch, memories, h, device):
         """Teacher-forced answers of the batch's valid questions: (logits [B, Q, La, V], text loss,
-        first-sight read loss, answer ids, answer mask, question_valid)."""
+        first-sight read loss, first-sight pointer loss, answer ids, answer mask, question_valid)."""
         q_ids = batch["question_ids"].to(device)
         q_mask = batch["question_mask"].to(device)
         a_ids = batch["answer_ids"].to(device)
@@ -401,7 +403,7 @@ class StreamerModel(nn.Module):
         rows = valid.nonzero(as_tuple=True)
         if rows[0].numel() == 0:
             logits = h.new_zeros(b, nq, la, self.tokenizer.vocab_size)
-            return logits, h.sum() * 0.0, h.sum() * 0.0, a_ids, a_mask, valid
+            return logits, h.sum() * 0.0, h.sum() * 0.0, h.sum() * 0.0, a_ids, a_mask, valid
         w = self.cfg.latent.window
         ask_v = ask[rows]  # [N]
         h_ctx, h_valid = self._windows(h, rows[0], ask_v)
@@ -423,17 +425,22 @@ class StreamerModel(nn.Module):
             raise ValueError("first_sight_reads point the decoder at first-sight tokens this model lacks; "
                              "train them with --first-sight-tokens")
 
+        names = batch.get("first_sight_names")
+        point = names is not None and self.cfg.decoder.first_sight_pointer
+
         ids, answer_at = self._pack_questions(q_ids[rows], q_mask[rows], a_ids[rows], a_mask[rows])
-        logits, _, *weights = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,
-                                           self.decoder.cross_kv(context), ctx_mask, read=read,
-                                           token_ages=token_ages)
+        logits, _, *extra = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,
+                                         self.decoder.cross_kv(context), ctx_mask, read=read,
+                                         token_ages=token_ages, names=point)
         logits = logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))  # [N, La, V]
         ai, am = a_ids[rows], a_mask[rows]
         text_loss = F.cross_entropy(logits[am], ai[am])
-        read_loss = self._read_loss(weights[0], answer_at, am, reads) if read else h.sum() * 0.0
+        read_loss = self._read_loss(extra[0], answer_at, am, reads) if read else h.sum() * 0.0
+        pointer_loss = (self._pointer_loss(extra[-1], answer_at, am, names.to(device)[rows]) if point
+                        else h.sum() * 0.0)
         full = logits.new_zeros(b, nq, la, logits.shape[-1])
         full[rows] = logits
-        return full, text_loss, read_loss, a_ids, a_mask, valid
+        return full, text_loss, read_loss, pointer_loss, a_ids, a_mask, valid
 
     def _windows(self, h: torch.Tensor, clips: torch.Tensor, asks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The latent windows questions read: h [B, T, m, dl], per question its clip and how many
@@ -508,6 +515,19 @@ class StreamerModel(nn.Module):
         on_token = on_token[:, :, 0].gather(1, answer_at)  # [N, La]
         kept = answer_mask & (reads >= 0)[:, None]
         return -torch.log(on_token[kept].float().clamp_min(1e-6)).mean()
+
+    def _pointer_loss(self, layer_logits, answer_at, answer_mask, names) -> torch.Tensor:
+        """Binary cross-entropy of every layer's first-sight pointer logits [layers, N, L, classes]
+        at the answer positions (answer_at [N, La], answer_mask [N, La]) against the classes each
+        question names (names bool [N, classes]): where the answer is written, each query should
+        know which classes its question named."""
+        if names.shape[-1] != layer_logits.shape[-1]:
+            raise ValueError(f"first_sight_names must name {layer_logits.shape[-1]} classes per question, got "
+                             f"{names.shape[-1]}")
+        at = answer_at[None, :, :, None].expand(layer_logits.shape[0], -1, -1, layer_logits.shape[-1])
+        logits = layer_logits.gather(2, at)[:, answer_mask]  # [layers, tokens, classes]
+        targets = names[None, :, None].expand(layer_logits.shape[0], -1, answer_mask.shape[1], -1)[:, answer_mask]
+        return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
 
     def _pack_questions(self, q_ids, q_mask, a_ids, a_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forcing rows `<q> question <a> answer[:-1]`, each starting at position 0 and

@@ -129,6 +129,12 @@ class TrainConfig:
                "token's age, on top of the heads' --first-sight-age-slopes, so that \"which came first\" can "
                "prefer the older while other questions do not (needs --first-sight-age-slopes; with --init, "
                "the projections start at zero over the checkpoint's weights)")
+    first_sight_pointer: float | None = option(  # None: the preset's; > 0 adds the pointer (fresh over an --init checkpoint)
+        None, "weight of the first-sight pointer's loss: every decoder query learns which first-sight classes its "
+              "question names word for word, and its heads weight down the tokens of classes it does not name, "
+              "so that an older shape of the same colour or shape cannot pass for one named (needs "
+              "--first-sight-tokens; a positive weight adds the pointer, with --init fresh over the checkpoint's "
+              "weights: logits 0 and gains 1, which change nothing until it learns)")
     first_sight_age_code: float | None = option(  # None: the preset's; over an --init checkpoint, the same weights
         None, "amplitude of a fixed sinusoidal code of each first-sight token's age in snippets, added to the "
               "token (0 = off; needs --first-sight-tokens; with --init, the checkpoint's weights are kept under the "
@@ -213,6 +219,12 @@ class TrainConfig:
         if self.first_sight_query_slopes and not self.first_sight_age_slopes:
             raise TrainingError("--first-sight-query-slopes add to the first-sight age slopes: pass "
                                 "--first-sight-age-slopes (and --first-sight-tokens, --first-sight W) too")
+        if self.first_sight_pointer is not None and not 0.0 <= self.first_sight_pointer < math.inf:
+            raise TrainingError(f"--first-sight-pointer must be 0 or a positive loss weight such as 0.3, got "
+                                f"{self.first_sight_pointer}")
+        if self.first_sight_pointer and not self.first_sight_tokens:
+            raise TrainingError("--first-sight-pointer weighs the first-sight tokens: pass --first-sight-tokens "
+                                "(and --first-sight W) too")
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")

@@ -6,6 +6,7 @@ any step's clips can be rebuilt on resume and N ranks see what one process would
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
@@ -111,15 +112,17 @@ READ_KINDS = ("order",)
 
 
 def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_reads: bool = False,
-                   first_sight_only: float = 0.0, generator: torch.Generator | None = None
-                   ) -> dict[str, torch.Tensor]:
+                   first_sight_only: float = 0.0, generator: torch.Generator | None = None,
+                   first_sight_names: bool = False) -> dict[str, torch.Tensor]:
     """Pad clips to the longest (snippet_mask marks real snippets), tokenise the questions and,
     for a model with an alignment head, build the batch's phrase pool and its targets (with a
     first-sight head, its presence targets too; with `first_sight_reads`, the first-sight
     class each answer names). With `first_sight_only`, that share of the questions that name a
     first-sight class (drawn with `generator`) let the decoder read the first-sight tokens alone
     (first_sight_only [B, Q]), not the memory or the snippets: it otherwise leaves the tokens
-    unread, since the memory answers `order` on short clips well enough."""
+    unread, since the memory answers `order` on short clips well enough. With
+    `first_sight_names`, the classes each question names (first_sight_names [B, Q, classes]), which
+    the first-sight pointer learns to find."""
     padded = collate(samples)
     batch = {k: padded[k] for k in ("video", "audio", "snippet_mask")}
     batch.update(model.encode_batch_questions(
@@ -129,6 +132,8 @@ def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_read
     classes = model.cfg.decoder.first_sight_classes
     if classes and any(s.get("phrases") is not None for s in samples):
         batch["presence_targets"] = presence_batch(samples, batch["snippet_mask"].shape[1], classes)
+    if first_sight_names:
+        batch["first_sight_names"] = named_classes(padded["questions"], batch["question_valid"].shape[1])
     if first_sight_reads or first_sight_only:
         targets = read_targets(padded["questions"], batch["question_valid"].shape[1])
         if first_sight_reads:
@@ -148,6 +153,23 @@ def read_targets(questions: list[list], width: int) -> torch.Tensor:
             if q.kind in READ_KINDS and q.answer in FIRST_SIGHT_CLASSES:
                 targets[i, j] = FIRST_SIGHT_CLASSES.index(q.answer)
     return targets
+
+
+# One pattern per first-sight class that finds its name as whole words ("red circle", not "red circles").
+_CLASS_NAMES = tuple(re.compile(rf"\b{re.escape(name)}\b") for name in FIRST_SIGHT_CLASSES)
+
+
+def named_classes(questions: list[list], width: int) -> torch.Tensor:
+    """bool [B, width, classes]: the first-sight classes whose name each question holds word for
+    word ("which came first, the red circle or the blue square?" names two; "what color is the
+    square?" none)."""
+    names = torch.zeros(len(questions), width, len(FIRST_SIGHT_CLASSES), dtype=torch.bool)
+    for i, clip_questions in enumerate(questions):
+        for j, q in enumerate(clip_questions):
+            text = q.text.lower()
+            for c, pattern in enumerate(_CLASS_NAMES):
+                names[i, j, c] = pattern.search(text) is not None
+    return names
 
 
 def presence_batch(samples: list[Sample], length: int, classes: int) -> torch.Tensor:

@@ -45,7 +45,7 @@ from training.schedule import clip_lengths_at, lr_at
 from training.world.first_sight import FIRST_SIGHT_CLASSES
 
 # Parameters of two or more dimensions that weight decay leaves alone: gains that start at 1.
-UNDECAYED_MATRICES = frozenset({"decoder.length_scales"})
+UNDECAYED_MATRICES = frozenset({"decoder.length_scales", "decoder.first_sight_pointer_gains"})
 
 # Small heads that start from nothing beside a trained network, and how much faster than it
 # they learn: at a fine-tuning rate (1e-4), a first try of the first-sight head (trained on first
@@ -58,7 +58,8 @@ FAST_PART_LR_SCALE = 10.0
 DECODER_PARTS = {"age_slopes": "decoder.age_slopes", "length_scale": "decoder.length_scales",
                  "first_sight_tokens": "decoder.first_sight_token_",
                  "first_sight_age_slopes": "decoder.first_sight_age_slopes",
-                 "first_sight_query_slopes": "decoder.first_sight_query_slopes"}
+                 "first_sight_query_slopes": "decoder.first_sight_query_slopes",
+                 "first_sight_pointer": "decoder.first_sight_pointer"}
 
 
 # --- signals ---------------------------------------------------------------------------
@@ -147,6 +148,7 @@ class Trainer:
             w.align if cfg.align_weight is None else cfg.align_weight,
             w.first_sight if cfg.first_sight is None else cfg.first_sight,
             w.first_sight_read if cfg.first_sight_read is None else cfg.first_sight_read,
+            w.first_sight_pointer if cfg.first_sight_pointer is None else cfg.first_sight_pointer,
         )
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay, cfg.lr_scales),
                                            lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
@@ -262,10 +264,11 @@ class Trainer:
 
     def _micro_batches(self, step: int, samples: list[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
         size = self.cfg.micro_batch or len(samples)
-        reads = self.weights[5] > 0
+        reads, names = self.weights[5] > 0, self.weights[6] > 0
         hiding = torch.Generator().manual_seed((self.cfg.seed * 1_000_033 + step) * 16 + self.d.rank)
         batches = [to_model_batch(self.model, samples[i:i + size], first_sight_reads=reads,
-                                  first_sight_only=self.cfg.first_sight_only, generator=hiding)
+                                  first_sight_only=self.cfg.first_sight_only, generator=hiding,
+                                  first_sight_names=names)
                    for i in range(0, len(samples), size)]
         if self.cfg.window_dropout:
             generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 16 + self.d.rank)
@@ -308,12 +311,12 @@ class Trainer:
         counts = all_reduce(counts.to(self.d.device), self.d).cpu()
         tokens, pairs = max(float(counts[0]), 1.0), max(float(counts[1]), 1.0)
 
-        w_text, w_latent, w_video, w_align, w_first, w_read = self.weights
+        w_text, w_latent, w_video, w_align, w_first, w_read, w_pointer = self.weights
         snippets, read_tokens = max(float(counts[2]), 1.0), max(float(counts[3]), 1.0)
         clip_drill_tokens = max(float(counts[4]), 1.0)
         # loss, text, latent, video, correct, questions, align, first sight, first-sight read, drills,
-        # clip drills
-        sums = torch.zeros(11, dtype=torch.float64)
+        # clip drills, first-sight pointer
+        sums = torch.zeros(12, dtype=torch.float64)
         self.optimizer.zero_grad(set_to_none=True)
         for i, b in enumerate(batches):
             last = i == len(batches) - 1
@@ -325,6 +328,7 @@ class Trainer:
                 n_tok = float((b["answer_mask"] & b["question_valid"][..., None]).sum())
                 n_pair = float((b["snippet_mask"][:, 1:] & b["snippet_mask"][:, :-1]).sum())
                 text = out.text_loss.float() * (n_tok / tokens)
+                pointer = out.first_sight_pointer_loss.float() * (n_tok / tokens)
                 latent = out.latent_loss.float() * (n_pair / pairs)
                 video = out.video_loss.float() * (n_pair / pairs)
                 share = float(b["snippet_mask"].sum()) / snippets
@@ -335,13 +339,13 @@ class Trainer:
                 drill = out.drill_loss.float() / self.d.world
                 clip_drill = out.clip_drill_loss.float() * (_clip_drill_tokens(b) / clip_drill_tokens)
                 loss = (w_text * (text + drill + clip_drill) + w_latent * latent + w_video * video + w_align * align
-                        + w_first * first + w_read * read)
+                        + w_first * first + w_read * read + w_pointer * pointer)
                 # DDP averages gradients over ranks; undo that so the sum over ranks is the global mean.
                 (loss * self.d.world).backward()
             hits = out.exact_match()
             sums += torch.tensor([loss.item(), text.item(), latent.item(), video.item(),
                                   float(hits.sum()), float(out.question_valid.sum()), align.item(), first.item(),
-                                  read.item(), drill.item(), clip_drill.item()],
+                                  read.item(), drill.item(), clip_drill.item(), pointer.item()],
                                  dtype=torch.float64)
         sums = all_reduce(sums.to(self.d.device), self.d).cpu()
         if self.cfg.grad_clip > 0:
@@ -364,7 +368,7 @@ class Trainer:
             "loss": loss_value, "text_loss": float(sums[1]), "latent_loss": float(sums[2]),
             "video_loss": float(sums[3]), "align_loss": float(sums[6]), "first_sight_loss": float(sums[7]),
             "first_sight_read_loss": float(sums[8]), "drill_loss": float(sums[9]),
-            "clip_drill_loss": float(sums[10]),
+            "clip_drill_loss": float(sums[10]), "first_sight_pointer_loss": float(sums[11]),
             "answer_acc": float(sums[4]) / max(1.0, float(sums[5])),
             "questions": int(sums[5]), "snippets": int(counts[2]), "grad_norm": float(grad_norm), "lr": lr,
         }
@@ -380,8 +384,8 @@ class Trainer:
             "planned_steps": self.total_steps,
             "clips_seen": step * cfg.batch,
             "train_config": _jsonable(asdict(cfg)),
-            "loss_weights": dict(zip(("text", "latent", "video", "align", "first_sight", "first_sight_read"),
-                                     self.weights)),
+            "loss_weights": dict(zip(("text", "latent", "video", "align", "first_sight", "first_sight_read",
+                                      "first_sight_pointer"), self.weights)),
             "wall_seconds": round(wall, 1),
             "machine": machine_description(self.d.device, self.d.world),
             "final_train_metrics": metrics,
@@ -527,7 +531,8 @@ def _grow_decoder(model: StreamerModel, layers: int) -> StreamerModel:
     fresh = grown.state_dict()
     state = model.state_dict()
     old_layers = model.cfg.decoder.layers
-    for name in ("age_slopes", "length_scales", "first_sight_age_slopes", "first_sight_query_slopes"):
+    for name in ("age_slopes", "length_scales", "first_sight_age_slopes", "first_sight_query_slopes",
+                 "first_sight_pointer", "first_sight_pointer_bias", "first_sight_pointer_gains"):
         key = f"decoder.{name}"
         if key in state:
             state[key] = torch.cat((state[key], fresh[key][old_layers:]))

@@ -507,6 +507,28 @@ def test_init_trains_the_first_sight_read_loss(one_step_run, tmp_path, capsys):
     assert "between 0 and 1" in capsys.readouterr().err
 
 
+def test_init_trains_a_first_sight_pointer(one_step_run, tmp_path, capsys):
+    """--first-sight-pointer over an --init checkpoint: the pointer's parts are added, its loss
+    (which classes each question names) is logged and weighed; it needs the first-sight tokens."""
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
+                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-pointer", "0.4",
+                      "--kind-weights", "order=100", *FAST, "--snippets", "5-6"]) == 0
+    grown = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    assert grown.cfg.decoder.first_sight_pointer and grown.decoder.first_sight_pointer.any()  # trained
+    train = [r for r in read_metrics(run) if r["kind"] == "train"]
+    assert train[0]["first_sight_pointer_loss"] > 0
+    card = json.loads((checkpointing.latest_checkpoint(run) / "card.json").read_text())
+    assert card["loss_weights"]["first_sight_pointer"] == 0.4
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-pointer", "0.4", *FAST]) == 1
+    assert "pass --first-sight-tokens" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "negative"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-tokens", "--first-sight-pointer", "-1", *FAST]) == 1
+    assert "--first-sight-pointer must be 0 or a positive loss weight" in capsys.readouterr().err
+
+
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
     """--memory-update gated over a pooled --init checkpoint: new gates, every other weight kept."""
     run = tmp_path / "run"
