@@ -10,7 +10,11 @@ the decoder's first choice): with the whole context; with the lures' first-sight
 from the decoder (masked out of its context); and, as a control, with as many tokens of other
 shapes shown hidden (neither the two nor a lure, drawn at random), which tells what hiding any
 shape's token does. If hiding the lures turns wrong answers right far more often than hiding
-others, the lures mislead the decoder through their tokens. Needs first-sight tokens.
+others, the lures mislead the decoder through their tokens. Needs first-sight tokens. For a
+model with a first-sight pointer it also reports, per decoder layer, the pointer's mean
+probability at the answer positions that the question names each of the two named shapes, each
+lure and each other shape shown: a pointer that ANDs colour and shape gives the lures as little
+as the others.
 Writes experiments/results/understanding/order-lures.json (or `--out`).
 """
 
@@ -51,12 +55,30 @@ def answered_right(model: StreamerModel, memory: torch.Tensor | None, h: torch.T
     return right
 
 
+def pointer_probabilities(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor,
+                          valid: torch.Tensor, question: str, answer: str) -> torch.Tensor:
+    """[layers, classes]: the first-sight pointer's σ(logit) that `question` names each class,
+    averaged over the positions where the answer is written (teacher-forced, whole context)."""
+    decoder = model.decoder
+    context, mask = decoder.context(memory, h, valid)
+    prompt, targets = model.question_prompt(question), model.answer_targets(answer)
+    ids = torch.tensor([prompt + targets[:-1]])
+    *_, names = decoder(ids, torch.arange(ids.shape[1])[None], None, decoder.cross_kv(context), mask,
+                        token_ages=decoder.token_ages(h, valid), names=True)
+    return torch.sigmoid(names[:, 0, len(prompt) - 1:]).mean(dim=1)
+
+
+def shown_others(clip, question) -> list[str]:
+    """The shapes shown before the question that are neither of the two named nor a lure."""
+    named, lured = set(named_pair(question.text)), set(lures(clip, question))
+    t_ask = question.ask_snippets * clip.spec.snippet_seconds
+    return sorted({f"{s.color} {s.shape}" for s in clip.timeline.shapes if s.t_start < t_ask} - named - lured)
+
+
 def others_to_hide(clip, question, count: int, generator: torch.Generator) -> list[str]:
     """`count` shapes shown before the question (at most as many as there are) that are neither
     of the two named nor a lure, drawn at random."""
-    named, lured = set(named_pair(question.text)), set(lures(clip, question))
-    t_ask = question.ask_snippets * clip.spec.snippet_seconds
-    shown = sorted({f"{s.color} {s.shape}" for s in clip.timeline.shapes if s.t_start < t_ask} - named - lured)
+    shown = shown_others(clip, question)
     order = torch.randperm(len(shown), generator=generator).tolist()
     return [shown[i] for i in order[:count]]
 
@@ -70,6 +92,9 @@ def lure_study(model: StreamerModel, split: str, clips: int) -> dict[str, float 
     flips = {"wrong made right by hiding the lures": 0, "right made wrong by hiding the lures": 0,
              "wrong made right by hiding others": 0, "right made wrong by hiding others": 0}
     asked = fewer_others = 0
+    pointed = model.cfg.decoder.first_sight_pointer
+    pointer_sums = {"named": 0.0, "lures": 0.0, "others shown": 0.0}
+    pointer_counts = dict.fromkeys(pointer_sums, 0)
     for i in range(clips):
         clip = world.clip(i)
         sample = world_sample(clip)
@@ -88,15 +113,27 @@ def lure_study(model: StreamerModel, split: str, clips: int) -> dict[str, float 
             got = dict(zip(CONDITIONS, answered_right(model, memory, window, valid, q.text, q.answer,
                                                       [[], lured, others])))
             asked += 1
+            if pointed:
+                probabilities = pointer_probabilities(model, memory, window, valid, q.text, q.answer)
+                for group, names in (("named", named_pair(q.text)), ("lures", lured),
+                                     ("others shown", shown_others(clip, q))):
+                    columns = [FIRST_SIGHT_CLASSES.index(name) for name in names]
+                    pointer_sums[group] = pointer_sums[group] + probabilities[:, columns].sum(dim=1)
+                    pointer_counts[group] += len(columns)
             for condition, ok in got.items():
                 right[condition] += int(ok)
             whole = got["whole context"]
             for name, condition in (("the lures", "lures hidden"), ("others", "as many others hidden")):
                 if got[condition] != whole:
                     flips[f"{'wrong made right' if got[condition] else 'right made wrong'} by hiding {name}"] += 1
-    return {"questions with a lure": asked, **{f"right, {c}": right[c] for c in CONDITIONS},
-            **{f"accuracy, {c}": round(right[c] / max(asked, 1), 3) for c in CONDITIONS}, **flips,
-            "questions with fewer others than lures to hide": fewer_others}
+    report = {"questions with a lure": asked, **{f"right, {c}": right[c] for c in CONDITIONS},
+              **{f"accuracy, {c}": round(right[c] / max(asked, 1), 3) for c in CONDITIONS}, **flips,
+              "questions with fewer others than lures to hide": fewer_others}
+    if pointed and asked:
+        report["pointer's mean probability that the question names a shape, per decoder layer"] = {
+            group: [round(float(p) / max(pointer_counts[group], 1), 3) for p in total]
+            for group, total in pointer_sums.items() if pointer_counts[group]}
+    return report
 
 
 def main() -> None:

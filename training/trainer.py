@@ -44,8 +44,10 @@ from training.samples import TrainingData, cut_windows, to_model_batch
 from training.schedule import clip_lengths_at, lr_at
 from training.world.first_sight import FIRST_SIGHT_CLASSES
 
-# Parameters of two or more dimensions that weight decay leaves alone: gains that start at 1.
-UNDECAYED_MATRICES = frozenset({"decoder.length_scales", "decoder.first_sight_pointer_gains"})
+# Parameters of two or more dimensions that weight decay leaves alone: gains that start at 1 and
+# the first-sight pointer's biases (one row per layer), which start at its prior.
+UNDECAYED_MATRICES = frozenset({"decoder.length_scales", "decoder.first_sight_pointer_gains",
+                                "decoder.first_sight_pointer_bias"})
 
 # Small heads that start from nothing beside a trained network, and how much faster than it
 # they learn: at a fine-tuning rate (1e-4), a first try of the first-sight head (trained on first

@@ -16,7 +16,7 @@ from experiments.first_sight_readout import (CONTEXT_PARTS, context_part_masks, 
                                              named_pair, older, readout)
 from experiments.order_age import event_ages, lures, pair_details
 from experiments.order_age import tally as order_tally
-from experiments.order_lures import answered_right, others_to_hide
+from experiments.order_lures import answered_right, others_to_hide, pointer_probabilities, shown_others
 from experiments.shape_errors import age_bin, visible_bin
 from model import StreamerModel
 from model.media import MEDIA_PRESETS
@@ -304,3 +304,23 @@ def test_others_to_hide_are_shown_shapes_neither_named_nor_lures():
     assert others_to_hide(clip, question, 1, generator) == ["green triangle"]
     assert others_to_hide(clip, question, 3, generator) == ["green triangle"]  # no more to hide
     assert others_to_hide(clip, question, 0, generator) == []
+    assert shown_others(clip, question) == ["green triangle"]
+
+
+def test_pointer_probabilities_average_the_answer_positions_of_every_layer():
+    cfg = with_decoder(micro_config(), first_sight_classes=len(FIRST_SIGHT_CLASSES), first_sight_tokens=True,
+                       first_sight_pointer=True)
+    model = make_model(cfg, seed=3).eval()
+    logits = torch.linspace(-4.0, 4.0, len(FIRST_SIGHT_CLASSES))
+    w, m = cfg.latent.window, cfg.combiner.out_tokens
+    with torch.no_grad():
+        model.decoder.first_sight_pointer.zero_()
+        model.decoder.first_sight_pointer_bias[-1] = logits  # every query of the last layer gives these
+        model.decoder.first_sight_pointer[0, 2, 0] = 1.0  # the first layer's third class varies by position
+        h = torch.randn(1, w, m, cfg.latent.dim)
+        memory = torch.randn(1, model.decoder.memory_tokens, cfg.combiner.dim)
+        got = pointer_probabilities(model, memory, h, torch.ones(1, w, dtype=torch.bool),
+                                    "which came first, the red circle or the drum?", "drum")
+    assert got.shape == (cfg.decoder.layers, len(FIRST_SIGHT_CLASSES))
+    torch.testing.assert_close(got[-1], torch.sigmoid(logits))
+    assert 0.0 < float(got[0, 2]) < 1.0 and float(got[0, 2]) != float(torch.sigmoid(torch.tensor(-3.0)))
