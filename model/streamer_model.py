@@ -41,7 +41,7 @@ class ModelOutput:
     first_sight_read_loss: torch.Tensor
     drill_loss: torch.Tensor  # answers to first-sight drills (`_drill_pass`), 0 without
     clip_drill_loss: torch.Tensor  # answers to drills over the clips' own marks (`_clip_drill_pass`), 0 without
-    first_sight_pointer_loss: torch.Tensor  # which classes each question names (`_pointer_loss`), 0 without
+    first_sight_pointer_loss: torch.Tensor  # which classes each question and drill names (`_pointer_terms`), 0 without
     answer_logits: torch.Tensor  # [B, Q, La, V]; position j predicts answer_ids[..., j]
     answer_ids: torch.Tensor  # [B, Q, La] targets (answer bytes + </a>), padded
     answer_mask: torch.Tensor  # [B, Q, La]
@@ -322,12 +322,20 @@ class StreamerModel(nn.Module):
         else:
             latent_loss = video_loss = h.sum() * 0.0
 
-        logits, text_loss, read_loss, pointer_loss, answer_ids, answer_mask, question_valid = self._question_pass(
+        logits, text_loss, read_loss, pointer_terms, answer_ids, answer_mask, question_valid = self._question_pass(
             batch, memories, h, device)
         align_loss = self._align_pass(batch, h, snippet_mask, device)
         first_sight_loss = self._first_sight_pass(batch, h, snippet_mask, device)
-        drill_loss = self._drill_pass(batch, device) if "drill_marks" in batch else h.sum() * 0.0
-        clip_drill_loss = self._clip_drill_pass(batch, h, device) if "clip_drill_rows" in batch else h.sum() * 0.0
+        pointer_terms = [pointer_terms]
+        drill_loss = clip_drill_loss = h.sum() * 0.0
+        if "drill_marks" in batch:
+            drill_loss, terms = self._drill_pass(batch, device)
+            pointer_terms.append(terms)
+        if "clip_drill_rows" in batch:
+            clip_drill_loss, terms = self._clip_drill_pass(batch, h, device)
+            pointer_terms.append(terms)
+        pointer_terms = torch.cat(pointer_terms)
+        pointer_loss = pointer_terms.mean() if pointer_terms.numel() else h.sum() * 0.0
         w = self.cfg.loss
         loss = (w.text * (text_loss + drill_loss + clip_drill_loss) + w.latent * latent_loss + w.video * video_loss
                 + w.align * align_loss + w.first_sight * first_sight_loss + w.first_sight_read * read_loss
@@ -386,7 +394,8 @@ class StreamerModel(nn.Module):
 
     def _question_pass(self, batch, memories, h, device):
         """Teacher-forced answers of the batch's valid questions: (logits [B, Q, La, V], text loss,
-        first-sight read loss, first-sight pointer loss, answer ids, answer mask, question_valid)."""
+        first-sight read loss, first-sight pointer terms (`_pointer_terms`), answer ids, answer mask,
+        question_valid)."""
         q_ids = batch["question_ids"].to(device)
         q_mask = batch["question_mask"].to(device)
         a_ids = batch["answer_ids"].to(device)
@@ -403,7 +412,7 @@ class StreamerModel(nn.Module):
         rows = valid.nonzero(as_tuple=True)
         if rows[0].numel() == 0:
             logits = h.new_zeros(b, nq, la, self.tokenizer.vocab_size)
-            return logits, h.sum() * 0.0, h.sum() * 0.0, h.sum() * 0.0, a_ids, a_mask, valid
+            return logits, h.sum() * 0.0, h.sum() * 0.0, h.new_zeros(0), a_ids, a_mask, valid
         w = self.cfg.latent.window
         ask_v = ask[rows]  # [N]
         h_ctx, h_valid = self._windows(h, rows[0], ask_v)
@@ -436,11 +445,11 @@ class StreamerModel(nn.Module):
         ai, am = a_ids[rows], a_mask[rows]
         text_loss = F.cross_entropy(logits[am], ai[am])
         read_loss = self._read_loss(extra[0], answer_at, am, reads) if read else h.sum() * 0.0
-        pointer_loss = (self._pointer_loss(extra[-1], answer_at, am, names.to(device)[rows]) if point
-                        else h.sum() * 0.0)
+        pointer_terms = (self._pointer_terms(_at_answers(extra[-1], answer_at), am, names.to(device)[rows]) if point
+                         else h.new_zeros(0))
         full = logits.new_zeros(b, nq, la, logits.shape[-1])
         full[rows] = logits
-        return full, text_loss, read_loss, pointer_loss, a_ids, a_mask, valid
+        return full, text_loss, read_loss, pointer_terms, a_ids, a_mask, valid
 
     def _windows(self, h: torch.Tensor, clips: torch.Tensor, asks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The latent windows questions read: h [B, T, m, dl], per question its clip and how many
@@ -448,11 +457,12 @@ class StreamerModel(nn.Module):
         chunks = asks[:, None] - self.cfg.latent.window + torch.arange(self.cfg.latent.window, device=h.device)
         return h[clips[:, None], chunks.clamp(min=0)], chunks >= 0
 
-    def drill_logits(self, marks: torch.Tensor, q_ids, q_mask, a_ids, a_mask) -> torch.Tensor:
+    def drill_logits(self, marks: torch.Tensor, q_ids, q_mask, a_ids, a_mask, names: bool = False):
         """Teacher-forced answer logits [N, La, V] of one question per window of first-sight marks
         (marks [N, W, classes] as `TextDecoder.first_sight` gives them, oldest snippet first;
         question and answer tensors [N, L] as `encode_batch_questions` gives them per question),
-        with only the null token and the first-sight tokens readable."""
+        with only the null token and the first-sight tokens readable; with `names` (needs a
+        first-sight pointer) also the pointer's logits at the answer positions [layers, N, La, classes]."""
         dc = self.cfg.decoder
         if not dc.first_sight_tokens:
             raise ValueError("first-sight drills are answered from first-sight tokens this model lacks; "
@@ -467,22 +477,23 @@ class StreamerModel(nn.Module):
         mask = torch.ones(context.shape[:2], dtype=torch.bool, device=marks.device)
         ages = self.decoder.snippets_ago(marks) if dc.first_sight_age_slopes else None  # as `token_ages`
         ids, answer_at = self._pack_questions(q_ids, q_mask, a_ids, a_mask)
-        logits, _ = self.decoder(ids, torch.arange(ids.shape[1], device=marks.device)[None], None,
-                                 self.decoder.cross_kv(context), mask, token_ages=ages, tokens_only=True)
-        return logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))
+        logits, _, *pointer = self.decoder(ids, torch.arange(ids.shape[1], device=marks.device)[None], None,
+                                           self.decoder.cross_kv(context), mask, token_ages=ages, tokens_only=True,
+                                           names=names)
+        logits = logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))
+        return (logits, _at_answers(pointer[0], answer_at)) if names else logits
 
-    def _drill_pass(self, batch, device) -> torch.Tensor:
+    def _drill_pass(self, batch, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Text loss of first-sight drills: questions answered from given first-sight marks alone
         (batch["drill_marks"] [N, W, classes] and drill_question_ids/_mask, drill_answer_ids/_mask
         [N, L]). They teach the decoder to read the tokens far more often than the clips ask
-        `order`, at a fraction of a clip's cost (training.drills)."""
-        a_ids, a_mask = batch["drill_answer_ids"].to(device), batch["drill_answer_mask"].to(device)
-        logits = self.drill_logits(batch["drill_marks"].to(device), batch["drill_question_ids"].to(device),
-                                   batch["drill_question_mask"].to(device), a_ids, a_mask)
-        return F.cross_entropy(logits[a_mask], a_ids[a_mask])
+        `order`, at a fraction of a clip's cost (training.drills). Also the first-sight pointer's
+        terms (`_pointer_terms`) where the batch names the drills' classes (drill_names [N, classes])."""
+        return self._drills_answered(batch, "drill", batch["drill_marks"].to(device), device)
 
     def _clip_drill_pass(self, batch, h, device) -> torch.Tensor:
-        """Text loss of drills over the batch's own clips (training.drills.draw_clip_drills):
+        """Text loss (and first-sight pointer terms) of drills over the batch's own clips
+        (training.drills.draw_clip_drills):
         batch["clip_drill_rows"]/["clip_drill_asks"] [N] say which clip and after how many of its
         snippets; the marks are the head's over that window, detached (the presence loss alone
         trains the head), so the decoder practises reading the tokens it meets in a question."""
@@ -491,10 +502,18 @@ class StreamerModel(nn.Module):
             raise ValueError(f"clip_drill_asks must lie in [1, {h.shape[1]}] (snippets seen before the drill)")
         h_ctx, h_valid = self._windows(h, rows, asks)
         marks = self.decoder.first_sight(h_ctx, h_valid).detach()
-        a_ids, a_mask = batch["clip_drill_answer_ids"].to(device), batch["clip_drill_answer_mask"].to(device)
-        logits = self.drill_logits(marks, batch["clip_drill_question_ids"].to(device),
-                                   batch["clip_drill_question_mask"].to(device), a_ids, a_mask)
-        return F.cross_entropy(logits[a_mask], a_ids[a_mask])
+        return self._drills_answered(batch, "clip_drill", marks, device)
+
+    def _drills_answered(self, batch, prefix: str, marks: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text loss, first-sight pointer terms) of the drills under `prefix` in the batch, over `marks`."""
+        a_ids, a_mask = batch[f"{prefix}_answer_ids"].to(device), batch[f"{prefix}_answer_mask"].to(device)
+        names = batch.get(f"{prefix}_names")
+        point = names is not None and self.cfg.decoder.first_sight_pointer
+        out = self.drill_logits(marks, batch[f"{prefix}_question_ids"].to(device),
+                                batch[f"{prefix}_question_mask"].to(device), a_ids, a_mask, names=point)
+        logits = out[0] if point else out
+        terms = self._pointer_terms(out[1], a_mask, names.to(device)) if point else marks.new_zeros(0)
+        return F.cross_entropy(logits[a_mask], a_ids[a_mask]), terms
 
     def _first_sight_only(self, ctx_mask: torch.Tensor, only: torch.Tensor) -> torch.Tensor:
         """ctx_mask [N, Nc] with everything but the null token and the first-sight tokens masked
@@ -516,18 +535,18 @@ class StreamerModel(nn.Module):
         kept = answer_mask & (reads >= 0)[:, None]
         return -torch.log(on_token[kept].float().clamp_min(1e-6)).mean()
 
-    def _pointer_loss(self, layer_logits, answer_at, answer_mask, names) -> torch.Tensor:
-        """Binary cross-entropy of every layer's first-sight pointer logits [layers, N, L, classes]
-        at the answer positions (answer_at [N, La], answer_mask [N, La]) against the classes each
-        question names (names bool [N, classes]): where the answer is written, each query should
-        know which classes its question named."""
-        if names.shape[-1] != layer_logits.shape[-1]:
-            raise ValueError(f"first_sight_names must name {layer_logits.shape[-1]} classes per question, got "
+    def _pointer_terms(self, logits, answer_mask, names) -> torch.Tensor:
+        """The binary cross-entropy, flattened, of every layer's first-sight pointer logits at each
+        answer position and class (logits [layers, N, La, classes], answer_mask [N, La]) against
+        the classes each question names (names bool [N, classes]): where the answer is written,
+        each query should know which classes its question named. Their mean over a forward's
+        questions and drills is the pointer loss."""
+        if names.shape[-1] != logits.shape[-1]:
+            raise ValueError(f"first_sight_names must name {logits.shape[-1]} classes per question, got "
                              f"{names.shape[-1]}")
-        at = answer_at[None, :, :, None].expand(layer_logits.shape[0], -1, -1, layer_logits.shape[-1])
-        logits = layer_logits.gather(2, at)[:, answer_mask]  # [layers, tokens, classes]
-        targets = names[None, :, None].expand(layer_logits.shape[0], -1, answer_mask.shape[1], -1)[:, answer_mask]
-        return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+        targets = names[None, :, None].expand(logits.shape[0], -1, answer_mask.shape[1], -1)[:, answer_mask]
+        return F.binary_cross_entropy_with_logits(logits[:, answer_mask].float(), targets.float(),
+                                                  reduction="none").flatten()
 
     def _pack_questions(self, q_ids, q_mask, a_ids, a_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forcing rows `<q> question <a> answer[:-1]`, each starting at position 0 and
@@ -617,3 +636,10 @@ class StreamerModel(nn.Module):
 def _as_batch(ids, device) -> torch.Tensor:
     tensor = torch.as_tensor(ids, dtype=torch.long, device=device)
     return tensor[None] if tensor.dim() == 1 else tensor
+
+
+def _at_answers(layer_logits: torch.Tensor, answer_at: torch.Tensor) -> torch.Tensor:
+    """A decoder's pointer logits [layers, N, L, classes] at the positions that write each answer
+    token (answer_at [N, La]) -> [layers, N, La, classes]."""
+    at = answer_at[None, :, :, None].expand(layer_logits.shape[0], -1, -1, layer_logits.shape[-1])
+    return layer_logits.gather(2, at)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from model.streamer_model import StreamerModel
-from training.world.first_sight import ABSENT, FIRST_SIGHT_CLASSES, PRESENT
+from training.world.first_sight import ABSENT, FIRST_SIGHT_CLASSES, PRESENT, names_in
 from training.world.questions import TEMPLATES
 from training.world.vocab import SOUNDS
 
@@ -160,6 +160,9 @@ def clip_drill_batch(model: StreamerModel, drills: ClipDrills) -> dict[str, torc
 
 
 def _encoded(prefix: str, model: StreamerModel, asked: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """The drills' questions and answers as `encode_batch_questions` gives them, and the classes
+    each question names (what a first-sight pointer learns from)."""
     encoded = model.encode_batch_questions([[(q, a, 0)] for q, a in asked])
-    return {f"{prefix}_{name}": encoded[name][:, 0]
-            for name in ("question_ids", "question_mask", "answer_ids", "answer_mask")}
+    return {**{f"{prefix}_{name}": encoded[name][:, 0]
+               for name in ("question_ids", "question_mask", "answer_ids", "answer_mask")},
+            f"{prefix}_names": names_in([q for q, _ in asked])}

@@ -6,7 +6,6 @@ any step's clips can be rebuilt on resume and N ranks see what one process would
 
 from __future__ import annotations
 
-import re
 import zlib
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from model.align import FALSE, TRUE, UNCLEAR
 from training.config import TrainingError
 from training.data import CLIPS_PER_SEED, FolderDataset, Sample, collate, world_sample
 from training.world.clip import World, WorldConfig
-from training.world.first_sight import FIRST_SIGHT_CLASSES, UNKNOWN, presence_targets
+from training.world.first_sight import FIRST_SIGHT_CLASSES, UNKNOWN, names_in, presence_targets
 from training.world.off_palette import off_palette_sample
 from training.world.phrases import templates_for
 from training.world.wild import wild_sample
@@ -155,20 +154,14 @@ def read_targets(questions: list[list], width: int) -> torch.Tensor:
     return targets
 
 
-# One pattern per first-sight class that finds its name as whole words ("red circle", not "red circles").
-_CLASS_NAMES = tuple(re.compile(rf"\b{re.escape(name)}\b") for name in FIRST_SIGHT_CLASSES)
-
-
 def named_classes(questions: list[list], width: int) -> torch.Tensor:
     """bool [B, width, classes]: the first-sight classes whose name each question holds word for
     word ("which came first, the red circle or the blue square?" names two; "what color is the
     square?" none)."""
     names = torch.zeros(len(questions), width, len(FIRST_SIGHT_CLASSES), dtype=torch.bool)
     for i, clip_questions in enumerate(questions):
-        for j, q in enumerate(clip_questions):
-            text = q.text.lower()
-            for c, pattern in enumerate(_CLASS_NAMES):
-                names[i, j, c] = pattern.search(text) is not None
+        if clip_questions:
+            names[i, :len(clip_questions)] = names_in([q.text for q in clip_questions])
     return names
 
 

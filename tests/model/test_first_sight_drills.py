@@ -92,7 +92,7 @@ def test_the_forward_pass_adds_the_drills_to_the_text_loss_and_training_lowers_i
     optimizer = torch.optim.AdamW(model.decoder.parameters(), lr=3e-3)
     first = out.drill_loss.item()
     for _ in range(30):
-        loss = model._drill_pass(batch, torch.device("cpu"))
+        loss, _ = model._drill_pass(batch, torch.device("cpu"))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -7,6 +7,7 @@ are the classes a question names word for word."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -25,8 +26,9 @@ from model_helpers import (
     with_decoder,
 )
 from training.data import SampleQuestion
+from training.drills import draw_drills, drill_batch
 from training.samples import named_classes
-from training.world.first_sight import FIRST_SIGHT_CLASSES
+from training.world.first_sight import FIRST_SIGHT_CLASSES, names_in
 
 CLASSES = 5
 QUESTION = "which came first, the red circle or the drum?"
@@ -177,3 +179,31 @@ def test_the_targets_are_the_classes_a_question_names_word_for_word():
     sound = FIRST_SIGHT_CLASSES[-1]
     assert named_classes([[q(f"which came first, the {sound} or the red crosses?")]], 1)[0, 0].nonzero().flatten(
     ).tolist() == [len(FIRST_SIGHT_CLASSES) - 1]
+
+
+def test_drills_teach_the_pointer_too():
+    """The drills name their two classes (drill_names); the pointer loss is the mean of the
+    cross-entropy terms of the clip questions' and the drills' answer positions alike."""
+    cfg = with_decoder(micro_config(), first_sight_classes=len(FIRST_SIGHT_CLASSES), first_sight_tokens=True,
+                       first_sight_pointer=True)
+    cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, window=8))
+    model = make_model(cfg, seed=97)
+    with torch.no_grad():
+        model.decoder.first_sight_pointer.normal_(std=0.3)
+    drills = draw_drills(3, 8, torch.Generator().manual_seed(2))
+    batch = drill_batch(model, drills)
+    torch.testing.assert_close(batch["drill_names"], names_in([q for q, _ in drills.asked]))
+    assert batch["drill_names"].sum(-1).tolist() == [2, 2, 2]  # "which came first, the A or the B?"
+    video, audio = random_clip(cfg, 2, 4, seed=5)
+    batch.update(video=video, audio=audio, **model.encode_batch_questions([[(QUESTION, "drum", 4)]] * 2))
+    batch["first_sight_names"] = names_in([QUESTION, QUESTION])[:, None]
+    with torch.no_grad():
+        out = model(batch)
+        _, drill_terms = model._drill_pass(batch, torch.device("cpu"))
+        del batch["drill_marks"]
+        clip_only = model(batch).first_sight_pointer_loss
+    a_mask = batch["drill_answer_mask"]
+    assert drill_terms.numel() == cfg.decoder.layers * int(a_mask.sum()) * len(FIRST_SIGHT_CLASSES)
+    clip_terms = int(batch["answer_mask"].sum()) * cfg.decoder.layers * len(FIRST_SIGHT_CLASSES)
+    expected = (clip_only * clip_terms + drill_terms.sum()) / (clip_terms + drill_terms.numel())
+    torch.testing.assert_close(out.first_sight_pointer_loss, expected)

@@ -14,9 +14,11 @@ for (off-palette clips) is unknown there, not absent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from training.world.phrases import SnippetTruth
 from training.world.vocab import COLORS, SHAPES, SOUNDS
@@ -24,6 +26,9 @@ from training.world.vocab import COLORS, SHAPES, SOUNDS
 # The head's classes: every shape name of the world ("red circle", ...), then every sound.
 FIRST_SIGHT_CLASSES: tuple[str, ...] = (*(f"{c} {s}" for c in COLORS for s in SHAPES), *SOUNDS)
 PRESENT, ABSENT, UNKNOWN = 1, 0, -1
+
+# One pattern per class that finds its name as whole words ("red circle", not "red circles").
+_CLASS_NAMES = tuple(re.compile(rf"\b{re.escape(name)}\b") for name in FIRST_SIGHT_CLASSES)
 
 
 def presence_targets(truths: Sequence[SnippetTruth]) -> np.ndarray:
@@ -36,3 +41,10 @@ def presence_targets(truths: Sequence[SnippetTruth]) -> np.ndarray:
             elif name in truth.unclear:
                 targets[k, j] = UNKNOWN
     return targets
+
+
+def names_in(texts: Sequence[str]) -> torch.Tensor:
+    """bool [len(texts), len(FIRST_SIGHT_CLASSES)]: the classes each text names word for word
+    (what a first-sight pointer learns to find in a question)."""
+    return torch.tensor([[pattern.search(text.lower()) is not None for pattern in _CLASS_NAMES] for text in texts],
+                        dtype=torch.bool).view(len(texts), len(FIRST_SIGHT_CLASSES))
