@@ -96,7 +96,8 @@ def test_the_bundled_card_records_the_tiny_recipe_as_it_ran():
         for name in ("lr", "warmup", "seed", "snippets", "curriculum", "kind_weights", "off_palette", "latent_window",
                      "decoder_layers", "memory_update", "window_dropout", "age_code", "age_slopes", "length_scale", "wild", "batch",
                      "questions_per_clip", "first_sight", "first_sight_tokens", "first_sight_age_slopes",
-                     "first_sight_query_slopes", "first_sight_age_code", "first_sight_only", "first_sight_drills", "clip_drills"):
+                     "first_sight_query_slopes", "first_sight_age_code", "first_sight_only", "first_sight_drills", "clip_drills",
+                     "first_sight_pointer", "lr_scales"):
             assert getattr(ran, name) == getattr(planned, name), (record["run"], name)
         if index > 0:  # the bundled stage 1 ran before the alignment head existed
             assert ran.align_weight == planned.align_weight, record["run"]
