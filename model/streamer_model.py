@@ -491,7 +491,7 @@ class StreamerModel(nn.Module):
         terms (`_pointer_terms`) where the batch names the drills' classes (drill_names [N, classes])."""
         return self._drills_answered(batch, "drill", batch["drill_marks"].to(device), device)
 
-    def _clip_drill_pass(self, batch, h, device) -> torch.Tensor:
+    def _clip_drill_pass(self, batch, h, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Text loss (and first-sight pointer terms) of drills over the batch's own clips
         (training.drills.draw_clip_drills):
         batch["clip_drill_rows"]/["clip_drill_asks"] [N] say which clip and after how many of its
