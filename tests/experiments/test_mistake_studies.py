@@ -235,12 +235,15 @@ def test_the_first_sight_readout_counts_every_order_question():
 
 def test_the_readouts_whole_answer_is_the_forward_passs_exact_match():
     """The readout's whole-answer score over the bundled model's `order` answers is the training
-    forward pass's teacher-forced exact match (what greedy generation gives), right and wrong."""
+    forward pass's teacher-forced exact match (what greedy generation gives), right and wrong: clips
+    are asked until both have been seen (the bundled model errs on about one `order` question in twenty)."""
     model = StreamerModel.load(BUNDLED_CHECKPOINT).eval()
     world = World(WorldConfig.preset("test", spec=model.cfg.media, kinds=("order",), questions_per_clip=4))
     readout_says, forward_says = [], []
     with torch.no_grad():
-        for i in range(6):
+        for i in range(40):
+            if i >= 6 and True in readout_says and False in readout_says:
+                break
             sample = world_sample(world.clip(i))
             batch = to_model_batch(model, [sample])
             forward_says += model(batch).exact_match()[0].tolist()
