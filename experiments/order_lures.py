@@ -93,7 +93,7 @@ def lure_study(model: StreamerModel, split: str, clips: int) -> dict[str, float 
              "wrong made right by hiding others": 0, "right made wrong by hiding others": 0}
     asked = fewer_others = 0
     pointed = model.cfg.decoder.first_sight_pointer
-    pointer_sums = {"named": 0.0, "lures": 0.0, "others shown": 0.0}
+    pointer_sums = {group: torch.zeros(model.cfg.decoder.layers) for group in ("named", "lures", "others shown")}
     pointer_counts = dict.fromkeys(pointer_sums, 0)
     for i in range(clips):
         clip = world.clip(i)
@@ -118,7 +118,7 @@ def lure_study(model: StreamerModel, split: str, clips: int) -> dict[str, float 
                 for group, names in (("named", named_pair(q.text)), ("lures", lured),
                                      ("others shown", shown_others(clip, q))):
                     columns = [FIRST_SIGHT_CLASSES.index(name) for name in names]
-                    pointer_sums[group] = pointer_sums[group] + probabilities[:, columns].sum(dim=1)
+                    pointer_sums[group] += probabilities[:, columns].sum(dim=1)
                     pointer_counts[group] += len(columns)
             for condition, ok in got.items():
                 right[condition] += int(ok)
