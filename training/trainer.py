@@ -112,24 +112,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.d = setup_distributed(cfg)
         try:
-            model_cfg = ModelConfig.from_name(cfg.preset)
-            if cfg.latent_window is not None:
-                model_cfg = replace(model_cfg, latent=replace(model_cfg.latent, window=cfg.latent_window))
-            if cfg.decoder_layers is not None:
-                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, layers=cfg.decoder_layers))
-            if cfg.memory_update is not None:
-                model_cfg = replace(model_cfg, combiner=replace(model_cfg.combiner, memory_update=cfg.memory_update))
-            if cfg.age_code is not None:
-                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_code=cfg.age_code))
-            if cfg.first_sight:
-                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder,
-                                                               first_sight_classes=len(FIRST_SIGHT_CLASSES)))
-            for switch in DECODER_PARTS:
-                if getattr(cfg, switch):
-                    model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, **{switch: True}))
-            if cfg.first_sight_age_code is not None:
-                model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder,
-                                                               first_sight_age_code=cfg.first_sight_age_code))
+            model_cfg = model_config(cfg)
         except ValueError as err:
             raise TrainingError(str(err)) from None
         if cfg.first_sight and cfg.data not in ("world", "world:train"):
@@ -511,6 +494,29 @@ class Trainer:
     def close(self) -> None:
         if self.d.active and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def model_config(cfg: TrainConfig) -> ModelConfig:
+    """The model a run trains from scratch: the preset with the parts its flags switch on."""
+    model_cfg = ModelConfig.from_name(cfg.preset)
+    if cfg.latent_window is not None:
+        model_cfg = replace(model_cfg, latent=replace(model_cfg.latent, window=cfg.latent_window))
+    if cfg.decoder_layers is not None:
+        model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, layers=cfg.decoder_layers))
+    if cfg.memory_update is not None:
+        model_cfg = replace(model_cfg, combiner=replace(model_cfg.combiner, memory_update=cfg.memory_update))
+    if cfg.age_code is not None:
+        model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, age_code=cfg.age_code))
+    if cfg.first_sight:
+        model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder,
+                                                       first_sight_classes=len(FIRST_SIGHT_CLASSES)))
+    for switch in DECODER_PARTS:
+        if getattr(cfg, switch):
+            model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, **{switch: True}))
+    if cfg.first_sight_age_code is not None:
+        model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder,
+                                                       first_sight_age_code=cfg.first_sight_age_code))
+    return model_cfg
 
 
 def _grow_latent_window(model: StreamerModel, window: int) -> StreamerModel:

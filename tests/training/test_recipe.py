@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from streamer.cli import main
+from model.checkpoint import read_config
 from training import train
 from training.recipe import RECIPES, Recipe, RecipeRun, Stage, stage_progress
+from training.trainer import model_config
 
 
 def test_the_tiny_recipe_chains_its_stages(tmp_path, capsys):
@@ -101,3 +104,18 @@ def test_the_bundled_card_records_the_tiny_recipe_as_it_ran():
             assert getattr(ran, name) == getattr(planned, name), (record["run"], name)
         if index > 0:  # the bundled stage 1 ran before the alignment head existed
             assert ran.align_weight == planned.align_weight, record["run"]
+
+
+def test_the_fast_recipe_trains_the_bundled_models_parts_from_its_first_step():
+    """`tiny-fast` starts from nothing with the very model the 24 stages of `tiny` grew into."""
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    recipe = RECIPES["tiny-fast"]
+    bundled = dataclasses.asdict(read_config(Path(__file__).parents[2] / "streamer" / "checkpoints" / "tiny"))
+    for index in range(len(recipe.stages)):
+        command = recipe.train_command(index, Path("r"), processes=1, threads=1, resume=False)
+        assert ("--init" in command) == (index > 0)
+        planned = dataclasses.asdict(model_config(train.config_from_args(parser.parse_args(command[3:]))))
+        planned["align"]["watch_threshold"] = bundled["align"]["watch_threshold"]  # the export calibrates it
+        assert planned == bundled, index
+    assert sum(s.steps for s in recipe.stages) < sum(s.steps for s in RECIPES["tiny"].stages) / 10
