@@ -20,6 +20,8 @@ Writes experiments/results/understanding/order-lures.json (or `--out`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from experiments.asking import RESULTS, load, parser_for, write_report
@@ -35,37 +37,49 @@ SPLITS = ("long", "test")
 CONDITIONS = ("whole context", "lures hidden", "as many others hidden")
 
 
-def answered_right(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor, valid: torch.Tensor,
-                   question: str, answer: str, hidden_sets: list[list[str]]) -> list[bool]:
-    """For each list of classes in `hidden_sets`: whether the decoder, asked over the window
-    h [1, W, m, dl] (valid [1, W]) with those classes' first-sight tokens masked out of its
-    context, gives every byte of `answer` and its end as its first choice."""
+@dataclass
+class AskedQuestion:
+    """One question's teacher-forced decoder inputs over its window, built once for every reading of it."""
+
+    ids: torch.Tensor  # [1, L]: prompt and answer but its end
+    answer_from: int  # the position whose next token is the answer's first byte
+    targets: list[int]
+    cross_kv: list
+    mask: torch.Tensor  # [1, Nc]: the context tokens the decoder may read
+    token_ages: torch.Tensor | None
+
+
+def ask(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor, valid: torch.Tensor,
+        question: str, answer: str) -> AskedQuestion:
+    """`question` over the window h [1, W, m, dl] (valid [1, W]) with `answer` teacher-forced."""
     decoder = model.decoder
     context, mask = decoder.context(memory, h, valid)
-    cross_kv, token_ages = decoder.cross_kv(context), decoder.token_ages(h, valid)
-    first_token = 1 + model.cfg.combiner.memory_tokens
     prompt, targets = model.question_prompt(question), model.answer_targets(answer)
-    ids = torch.tensor([prompt + targets[:-1]])
+    return AskedQuestion(torch.tensor([prompt + targets[:-1]]), len(prompt) - 1, targets, decoder.cross_kv(context),
+                         mask, decoder.token_ages(h, valid))
+
+
+def answered_right(model: StreamerModel, asked: AskedQuestion, hidden_sets: list[list[str]]) -> list[bool]:
+    """For each list of classes in `hidden_sets`: whether the decoder, with those classes'
+    first-sight tokens masked out of its context, gives every byte of the answer and its end as
+    its first choice."""
+    first_token = 1 + model.cfg.combiner.memory_tokens
+    positions = torch.arange(asked.ids.shape[1])[None]
     right = []
     for hidden in hidden_sets:
-        kept = mask.clone()
+        kept = asked.mask.clone()
         kept[0, [first_token + FIRST_SIGHT_CLASSES.index(name) for name in hidden]] = False
-        logits, _ = decoder(ids, torch.arange(ids.shape[1])[None], None, cross_kv, kept, token_ages=token_ages)
-        right.append(logits[0, len(prompt) - 1:].argmax(-1).tolist() == targets)
+        logits, _ = model.decoder(asked.ids, positions, None, asked.cross_kv, kept, token_ages=asked.token_ages)
+        right.append(logits[0, asked.answer_from:].argmax(-1).tolist() == asked.targets)
     return right
 
 
-def pointer_probabilities(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor,
-                          valid: torch.Tensor, question: str, answer: str) -> torch.Tensor:
-    """[layers, classes]: the first-sight pointer's σ(logit) that `question` names each class,
-    averaged over the positions where the answer is written (teacher-forced, whole context)."""
-    decoder = model.decoder
-    context, mask = decoder.context(memory, h, valid)
-    prompt, targets = model.question_prompt(question), model.answer_targets(answer)
-    ids = torch.tensor([prompt + targets[:-1]])
-    *_, names = decoder(ids, torch.arange(ids.shape[1])[None], None, decoder.cross_kv(context), mask,
-                        token_ages=decoder.token_ages(h, valid), names=True)
-    return torch.sigmoid(names[:, 0, len(prompt) - 1:]).mean(dim=1)
+def pointer_probabilities(model: StreamerModel, asked: AskedQuestion) -> torch.Tensor:
+    """[layers, classes]: the first-sight pointer's σ(logit) that the question names each class,
+    averaged over the positions where the answer is written (whole context)."""
+    *_, names = model.decoder(asked.ids, torch.arange(asked.ids.shape[1])[None], None, asked.cross_kv, asked.mask,
+                              token_ages=asked.token_ages, names=True)
+    return torch.sigmoid(names[:, 0, asked.answer_from:]).mean(dim=1)
 
 
 def shown_others(clip, question) -> list[str]:
@@ -110,11 +124,11 @@ def lure_study(model: StreamerModel, split: str, clips: int) -> dict[str, float 
             memory = memories[:, q.ask_snippets] if memories is not None else None
             others = others_to_hide(clip, q, len(lured), generator)
             fewer_others += int(len(others) < len(lured))
-            got = dict(zip(CONDITIONS, answered_right(model, memory, window, valid, q.text, q.answer,
-                                                      [[], lured, others])))
+            asked_question = ask(model, memory, window, valid, q.text, q.answer)
+            got = dict(zip(CONDITIONS, answered_right(model, asked_question, [[], lured, others])))
             asked += 1
             if pointed:
-                probabilities = pointer_probabilities(model, memory, window, valid, q.text, q.answer)
+                probabilities = pointer_probabilities(model, asked_question)
                 for group, names in (("named", named_pair(q.text)), ("lures", lured),
                                      ("others shown", shown_others(clip, q))):
                     columns = [FIRST_SIGHT_CLASSES.index(name) for name in names]

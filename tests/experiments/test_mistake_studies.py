@@ -16,7 +16,7 @@ from experiments.first_sight_readout import (CONTEXT_PARTS, context_part_masks, 
                                              named_pair, older, readout)
 from experiments.order_age import event_ages, lures, pair_details
 from experiments.order_age import tally as order_tally
-from experiments.order_lures import answered_right, others_to_hide, pointer_probabilities, shown_others
+from experiments.order_lures import answered_right, ask, others_to_hide, pointer_probabilities, shown_others
 from experiments.shape_errors import age_bin, visible_bin
 from model import StreamerModel
 from model.media import MEDIA_PRESETS
@@ -289,7 +289,7 @@ def test_hiding_no_token_scores_the_answer_as_the_readout():
             for q in sample["questions"]:
                 chunks = q.ask_snippets - w + torch.arange(w)
                 args = (model, memories[:, q.ask_snippets], h[:, chunks.clamp(min=0)], (chunks >= 0)[None])
-                whole, = answered_right(*args, q.text, q.answer, [[]])
+                whole, = answered_right(model, ask(*args, q.text, q.answer), [[]])
                 assert whole == first_answer_position(*args, q.text, q.answer)[2]
                 asked += 1
     assert asked > 0
@@ -322,8 +322,8 @@ def test_pointer_probabilities_average_the_answer_positions_of_every_layer():
         model.decoder.first_sight_pointer[0, 2, 0] = 1.0  # the first layer's third class varies by position
         h = torch.randn(1, w, m, cfg.latent.dim)
         memory = torch.randn(1, model.decoder.memory_tokens, cfg.combiner.dim)
-        got = pointer_probabilities(model, memory, h, torch.ones(1, w, dtype=torch.bool),
-                                    "which came first, the red circle or the drum?", "drum")
+        got = pointer_probabilities(model, ask(model, memory, h, torch.ones(1, w, dtype=torch.bool),
+                                               "which came first, the red circle or the drum?", "drum"))
     assert got.shape == (cfg.decoder.layers, len(FIRST_SIGHT_CLASSES))
     torch.testing.assert_close(got[-1], torch.sigmoid(logits))
     assert 0.0 < float(got[0, 2]) < 1.0 and float(got[0, 2]) != float(torch.sigmoid(torch.tensor(-3.0)))
