@@ -1,10 +1,10 @@
 """Where a training step's time goes: rendering the clips against the step itself, for a recipe's
 first stage's flags as they are and with its costliest parts switched off, on one process of one thread.
 
-    python -m experiments.step_cost --recipe tiny-fast --steps 12
+    python -m experiments.step_cost --recipe tiny-fast --steps 25
 
 Each variant trains `steps` steps from a fresh model (clip lengths fixed at the stage's longest,
-one rank's share of the batch) and reports seconds per step, the first step left out."""
+one rank's share of the batch and of the first-sight drills) and reports seconds per step, the first step left out."""
 
 from __future__ import annotations
 
