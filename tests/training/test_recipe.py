@@ -106,16 +106,40 @@ def test_the_bundled_card_records_the_tiny_recipe_as_it_ran():
             assert ran.align_weight == planned.align_weight, record["run"]
 
 
-def test_the_fast_recipe_trains_the_bundled_models_parts_from_its_first_step():
-    """`tiny-fast` starts from nothing with the very model the 24 stages of `tiny` grew into."""
+def _planned_configs(recipe: Recipe) -> list[dict]:
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)
-    recipe = RECIPES["tiny-fast"]
-    bundled = dataclasses.asdict(read_config(Path(__file__).parents[2] / "streamer" / "checkpoints" / "tiny"))
+    planned = []
     for index in range(len(recipe.stages)):
         command = recipe.train_command(index, Path("r"), processes=1, threads=1, resume=False)
         assert ("--init" in command) == (index > 0)
-        planned = dataclasses.asdict(model_config(train.config_from_args(parser.parse_args(command[3:]))))
+        planned.append(dataclasses.asdict(model_config(train.config_from_args(parser.parse_args(command[3:])))))
+    return planned
+
+
+def _bundled_config() -> dict:
+    return dataclasses.asdict(read_config(Path(__file__).parents[2] / "streamer" / "checkpoints" / "tiny"))
+
+
+def test_the_fast_recipe_trains_the_bundled_models_parts_from_its_first_step():
+    """`tiny-fast` starts from nothing with the very model the 24 stages of `tiny` grew into."""
+    recipe = RECIPES["tiny-fast"]
+    bundled = _bundled_config()
+    for index, planned in enumerate(_planned_configs(recipe)):
         planned["align"]["watch_threshold"] = bundled["align"]["watch_threshold"]  # the export calibrates it
         assert planned == bundled, index
     assert sum(s.steps for s in recipe.stages) < sum(s.steps for s in RECIPES["tiny"].stages) / 10
+
+
+def test_the_lean_recipe_grows_only_the_window_and_ends_as_the_bundled_model():
+    """`tiny-lean` runs its first stage with a latent window of 8 and no drills, then is the bundled model."""
+    recipe = RECIPES["tiny-lean"]
+    bundled = _bundled_config()
+    planned = _planned_configs(recipe)
+    for config in planned:
+        config["align"]["watch_threshold"] = bundled["align"]["watch_threshold"]
+    first = _bundled_config()
+    first["latent"]["window"] = 8
+    assert planned[0] == first
+    assert planned[1:] == [bundled] * (len(planned) - 1)
+    assert not recipe.stages[0].first_sight_drills and recipe.stages[-1].first_sight_drills
