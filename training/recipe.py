@@ -190,6 +190,23 @@ DRILL_STAGE = Stage(steps=450, lr=1e-4, warmup=30, snippets="4-64", align_weight
                                  "shape_now=2")
 MEMORY_KIND_WEIGHTS = "who_made=4,sound_of=3,count_sound=2.5,order=2.5,describe=2,first_shape=2,shape_now=2"
 
+# The two stages of `tiny-fast`, which `tiny-lean` varies. The first learns to see and hear with
+# every part of the bundled model in place (clips grow to 32 snippets); the second remembers
+# (clips up to 64 snippets, the clip drills, the memory kinds drawn more often).
+FAST_LEARN_STAGE = Stage(
+    steps=1300, lr=3e-4, warmup=100, seed=60, curriculum=600, align_weight=0.3, eval_every=650,
+    off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
+    first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
+    first_sight_drills=64, first_sight_pointer=0.5,
+    lr_scales="decoder.first_sight_pointer_gains=3,decoder.first_sight_pointer=30",
+    kind_weights="who_made=2.5,direction=2,describe=2,sound_of=2,count_sound=1.5,first_shape=1.5,"
+                 "shape_now=1.5,order=1.5")
+FAST_REMEMBER_STAGE = replace(
+    FAST_LEARN_STAGE, steps=450, lr=1.5e-4, warmup=30, seed=61, snippets="4-64", curriculum=0, eval_every=0,
+    first_sight_drills=128, clip_drills=16,
+    lr_scales="decoder.first_sight_pointer_gains=7,decoder.first_sight_pointer=70",
+    kind_weights="who_made=3,sound_of=3,order=3,count_sound=2.5,describe=2,first_shape=2,shape_now=2,direction=1.5")
+
 RECIPES: dict[str, Recipe] = {
     "tiny": Recipe(
         preset="tiny",
@@ -253,52 +270,18 @@ RECIPES: dict[str, Recipe] = {
     # `tiny` in about 2 hours of the 2 CPU cores, from scratch: every part the 24 stages of `tiny` added one
     # by one (alignment head, 64-snippet window, age code and slopes, length scale, first-sight head and
     # tokens, drills, pointer) is in place from the first step, as a measure of what those hours buy.
-    "tiny-fast": Recipe(
-        preset="tiny",
-        stages=(
-            Stage(steps=1300, lr=3e-4, warmup=100, seed=60, curriculum=600, align_weight=0.3, eval_every=650,
-                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_drills=64, first_sight_pointer=0.5,
-                  lr_scales="decoder.first_sight_pointer_gains=3,decoder.first_sight_pointer=30",
-                  kind_weights="who_made=2.5,direction=2,describe=2,sound_of=2,count_sound=1.5,first_shape=1.5,"
-                               "shape_now=1.5,order=1.5"),
-            Stage(steps=450, lr=1.5e-4, warmup=30, seed=61, snippets="4-64", align_weight=0.3, eval_every=0,
-                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_drills=128, clip_drills=16, first_sight_pointer=0.5,
-                  lr_scales="decoder.first_sight_pointer_gains=7,decoder.first_sight_pointer=70",
-                  kind_weights="who_made=3,sound_of=3,order=3,count_sound=2.5,describe=2,first_shape=2,"
-                               "shape_now=2,direction=1.5"),
-        ),
-    ),
+    "tiny-fast": Recipe(preset="tiny", stages=(FAST_LEARN_STAGE, FAST_REMEMBER_STAGE)),
     # tiny-fast's model, but most steps run without its two dear parts (step_cost: a step costs
     # 1.99 s with them, 1.14 s with a latent window of 8 and no drills), so the same hours hold
-    # about twice the steps; the window grows to 64 and the drills join for the last two stages.
+    # more steps; the window grows to 64 and the drills join for the last two stages.
     "tiny-lean": Recipe(
         preset="tiny",
         stages=(
-            Stage(steps=3400, lr=3e-4, warmup=100, seed=70, curriculum=1200, align_weight=0.3, eval_every=1700,
-                  off_palette=0.3, latent_window=8, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_pointer=0.5,
-                  lr_scales="decoder.first_sight_pointer_gains=3,decoder.first_sight_pointer=30",
-                  kind_weights="who_made=2.5,direction=2,describe=2,sound_of=2,count_sound=1.5,first_shape=1.5,"
-                               "shape_now=1.5,order=1.5"),
-            Stage(steps=300, lr=2e-4, warmup=20, seed=71, align_weight=0.3, eval_every=0,
-                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_drills=64, first_sight_pointer=0.5,
-                  lr_scales="decoder.first_sight_pointer_gains=3,decoder.first_sight_pointer=30",
-                  kind_weights="who_made=2.5,direction=2,describe=2,sound_of=2,count_sound=1.5,first_shape=1.5,"
-                               "shape_now=1.5,order=2"),
-            Stage(steps=300, lr=1.5e-4, warmup=20, seed=72, snippets="4-64", align_weight=0.3, eval_every=0,
-                  off_palette=0.3, latent_window=64, age_code=0.1, age_slopes=True, length_scale=True,
-                  first_sight=0.5, first_sight_tokens=True, first_sight_age_slopes=True, first_sight_only=0.5,
-                  first_sight_drills=128, clip_drills=16, first_sight_pointer=0.5,
-                  lr_scales="decoder.first_sight_pointer_gains=7,decoder.first_sight_pointer=70",
-                  kind_weights="who_made=3,sound_of=3,order=3,count_sound=2.5,describe=2,first_shape=2,"
-                               "shape_now=2,direction=1.5"),
+            replace(FAST_LEARN_STAGE, steps=3400, seed=70, curriculum=1200, eval_every=1700, latent_window=8,
+                    first_sight_drills=0),
+            replace(FAST_LEARN_STAGE, steps=300, lr=2e-4, warmup=20, seed=71, curriculum=0, eval_every=0,
+                    kind_weights=FAST_LEARN_STAGE.kind_weights.replace("order=1.5", "order=2")),
+            replace(FAST_REMEMBER_STAGE, steps=300, warmup=20, seed=72),
         ),
     ),
 }
