@@ -271,9 +271,9 @@ RECIPES: dict[str, Recipe] = {
     # by one (alignment head, 64-snippet window, age code and slopes, length scale, first-sight head and
     # tokens, drills, pointer) is in place from the first step, as a measure of what those hours buy.
     "tiny-fast": Recipe(preset="tiny", stages=(FAST_LEARN_STAGE, FAST_REMEMBER_STAGE)),
-    # tiny-fast's model, but most steps run without its two dear parts (step_cost: a step costs
-    # 1.99 s with them, 1.14 s with a latent window of 8 and no drills), so the same hours hold
-    # more steps; the window grows to 64 and the drills join for the last two stages.
+    # tiny-fast's model, but most steps run without its two dear parts, a 64-snippet window and the
+    # drills, which join for the last two stages. One process alone said they cost 43% of a step
+    # (experiments.step_cost); in the two-rank run they cost 16% (experiments.run_pace).
     "tiny-lean": Recipe(
         preset="tiny",
         stages=(
