@@ -12,21 +12,17 @@ A gap that holds a checkpoint or an evaluation weighs in the mean, hardly in the
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 from experiments.asking import RESULTS, write_report
+from training.metrics import read_records
 
 
 def train_records(metrics: Path) -> list[dict[str, Any]]:
     """The `train` records of a metrics.jsonl (or .jsonl.gz), in step order."""
-    opener = gzip.open if metrics.suffix == ".gz" else open
-    with opener(metrics, "rt", encoding="utf-8") as lines:
-        records = [json.loads(line) for line in lines if line.strip()]
-    return sorted((r for r in records if r.get("kind") == "train"), key=lambda r: r["step"])
+    return sorted((r for r in read_records(metrics) if r.get("kind") == "train"), key=lambda r: r["step"])
 
 
 def pace(records: list[dict[str, Any]], first: int, last: int) -> dict[str, float]:

@@ -7,6 +7,7 @@ Every record carries `step` and `kind` ("train", "eval", "event").
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import time
@@ -63,8 +64,14 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         raise ValueError(
             f"no {METRICS_FILE} in {run_dir}; pass the --out folder of a `streamer train` run"
         )
+    return read_records(path)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The complete records of a metrics file, plain or gzipped (as kept in the repo's results)."""
+    opener = gzip.open if path.suffix == ".gz" else open
     records = []
-    with open(path, encoding="utf-8") as f:
+    with opener(path, "rt", encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if not line:
