@@ -143,3 +143,13 @@ def test_the_lean_recipe_grows_only_the_window_and_ends_as_the_bundled_model():
     assert planned[0] == first
     assert planned[1:] == [bundled] * (len(planned) - 1)
     assert not recipe.stages[0].first_sight_drills and recipe.stages[-1].first_sight_drills
+
+
+def test_the_long_lean_recipe_moves_steps_from_seeing_to_remembering():
+    """`tiny-lean-long` is tiny-lean's model and stages; only how many steps each stage takes differs."""
+    lean, long = RECIPES["tiny-lean"], RECIPES["tiny-lean-long"]
+    assert _planned_configs(long) == _planned_configs(lean)
+    for short_stage, long_stage in zip(lean.stages, long.stages, strict=True):
+        assert dataclasses.replace(long_stage, steps=short_stage.steps, eval_every=short_stage.eval_every) == short_stage
+    assert long.stages[0].steps < lean.stages[0].steps and long.stages[-1].steps > lean.stages[-1].steps
+    assert long.stages[0].steps > long.stages[0].curriculum  # clips reach 32 snippets before the window grows
