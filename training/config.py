@@ -167,6 +167,10 @@ class TrainConfig:
     snippets: tuple[int, int] = option(  # clip length range for the on-the-fly world
         (4, 16), "clip length range in snippets for --data world (default 4-16)", type=snippet_range)
     curriculum: int = option(0, "steps over which the longest clip grows from the shortest to the max (0 = off)")
+    one_length_a_step: bool = option(  # training.schedule.clip_lengths_at
+        False, "draw one clip length a step (uniform over the range the curriculum allows) for every clip of "
+               "the step on every rank, so that no clip is padded to a longer one and no rank waits on "
+               "another's longer clip")
     questions_per_clip: int = option(8, "questions per world clip", flag="--questions")
     kind_weights: tuple[tuple[str, float], ...] = option(
         (), "question kinds drawn more often for --data world, e.g. direction=3,who_made=2 (others weigh 1)",
@@ -284,6 +288,7 @@ class TrainConfig:
         """The settings that fix which clips each step sees: must not change on resume."""
         return {"data": self.data, "batch": self.batch, "seed": self.seed, "snippets": list(self.snippets),
                 "curriculum": self.curriculum, "questions_per_clip": self.questions_per_clip, "wild": self.wild,
+                **({"one_length_a_step": True} if self.one_length_a_step else {}),
                 **({"off_palette": self.off_palette} if self.off_palette else {}),
                 **({"kind_weights": [list(p) for p in self.kind_weights]} if self.kind_weights else {})}
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from training.config import TrainConfig
 
 
@@ -20,8 +22,12 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def clip_lengths_at(step: int, cfg: TrainConfig) -> tuple[int, int]:
-    """Curriculum over clip length: the longest clip grows linearly over `curriculum` steps."""
+    """The range of clip lengths at `step`: the longest grows linearly over `curriculum` steps;
+    with `one_length_a_step`, one length drawn for the whole step (the same on every rank)."""
     low, high = cfg.snippets
-    if cfg.curriculum <= 0 or step >= cfg.curriculum:
-        return low, high
-    return low, low + round((high - low) * step / cfg.curriculum)
+    if 0 < cfg.curriculum and step < cfg.curriculum:
+        high = low + round((high - low) * step / cfg.curriculum)
+    if cfg.one_length_a_step:
+        length = int(np.random.default_rng([cfg.seed, step, 0x1E9]).integers(low, high + 1))
+        return length, length
+    return low, high

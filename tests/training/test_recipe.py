@@ -153,3 +153,15 @@ def test_the_long_lean_recipe_moves_steps_from_seeing_to_remembering():
         assert dataclasses.replace(long_stage, steps=short_stage.steps, eval_every=short_stage.eval_every) == short_stage
     assert long.stages[0].steps < lean.stages[0].steps and long.stages[-1].steps > lean.stages[-1].steps
     assert long.stages[0].steps > long.stages[0].curriculum  # clips reach 32 snippets before the window grows
+
+
+def test_the_even_lean_recipe_draws_one_length_a_step_and_sees_longer():
+    """`tiny-lean-even` is tiny-lean's model and stages with one clip length a step and more seeing steps."""
+    lean, even = RECIPES["tiny-lean"], RECIPES["tiny-lean-even"]
+    assert _planned_configs(even) == _planned_configs(lean)
+    for lean_stage, even_stage in zip(lean.stages, even.stages, strict=True):
+        assert even_stage.one_length_a_step and "--one-length-a-step" in even_stage.train_flags()
+        assert dataclasses.replace(even_stage, steps=lean_stage.steps, eval_every=lean_stage.eval_every,
+                                   one_length_a_step=False) == lean_stage
+    assert even.stages[0].steps > lean.stages[0].steps
+    assert [s.steps for s in even.stages[1:]] == [s.steps for s in lean.stages[1:]]

@@ -252,6 +252,15 @@ def test_card_and_metrics_describe_the_run(one_step_run):
     assert train[0]["questions"] > 0 and train[0]["snippets"] >= 4
 
 
+def test_one_length_a_step_gives_every_clip_of_a_step_the_same_length(tmp_path):
+    run = tmp_path / "even"
+    assert train_cli(["--out", str(run), "--steps", "4", *FAST, "--batch", "3", "--snippets", "2-5",
+                      "--one-length-a-step"]) == 0  # the later --batch and --snippets win
+    snippets = [r["snippets"] for r in read_metrics(run) if r["kind"] == "train"]
+    assert len(snippets) == 4 and all(n % 3 == 0 and 2 <= n // 3 <= 5 for n in snippets)  # three clips of one length
+    assert "--one-length-a-step" in checkpointing.read_card(checkpointing.latest_checkpoint(run))["command"]
+
+
 def test_plot_run_writes_a_png(one_step_run, tmp_path):
     from streamer.cli import main as streamer_main
 
