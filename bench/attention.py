@@ -168,6 +168,10 @@ def compiled_flex(dynamic: bool, mode: str):
     config.recompile_limit = max(config.recompile_limit, FLEX_RECOMPILE_LIMIT)
     config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, FLEX_RECOMPILE_LIMIT)
     config.fail_on_recompile_limit_hit = True
+    # Donated buffers let a compiled backward free its saved tensors, so a second backward over
+    # the same graph (the bench times backward with retain_graph=True) raises; an H200 run with
+    # torch 2.11 lost every FlexAttention row to that.
+    torch._functorch.config.donated_buffer = False
     return _compile_flex(dynamic, mode)
 
 
@@ -446,7 +450,8 @@ def run(cfg: BenchConfig, out_dir: Path, device: torch.device) -> tuple[Path, in
     if "flex_attention" in cfg.methods:
         report["flex_compile"] = {"dynamic": cfg.flex_dynamic, "mode": cfg.flex_mode,
                                   "recompile_limit": torch._dynamo.config.recompile_limit,
-                                  "fail_on_recompile_limit_hit": torch._dynamo.config.fail_on_recompile_limit_hit}
+                                  "fail_on_recompile_limit_hit": torch._dynamo.config.fail_on_recompile_limit_hit,
+                                  "donated_buffer": torch._functorch.config.donated_buffer}
     report["plot"] = str(path.with_suffix(".png").name) if plot(rows, path.with_suffix(".png"), device_name) else None
     path.write_text(json.dumps(report, indent=1))
     return path, sum("error" in r and r["error"].startswith("wrong result") for r in rows)
