@@ -300,7 +300,9 @@ RECIPES: dict[str, Recipe] = {
     ),
     # tiny-lean with every clip of a step one length (no padding, no rank waiting on the other): the
     # same stages' steps run about a sixth faster (experiments/results/understanding/one-length-pace.json),
-    # and the seeing stage spends the time saved on 600 more steps.
+    # and the seeing stage spends the time saved on 600 more steps. Measured: 1.95 h of training and
+    # 86.1% on test, 72.7% compositional, 79.9% long, 83.9% wild, above tiny-lean on every split
+    # (tiny-lean-even-card.json); the long memory kinds still trail test by 19-24 points.
     "tiny-lean-even": Recipe(
         preset="tiny",
         stages=(
