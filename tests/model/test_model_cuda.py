@@ -36,12 +36,19 @@ def exact_fp32_matmuls():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def _training_pass(model: StreamerModel, backend: str, monkeypatch, autocast: bool = False):
-    """Loss and parameter gradients of one training pass over a fixed 2-clip, 16-snippet batch."""
-    monkeypatch.setenv(BACKEND_ENV, backend)
+@pytest.fixture
+def kernel_launches(monkeypatch) -> list:
+    """Grows by one entry at each Triton forward launch (patched once per test)."""
     launches = []
     forward = kernels.triton_backend.triton_forward
     monkeypatch.setattr(kernels.triton_backend, "triton_forward", lambda *a: launches.append(1) or forward(*a))
+    return launches
+
+
+def _training_pass(model: StreamerModel, backend: str, monkeypatch, launches: list, autocast: bool = False):
+    """Loss and parameter gradients of one training pass over a fixed 2-clip, 16-snippet batch."""
+    monkeypatch.setenv(BACKEND_ENV, backend)
+    launches.clear()
     video, audio = random_clip(model.cfg, 2, 16, seed=3)
     batch = dict(video=video, audio=audio, **model.encode_batch_questions(QUESTIONS))
     model.zero_grad(set_to_none=True)
@@ -60,20 +67,20 @@ def _worst_gradient_error(got: dict, want: dict) -> float:
     return max(((got[n] - want[n]).abs().max() / want[n].abs().max().clamp(min=1e-12)).item() for n in want)
 
 
-def test_training_pass_on_the_kernels_matches_the_reference_backend(monkeypatch):
+def test_training_pass_on_the_kernels_matches_the_reference_backend(monkeypatch, kernel_launches):
     model = StreamerModel.load(BUNDLED, device="cuda").train()
-    ref_loss, ref_grads = _training_pass(model, "reference", monkeypatch)
-    loss, grads = _training_pass(model, "triton", monkeypatch)
+    ref_loss, ref_grads = _training_pass(model, "reference", monkeypatch, kernel_launches)
+    loss, grads = _training_pass(model, "triton", monkeypatch, kernel_launches)
     assert torch.allclose(loss, ref_loss, rtol=1e-4), (loss.item(), ref_loss.item())
     assert _worst_gradient_error(grads, ref_grads) < 1e-3
 
 
-def test_bf16_autocast_training_pass_on_the_kernels_stays_near_fp32(monkeypatch):
+def test_bf16_autocast_training_pass_on_the_kernels_stays_near_fp32(monkeypatch, kernel_launches):
     """The trainer's `--amp bf16`: kernels in bf16 land as near fp32 as PyTorch's attention in bf16."""
     model = StreamerModel.load(BUNDLED, device="cuda").train()
-    exact_loss, exact_grads = _training_pass(model, "reference", monkeypatch)
-    ref_loss, ref_grads = _training_pass(model, "reference", monkeypatch, autocast=True)
-    loss, grads = _training_pass(model, "triton", monkeypatch, autocast=True)
+    exact_loss, exact_grads = _training_pass(model, "reference", monkeypatch, kernel_launches)
+    ref_loss, ref_grads = _training_pass(model, "reference", monkeypatch, kernel_launches, autocast=True)
+    loss, grads = _training_pass(model, "triton", monkeypatch, kernel_launches, autocast=True)
     assert all(torch.isfinite(g).all() for g in grads.values())
     assert (loss - exact_loss).abs() <= 2 * (ref_loss - exact_loss).abs() + 1e-2 * exact_loss.abs()
     assert _worst_gradient_error(grads, exact_grads) <= 2 * _worst_gradient_error(ref_grads, exact_grads) + 1e-2
