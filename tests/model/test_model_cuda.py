@@ -62,9 +62,15 @@ def _training_pass(model: StreamerModel, backend: str, monkeypatch, launches: li
 
 
 def _worst_gradient_error(got: dict, want: dict) -> float:
-    """Largest |got - want| of any parameter, relative to that parameter's largest gradient."""
+    """Largest |got - want| of any parameter, relative to that parameter's largest gradient.
+
+    The scale is floored at 1e-4 of the model's largest gradient: some gradients are zero in
+    exact arithmetic (a bias added to every softmax score shifts nothing) and hold only rounding,
+    ~1e-9, which differs between two runs of one backend as much as between two backends.
+    """
     assert got.keys() == want.keys()
-    return max(((got[n] - want[n]).abs().max() / want[n].abs().max().clamp(min=1e-12)).item() for n in want)
+    floor = 1e-4 * max(g.abs().max() for g in want.values())
+    return max(((got[n] - want[n]).abs().max() / want[n].abs().max().clamp(min=floor)).item() for n in want)
 
 
 def test_training_pass_on_the_kernels_matches_the_reference_backend(monkeypatch, kernel_launches):

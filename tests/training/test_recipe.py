@@ -14,6 +14,7 @@ import pytest
 from streamer.cli import main
 from model.checkpoint import read_config
 from training import train
+from training.config import kind_weights
 from training.recipe import RECIPES, Recipe, RecipeRun, Stage, stage_progress
 from training.trainer import model_config
 
@@ -165,3 +166,16 @@ def test_the_even_lean_recipe_draws_one_length_a_step_and_sees_longer():
                                    one_length_a_step=False) == lean_stage
     assert even.stages[0].steps > lean.stages[0].steps
     assert [s.steps for s in even.stages[1:]] == [s.steps for s in lean.stages[1:]]
+
+
+def test_the_binding_recipe_is_the_even_recipe_and_a_long_binding_stage():
+    """`tiny-lean-bind` runs tiny-lean-even's stages unchanged (so its finished runs carry over), then
+    one stage of 32-64-snippet clips that draws the binding and counting kinds most."""
+    even, bind = RECIPES["tiny-lean-even"], RECIPES["tiny-lean-bind"]
+    assert bind.stages[:-1] == even.stages and bind.preset == even.preset
+    assert _planned_configs(bind)[:-1] == _planned_configs(even)
+    last = bind.stages[-1]
+    assert last.snippets == "32-64" and last.one_length_a_step and last.lr < even.stages[-1].lr
+    weights = dict(kind_weights(last.kind_weights))
+    assert min(weights["who_made"], weights["sound_of"], weights["count_sound"]) > max(
+        w for kind, w in weights.items() if kind not in ("who_made", "sound_of", "count_sound"))
