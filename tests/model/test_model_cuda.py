@@ -1,8 +1,9 @@
 """The bundled model on a GPU (skipped without CUDA).
 
 On CUDA the training pass runs the latent model's chunk-causal attention (and a Transformer
-combiner's; `tiny`'s is a TTM) through the Triton kernels; these tests hold it to the PyTorch reference backend, in fp32 and
-under the trainer's bf16 autocast, and hold streaming on CUDA to streaming on the CPU.
+combiner's; `tiny`'s is a TTM) through the Triton kernels; these tests hold it to the PyTorch
+reference backend, in fp32 and under the trainer's bf16 autocast, and hold streaming on CUDA to
+streaming on the CPU.
 """
 
 from __future__ import annotations
