@@ -53,7 +53,8 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "combiner": {"memory_update": "pool"},
     "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0,
                 "first_sight_tokens": False, "first_sight_age_slopes": False, "first_sight_age_code": 0.0,
-                "first_sight_query_slopes": False, "first_sight_pointer": False},
+                "first_sight_query_slopes": False, "first_sight_pointer": False,
+                "first_sight_company": False},
     "loss": {"align": 0.0, "first_sight": 0.0, "first_sight_read": 0.0, "first_sight_pointer": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -172,6 +173,14 @@ class DecoderConfig:
     # key's parts, so such a lure matched half and misled "which came first" on long clips
     # (experiments/order_lures.py). Trained by `loss.first_sight_pointer`. Needs `first_sight_tokens`.
     first_sight_pointer: bool = False
+    # Each first-sight token also carries what else the head found present where its thing was
+    # first seen and one snippet later (mark-weighted; a shape's first sound starts within 0.3 s
+    # of its appearance), through a projection that starts at zero (no change). "What sound did
+    # the red circle make?" then reads one token, however old the first sight: the decoder
+    # otherwise had to find the snippet where an old shape appeared and what played there, and
+    # half its wrong answers on long streams named another sound of the clip
+    # (experiments/binding_errors.py). Needs `first_sight_tokens`.
+    first_sight_company: bool = False
 
 
 @dataclass
@@ -344,6 +353,9 @@ class ModelConfig:
                              "set decoder.first_sight_tokens too")
         if self.decoder.first_sight_pointer and not self.decoder.first_sight_tokens:
             raise ValueError("decoder.first_sight_pointer weighs first-sight tokens the model lacks: set "
+                             "decoder.first_sight_tokens too")
+        if self.decoder.first_sight_company and not self.decoder.first_sight_tokens:
+            raise ValueError("decoder.first_sight_company adds to first-sight tokens the model lacks: set "
                              "decoder.first_sight_tokens too")
         if self.loss.first_sight_pointer and not self.decoder.first_sight_pointer:
             raise ValueError(f"loss.first_sight_pointer={self.loss.first_sight_pointer} trains a first-sight "

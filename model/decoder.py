@@ -33,7 +33,10 @@ starting logit, so that a fresh pointer changes nothing): a class
 the question does not name drops out however many of its words the question shares. Plain
 scores are sums over a key's parts, so a lure (an older shape of the same colour or shape as
 one named) scored half a match and misled "which came first" on crowded clips
-(experiments/order_lures.py); a sigmoid over a sum with a threshold is an AND.
+(experiments/order_lures.py); a sigmoid over a sum with a threshold is an AND. With
+`decoder.first_sight_company` each first-sight token also carries what else the head found
+present where its thing was first seen and one snippet later, so "what sound did the red circle
+make?" reads the circle's token alone, however long ago it appeared.
 """
 
 from __future__ import annotations
@@ -166,6 +169,9 @@ class TextDecoder(nn.Module):
         if dc.first_sight_tokens:
             self.first_sight_token_class = nn.Embedding(dc.first_sight_classes, d)
             self.first_sight_token_features = nn.Linear(2, d)
+        if dc.first_sight_company:
+            # a plain matrix, not a Linear, so that the model's initialisation leaves it at zero (no change)
+            self.first_sight_company = nn.Parameter(torch.zeros(2 * dc.first_sight_classes, d))
         if dc.first_sight_age_slopes:
             self.first_sight_age_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads))
         if dc.first_sight_query_slopes:
@@ -191,9 +197,10 @@ class TextDecoder(nn.Module):
             parts.append(self.memory_proj(memory) + self.memory_pos)
             masks.append(torch.ones(b, self.memory_tokens, dtype=torch.bool, device=h.device))
         dc = self.cfg.decoder
-        marks = self.first_sight(h, h_valid) if dc.first_sight_classes else None
+        present = self.presence(h, h_valid) if dc.first_sight_classes else None
+        marks = self.first_sight_marks(present) if dc.first_sight_classes else None
         if dc.first_sight_tokens:
-            parts.append(self.first_sight_summary(marks))
+            parts.append(self.first_sight_summary(marks, present))
             masks.append(torch.ones(b, dc.first_sight_classes, dtype=torch.bool, device=h.device))
         ages = (self.age_emb + self.age_code).flip(0)  # oldest first: age W-1 ... 0
         tokens = self.h_proj(h) + ages + self.h_pos
@@ -208,12 +215,22 @@ class TextDecoder(nn.Module):
         is present in that snippet."""
         return self.first_sight_head(h.mean(-2))
 
-    def first_sight(self, h: torch.Tensor, h_valid: torch.Tensor) -> torch.Tensor:
+    def presence(self, h: torch.Tensor, h_valid: torch.Tensor) -> torch.Tensor:
         """h [B, W, m, dl] oldest first, h_valid [B, W] -> [B, W, classes]: how surely each class
-        is present in a snippet and in no valid snippet before it, p(k) · (1 − max_{j<k} p(j)).
+        is present in each valid snippet (0 in the others)."""
+        return torch.sigmoid(self.presence_logits(h)) * h_valid[..., None]
+
+    def first_sight(self, h: torch.Tensor, h_valid: torch.Tensor) -> torch.Tensor:
+        """h [B, W, m, dl] oldest first, h_valid [B, W] -> [B, W, classes]: `first_sight_marks`
+        of the snippets' `presence`."""
+        return self.first_sight_marks(self.presence(h, h_valid))
+
+    @staticmethod
+    def first_sight_marks(present: torch.Tensor) -> torch.Tensor:
+        """present [B, W, classes] (`presence`) -> [B, W, classes]: how surely each class is
+        present in a snippet and in no valid snippet before it, p(k) · (1 − max_{j<k} p(j)).
         The running maximum, not a product of (1 − p), so that small doubts over many snippets
         do not add up to a sighting."""
-        present = torch.sigmoid(self.presence_logits(h)) * h_valid[..., None]
         before = torch.cummax(present, dim=1).values
         before = torch.cat((torch.zeros_like(before[:, :1]), before[:, :-1]), dim=1)
         return present * (1.0 - before)
@@ -235,17 +252,32 @@ class TextDecoder(nn.Module):
                 "tokens": (position >= first) & (position < tokens_end),
                 "snippets": position >= tokens_end}
 
-    def first_sight_summary(self, marks: torch.Tensor) -> torch.Tensor:
+    def first_sight_summary(self, marks: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
         """marks [B, W, classes] (TextDecoder.first_sight) -> [B, classes, d]: per class, its
         embedding plus a projection of how surely it was first seen in the window (the largest
         mark) and how long ago it was (`first_sight_ages`), with `first_sight_age_code` also the
-        sinusoidal code of that age in snippets."""
+        sinusoidal code of that age in snippets, and with `first_sight_company` a projection of
+        the `company` each class's first sight had, from `present` [B, W, classes] (`presence`;
+        detached: the presence loss alone trains the head that finds it) or none without it
+        (first-sight drills have no snippets)."""
         features = torch.stack((marks.amax(dim=1), self.first_sight_ages(marks)), dim=-1)
         tokens = self.first_sight_token_class.weight + self.first_sight_token_features(features)
         dc = self.cfg.decoder
+        if dc.first_sight_company and present is not None:
+            present = present.detach()
+            tokens = tokens + self.company(self.first_sight_marks(present), present) @ self.first_sight_company
         if dc.first_sight_age_code:
             tokens = tokens + age_code(self.snippets_ago(marks), dc.dim, dc.first_sight_age_code)
         return tokens
+
+    @staticmethod
+    def company(marks: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """marks, present [B, W, classes] -> [B, classes, 2 · classes]: per class, how surely each
+        class was present where it was first seen, then one snippet later (mark-weighted means;
+        about 0 for a class never seen)."""
+        later = F.pad(present[:, 1:], (0, 0, 0, 1))
+        around = torch.cat((present, later), dim=-1)  # [B, W, 2 · classes]
+        return marks.transpose(1, 2) @ around / marks.sum(dim=1).clamp_min(1e-2)[..., None]
 
     def snippets_ago(self, marks: torch.Tensor) -> torch.Tensor:
         """marks [B, W, classes] -> [B, classes]: `first_sight_ages` in snippets."""

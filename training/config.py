@@ -135,6 +135,11 @@ class TrainConfig:
               "so that an older shape of the same colour or shape cannot pass for one named (needs "
               "--first-sight-tokens; a positive weight adds the pointer, with --init fresh over the checkpoint's "
               "weights: logits 0 and gains 1, which change nothing until it learns)")
+    first_sight_company: bool = option(  # False: the preset's; over an --init checkpoint without it, a zero projection
+        False, "let every first-sight token also carry what else the first-sight head found present where its "
+               "thing was first seen and one snippet later, so that \"what sound did the red circle make?\" reads "
+               "one token (needs --first-sight-tokens; with --init, the projection starts at zero over the "
+               "checkpoint's weights)")
     first_sight_age_code: float | None = option(  # None: the preset's; over an --init checkpoint, the same weights
         None, "amplitude of a fixed sinusoidal code of each first-sight token's age in snippets, added to the "
               "token (0 = off; needs --first-sight-tokens; with --init, the checkpoint's weights are kept under the "
@@ -228,6 +233,9 @@ class TrainConfig:
                                 f"{self.first_sight_pointer}")
         if self.first_sight_pointer and not self.first_sight_tokens:
             raise TrainingError("--first-sight-pointer weighs the first-sight tokens: pass --first-sight-tokens "
+                                "(and --first-sight W) too")
+        if self.first_sight_company and not self.first_sight_tokens:
+            raise TrainingError("--first-sight-company adds to the first-sight tokens: pass --first-sight-tokens "
                                 "(and --first-sight W) too")
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "

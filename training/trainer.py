@@ -61,7 +61,8 @@ DECODER_PARTS = {"age_slopes": "decoder.age_slopes", "length_scale": "decoder.le
                  "first_sight_tokens": "decoder.first_sight_token_",
                  "first_sight_age_slopes": "decoder.first_sight_age_slopes",
                  "first_sight_query_slopes": "decoder.first_sight_query_slopes",
-                 "first_sight_pointer": "decoder.first_sight_pointer"}
+                 "first_sight_pointer": "decoder.first_sight_pointer",
+                 "first_sight_company": "decoder.first_sight_company"}
 
 
 # --- signals ---------------------------------------------------------------------------

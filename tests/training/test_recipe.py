@@ -179,3 +179,13 @@ def test_the_binding_recipe_is_the_even_recipe_and_a_long_binding_stage():
     weights = dict(kind_weights(last.kind_weights))
     assert min(weights["who_made"], weights["sound_of"], weights["count_sound"]) > max(
         w for kind, w in weights.items() if kind not in ("who_made", "sound_of", "count_sound"))
+
+
+def test_the_company_recipe_is_the_binding_recipe_with_company_on_its_last_stage():
+    """`tiny-lean-company` differs from tiny-lean-bind only in the first-sight tokens' company, which
+    its last stage adds over the same finished runs."""
+    bind, company = RECIPES["tiny-lean-bind"], RECIPES["tiny-lean-company"]
+    assert company.stages[:-1] == bind.stages[:-1]
+    assert company.stages[-1] == dataclasses.replace(bind.stages[-1], first_sight_company=True)
+    planned = _planned_configs(company)
+    assert [c["decoder"]["first_sight_company"] for c in planned] == [False] * (len(planned) - 1) + [True]

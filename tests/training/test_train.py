@@ -538,6 +538,21 @@ def test_init_trains_a_first_sight_pointer(one_step_run, tmp_path, capsys):
     assert "--first-sight-pointer must be 0 or a positive loss weight" in capsys.readouterr().err
 
 
+def test_init_gives_the_first_sight_tokens_company(one_step_run, tmp_path, capsys):
+    """--first-sight-company over an --init checkpoint: the projection is added at zero and trained;
+    it needs the first-sight tokens."""
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
+                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-company",
+                      "--kind-weights", "sound_of=100", *FAST, "--snippets", "5-6"]) == 0
+    grown = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    assert grown.cfg.decoder.first_sight_company and grown.decoder.first_sight_company.any()  # trained
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-company", *FAST]) == 1
+    assert "pass --first-sight-tokens" in capsys.readouterr().err
+
+
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
     """--memory-update gated over a pooled --init checkpoint: new gates, every other weight kept."""
     run = tmp_path / "run"
