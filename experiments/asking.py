@@ -25,13 +25,25 @@ def parser_for(doc: str, clips: int, default_out: str) -> argparse.ArgumentParse
     parser.add_argument("--clips", type=int, default=clips)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help=f"report file (default: results/understanding/{default_out})")
+    parser.add_argument("--zero", action="append", default=[], metavar="PARAMETER",
+                        help="answer with this parameter set to zero (repeatable; e.g. decoder.first_sight_company), "
+                             "to measure what a part contributes")
     return parser
 
 
 def load(args: argparse.Namespace) -> tuple[Path, StreamerModel]:
     torch.set_num_threads(args.threads)
     model_dir = checkpointing.resolve_model_dir(args.checkpoint)
-    return model_dir, StreamerModel.load(model_dir).eval()
+    model = StreamerModel.load(model_dir).eval()
+    parameters = dict(model.named_parameters())
+    unknown = [name for name in args.zero if name not in parameters]
+    if unknown:
+        raise SystemExit(f"--zero {', '.join(unknown)}: the model at {model_dir} has no such parameter; its "
+                         f"decoder's are named like {next(n for n in parameters if n.startswith('decoder.'))}")
+    with torch.no_grad():
+        for name in args.zero:
+            parameters[name].zero_()
+    return model_dir, model
 
 
 def ask_world(model: StreamerModel, split: str, kinds: tuple[str, ...], clips: int, per_clip: int = 4

@@ -153,6 +153,10 @@ class TrainConfig:
         0.0, "share of the questions that name a first-sight class (\"which came first, the A or the B?\") whose "
              "decoder reads the first-sight tokens alone, not the memory or the snippets' latent tokens, so that "
              "the answer must come from the tokens (needs --first-sight-tokens; default %(default)s)")
+    company_only: float = option(  # share of COMPANY_KINDS questions answered from tokens (training.samples)
+        0.0, "share of the `sound_of` questions about a first-sight class (\"what sound did the red circle "
+             "make?\") whose decoder reads the first-sight tokens alone, so that the answer must come from the "
+             "company of the shape's first sight (needs --first-sight-company; default %(default)s)")
     first_sight_drills: int = option(  # drills per step over all processes (training.drills)
         0, "first-sight drills per step: \"which came first\" questions answered from exact first-sight marks "
            "alone, so that the decoder learns to rank the tokens by age far more often than clips ask it, at "
@@ -246,6 +250,12 @@ class TrainConfig:
         if self.first_sight_only and not self.first_sight_tokens:
             raise TrainingError("--first-sight-only answers from the first-sight tokens: pass --first-sight-tokens "
                                 "(and --first-sight W) too")
+        if not 0.0 <= self.company_only <= 1.0:
+            raise TrainingError(f"--company-only is the share of sound_of questions answered from the first-sight "
+                                f"tokens, between 0 and 1, got {self.company_only}")
+        if self.company_only and not self.first_sight_company:
+            raise TrainingError("--company-only answers from the first-sight tokens' company: pass "
+                                "--first-sight-company (and --first-sight-tokens, --first-sight W) too")
         if self.first_sight_drills < 0:
             raise TrainingError(f"--first-sight-drills is a number of questions per step, 0 or more, got "
                                 f"{self.first_sight_drills}")

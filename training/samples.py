@@ -112,7 +112,7 @@ READ_KINDS = ("order",)
 
 def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_reads: bool = False,
                    first_sight_only: float = 0.0, generator: torch.Generator | None = None,
-                   first_sight_names: bool = False) -> dict[str, torch.Tensor]:
+                   first_sight_names: bool = False, company_only: float = 0.0) -> dict[str, torch.Tensor]:
     """Pad clips to the longest (snippet_mask marks real snippets), tokenise the questions and,
     for a model with an alignment head, build the batch's phrase pool and its targets (with a
     first-sight head, its presence targets too; with `first_sight_reads`, the first-sight
@@ -121,7 +121,9 @@ def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_read
     (first_sight_only [B, Q]), not the memory or the snippets: it otherwise leaves the tokens
     unread, since the memory answers `order` on short clips well enough. With
     `first_sight_names`, the classes each question names (first_sight_names [B, Q, classes]), which
-    the first-sight pointer learns to find."""
+    the first-sight pointer learns to find. With `company_only`, that share of the `sound_of`
+    questions whose shape is a first-sight class read the tokens alone too, so that the answer
+    must come from the company of its first sight (`decoder.first_sight_company`)."""
     padded = collate(samples)
     batch = {k: padded[k] for k in ("video", "audio", "snippet_mask")}
     batch.update(model.encode_batch_questions(
@@ -133,14 +135,33 @@ def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_read
         batch["presence_targets"] = presence_batch(samples, batch["snippet_mask"].shape[1], classes)
     if first_sight_names:
         batch["first_sight_names"] = named_classes(padded["questions"], batch["question_valid"].shape[1])
+    width = batch["question_valid"].shape[1]
     if first_sight_reads or first_sight_only:
-        targets = read_targets(padded["questions"], batch["question_valid"].shape[1])
+        targets = read_targets(padded["questions"], width)
         if first_sight_reads:
             batch["first_sight_reads"] = targets
         if first_sight_only:
             batch["first_sight_only"] = (targets >= 0) & (torch.rand(targets.shape, generator=generator)
                                                            < first_sight_only)
+    if company_only:
+        about = company_questions(padded["questions"], width)
+        only = about & (torch.rand(about.shape, generator=generator) < company_only)
+        batch["first_sight_only"] = batch["first_sight_only"] | only if "first_sight_only" in batch else only
     return batch
+
+
+# Question kinds that ask what came with a first-sight class (`decoder.first_sight_company`).
+COMPANY_KINDS = ("sound_of",)
+
+
+def company_questions(questions: list[list], width: int) -> torch.Tensor:
+    """bool [B, width]: questions of COMPANY_KINDS that name a first-sight class ("what sound did
+    the red circle make?"; not a shape of an off-palette colour)."""
+    about = torch.zeros(len(questions), width, dtype=torch.bool)
+    for i, clip_questions in enumerate(questions):
+        for j, q in enumerate(clip_questions):
+            about[i, j] = q.kind in COMPANY_KINDS and bool(names_in([q.text]).any())
+    return about
 
 
 def read_targets(questions: list[list], width: int) -> torch.Tensor:

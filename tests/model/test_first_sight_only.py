@@ -9,7 +9,7 @@ import torch
 
 from model import ModelConfig, StreamerModel
 from model_helpers import make_model, micro_config, random_clip, teacher_forced_rows, with_decoder
-from training.samples import TrainingData, cut_windows, read_targets, to_model_batch
+from training.samples import TrainingData, company_questions, cut_windows, read_targets, to_model_batch
 
 CLASSES = 5
 QUESTION = "which came first, the red circle or the drum?"
@@ -96,3 +96,23 @@ def test_a_cut_window_reads_its_whole_context():
     cut = out["window_snippets"] < 6
     assert 0 < int(cut.sum()) < 32
     assert torch.equal(out["first_sight_only"], ~cut)
+
+
+def test_company_only_marks_sound_of_questions_about_a_class_at_about_the_share():
+    model = StreamerModel(ModelConfig.from_name("tiny"))
+    data = TrainingData.open("world", model.cfg.media, questions_per_clip=8,
+                             kind_weights=(("sound_of", 20.0), ("order", 20.0)))
+    samples = [data.sample(i, (8, 8)) for i in range(8)]
+    questions = [s["questions"] for s in samples]
+    batch = to_model_batch(model, samples, company_only=0.5, generator=torch.Generator().manual_seed(0))
+    about = company_questions(questions, batch["question_valid"].shape[1])
+    kinds = [[q.kind for q in qs] for qs in questions]
+    assert all(kinds[i][j] == "sound_of" for i, j in about.nonzero().tolist())
+    assert int(about.sum()) >= 20
+    hidden = batch["first_sight_only"]
+    assert not (hidden & ~about).any()
+    assert 0.25 < float(hidden.sum() / about.sum()) < 0.75
+    both = to_model_batch(model, samples, first_sight_only=1.0, company_only=1.0,
+                          generator=torch.Generator().manual_seed(0))
+    named = read_targets(questions, about.shape[1]) >= 0
+    assert torch.equal(both["first_sight_only"], named | about)

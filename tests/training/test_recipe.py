@@ -101,7 +101,7 @@ def test_the_bundled_card_records_the_tiny_recipe_as_it_ran():
                      "decoder_layers", "memory_update", "window_dropout", "age_code", "age_slopes", "length_scale", "wild", "batch",
                      "questions_per_clip", "first_sight", "first_sight_tokens", "first_sight_age_slopes",
                      "first_sight_query_slopes", "first_sight_age_code", "first_sight_only", "first_sight_drills", "clip_drills",
-                     "first_sight_pointer", "lr_scales"):
+                     "first_sight_pointer", "first_sight_company", "company_only", "lr_scales"):
             assert getattr(ran, name) == getattr(planned, name), (record["run"], name)
         if index > 0:  # the bundled stage 1 ran before the alignment head existed
             assert ran.align_weight == planned.align_weight, record["run"]
@@ -189,3 +189,6 @@ def test_the_company_recipe_is_the_binding_recipe_with_company_on_its_last_stage
     assert company.stages[-1] == dataclasses.replace(bind.stages[-1], first_sight_company=True)
     planned = _planned_configs(company)
     assert [c["decoder"]["first_sight_company"] for c in planned] == [False] * (len(planned) - 1) + [True]
+    only = RECIPES["tiny-lean-company-only"]
+    assert only.stages == (*company.stages[:-1], dataclasses.replace(company.stages[-1], company_only=0.5))
+    assert "--company-only" in only.train_command(len(only.stages) - 1, Path("r"), 1, 1, resume=False)

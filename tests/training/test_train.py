@@ -551,6 +551,12 @@ def test_init_gives_the_first_sight_tokens_company(one_step_run, tmp_path, capsy
     assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight", "0.5",
                       "--first-sight-company", *FAST]) == 1
     assert "pass --first-sight-tokens" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "only"), "--steps", "1", "--first-sight", "0.5", "--first-sight-tokens",
+                      "--company-only", "0.5", *FAST]) == 1
+    assert "pass --first-sight-company" in capsys.readouterr().err
+    assert train_cli(["--out", str(tmp_path / "share"), "--steps", "1", "--first-sight", "0.5", "--first-sight-tokens",
+                      "--first-sight-company", "--company-only", "1.5", *FAST]) == 1
+    assert "between 0 and 1" in capsys.readouterr().err
 
 
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):

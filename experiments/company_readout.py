@@ -1,0 +1,92 @@
+"""Could the first-sight tokens' company answer `sound_of` on its own?
+
+    .venv/bin/python -m experiments.company_readout [CHECKPOINT] [--clips 100] [--threads 2]
+
+For a checkpoint with first-sight company (decoder.first_sight_company): on world:long and
+world:test clips, takes every `sound_of` question ("what sound did the red circle make?"),
+computes what the first-sight head found present where the named shape was first seen in the
+window and one snippet later (`TextDecoder.company`), and answers with the sound found most
+surely there, or "silence" where none reaches one half. It also scores the decoder's whole
+answer as the evaluation does (teacher forced; every byte its first choice), and splits both by
+how long before the question the shape appeared (inside the latent window or before it) and the
+decoder's by whether the readout was right. If the readout is right far more often than the
+decoder, the decoder does not yet read the tokens; if it is wrong where the decoder is, the
+head's presence at first sight is what limits `sound_of`.
+Writes experiments/results/understanding/company-readout.json (or `--out`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import torch
+
+from experiments.asking import RESULTS, load, parser_for, rates, write_report
+from experiments.binding_errors import SOUND_OF_SUBJECT
+from experiments.first_sight_readout import first_answer_position
+from model import StreamerModel
+from training.data import world_sample
+from training.world.clip import World, WorldConfig
+from training.world.first_sight import FIRST_SIGHT_CLASSES
+from training.world.vocab import SOUNDS
+
+SPLITS = ("long", "test")
+PRESENT = 0.5  # the presence at first sight a sound needs to be the readout's answer
+
+
+def company_answer(company: torch.Tensor, subject: int) -> str:
+    """company [classes, 2 · classes] (`TextDecoder.company` of one window) -> the sound most
+    surely present where class `subject` was first seen or one snippet later, or "silence"."""
+    classes = len(FIRST_SIGHT_CLASSES)
+    sounds = [FIRST_SIGHT_CLASSES.index(s) for s in SOUNDS]
+    heard = torch.maximum(company[subject, sounds], company[subject, [classes + j for j in sounds]])
+    return SOUNDS[int(heard.argmax())] if float(heard.max()) >= PRESENT else "silence"
+
+
+@torch.no_grad()
+def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
+    world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=("sound_of",), questions_per_clip=4))
+    w = model.cfg.latent.window
+    groups: dict[str, Counter] = defaultdict(Counter)
+    skipped = 0
+    for i in range(clips):
+        clip = world.clip(i)
+        sample = world_sample(clip)
+        _, memories, h = model._clip_latents(torch.as_tensor(sample["video"])[None],
+                                             torch.as_tensor(sample["audio"])[None])
+        for q in sample["questions"]:
+            name = " ".join(SOUND_OF_SUBJECT.search(q.text).groups())
+            if name not in FIRST_SIGHT_CLASSES:  # an off-palette colour
+                skipped += 1
+                continue
+            chunks = q.ask_snippets - w + torch.arange(w)
+            window, valid = h[:, chunks.clamp(min=0)], (chunks >= 0)[None]
+            present = model.decoder.presence(window, valid)
+            company = model.decoder.company(model.decoder.first_sight_marks(present), present)[0]
+            tokens_right = company_answer(company, FIRST_SIGHT_CLASSES.index(name)) == q.answer
+            memory = memories[:, q.ask_snippets] if memories is not None else None
+            _, _, answer_right = first_answer_position(model, memory, window, valid, q.text, q.answer)
+            t_ask = q.ask_snippets * clip.spec.snippet_seconds
+            shown = [s for s in clip.timeline.shapes if s.name == name and s.t_start < t_ask]
+            ago = (t_ask - shown[-1].t_start) / clip.spec.snippet_seconds if shown else 0.0
+            reach = "appeared inside the window" if ago < w else "appeared before the window"
+            for group in ("all", reach):
+                groups[f"readout, {group}"][tokens_right] += 1
+                groups[f"decoder, {group}"][answer_right] += 1
+            groups[f"decoder, readout {'right' if tokens_right else 'wrong'}"][answer_right] += 1
+    return {"questions skipped (no class)": skipped, **rates(groups)}
+
+
+def main() -> None:
+    parser = parser_for(__doc__, clips=100, default_out="company-readout.json")
+    args = parser.parse_args()
+    model_dir, model = load(args)
+    if not model.cfg.decoder.first_sight_company:
+        parser.error(f"{model_dir} has no first-sight company; train one with --first-sight-company")
+    report = {"checkpoint": str(model_dir), "fingerprint": model.fingerprint(), "clips": args.clips,
+              **{split: readout(model, split, args.clips) for split in SPLITS}}
+    write_report(report, args.out or RESULTS / "company-readout.json")
+
+
+if __name__ == "__main__":
+    main()
