@@ -1,17 +1,20 @@
-"""Could the first-sight tokens' company answer `sound_of` on its own?
+"""Could the first-sight tokens' company answer `sound_of` and `who_made` on its own?
 
     .venv/bin/python -m experiments.company_readout [CHECKPOINT] [--clips 100] [--threads 2]
 
-For a checkpoint with first-sight company (decoder.first_sight_company): on world:long and
-world:test clips, takes every `sound_of` question ("what sound did the red circle make?"),
-computes what the first-sight head found present where the named shape was first seen in the
-window and one snippet later (`TextDecoder.company`), and answers with the sound found most
-surely there, or "silence" where none reaches one half. It also scores the decoder's whole
-answer as the evaluation does (teacher forced; every byte its first choice), and splits both by
-how long before the question the shape appeared (inside the latent window or before it) and the
-decoder's by whether the readout was right. If the readout is right far more often than the
-decoder, the decoder does not yet read the tokens; if it is wrong where the decoder is, the
-head's presence at first sight is what limits `sound_of`.
+For a checkpoint with first-sight company (decoder.first_sight_company): on world:long,
+world:test and world:compositional clips, takes every `sound_of` question ("what sound did the
+red circle make?") and computes what the first-sight head found present where the named shape
+was first seen in the window and one snippet later (`TextDecoder.company`), and answers with the
+sound found most surely there, or "silence" where none reaches one half; and every `who_made`
+question ("which shape made the drum?"), answered with the shape seen in the window whose
+company holds the sound most surely. It also scores the decoder's whole answer as the evaluation
+does (teacher forced; every byte its first choice), and splits both by how long before the
+question the shape appeared (inside the latent window or before it) and the decoder's by whether
+the readout was right. If the readout is right far more often than the decoder, the decoder does
+not yet read the tokens; if it is wrong where the decoder is, the head's presence at first sight
+is what limits the kind; for `sound_of` it also counts how often the readout hears nothing at the
+first sight of a shape that sounded.
 Writes experiments/results/understanding/company-readout.json (or `--out`).
 """
 
@@ -30,7 +33,9 @@ from training.world.clip import World, WorldConfig
 from training.world.first_sight import FIRST_SIGHT_CLASSES
 from training.world.vocab import SOUNDS
 
-SPLITS = ("long", "test")
+SPLITS = ("long", "test", "compositional")
+KINDS = ("sound_of", "who_made")
+SHAPE_CLASSES = [i for i, name in enumerate(FIRST_SIGHT_CLASSES) if name not in SOUNDS]
 PRESENT = 0.5  # the presence at first sight a sound needs to be the readout's answer
 
 
@@ -43,9 +48,18 @@ def company_answer(company: torch.Tensor, subject: int) -> str:
     return SOUNDS[int(heard.argmax())] if float(heard.max()) >= PRESENT else "silence"
 
 
+def maker_answer(company: torch.Tensor, seen: torch.Tensor, sound: str) -> str:
+    """company [classes, 2 · classes], seen [classes] (how surely each class was first seen in the
+    window) -> the shape class seen whose first sight most surely came with `sound`."""
+    classes = len(FIRST_SIGHT_CLASSES)
+    j = FIRST_SIGHT_CLASSES.index(sound)
+    heard = torch.maximum(company[SHAPE_CLASSES, j], company[SHAPE_CLASSES, classes + j]) * seen[SHAPE_CLASSES]
+    return FIRST_SIGHT_CLASSES[SHAPE_CLASSES[int(heard.argmax())]]
+
+
 @torch.no_grad()
 def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
-    world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=("sound_of",), questions_per_clip=4))
+    world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=KINDS, questions_per_clip=4))
     w = model.cfg.latent.window
     groups: dict[str, Counter] = defaultdict(Counter)
     skipped = 0
@@ -55,15 +69,20 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
         _, memories, h = model._clip_latents(torch.as_tensor(sample["video"])[None],
                                              torch.as_tensor(sample["audio"])[None])
         for q in sample["questions"]:
-            name = " ".join(SOUND_OF_SUBJECT.search(q.text).groups())
+            name = " ".join(SOUND_OF_SUBJECT.search(q.text).groups()) if q.kind == "sound_of" else q.answer
             if name not in FIRST_SIGHT_CLASSES:  # an off-palette colour
                 skipped += 1
                 continue
             chunks = q.ask_snippets - w + torch.arange(w)
             window, valid = h[:, chunks.clamp(min=0)], (chunks >= 0)[None]
             present = model.decoder.presence(window, valid)
-            company = model.decoder.company(model.decoder.first_sight_marks(present), present)[0]
-            tokens_right = company_answer(company, FIRST_SIGHT_CLASSES.index(name)) == q.answer
+            marks = model.decoder.first_sight_marks(present)
+            company = model.decoder.company(marks, present)[0]
+            if q.kind == "sound_of":
+                said = company_answer(company, FIRST_SIGHT_CLASSES.index(name))
+            else:
+                said = maker_answer(company, marks[0].amax(dim=0), q.text.rstrip("?").split()[-1])
+            tokens_right = said == q.answer
             memory = memories[:, q.ask_snippets] if memories is not None else None
             _, _, answer_right = first_answer_position(model, memory, window, valid, q.text, q.answer)
             t_ask = q.ask_snippets * clip.spec.snippet_seconds
@@ -71,9 +90,11 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
             ago = (t_ask - shown[-1].t_start) / clip.spec.snippet_seconds if shown else 0.0
             reach = "appeared inside the window" if ago < w else "appeared before the window"
             for group in ("all", reach):
-                groups[f"readout, {group}"][tokens_right] += 1
-                groups[f"decoder, {group}"][answer_right] += 1
-            groups[f"decoder, readout {'right' if tokens_right else 'wrong'}"][answer_right] += 1
+                groups[f"{q.kind} readout, {group}"][tokens_right] += 1
+                groups[f"{q.kind} decoder, {group}"][answer_right] += 1
+            groups[f"{q.kind} decoder, readout {'right' if tokens_right else 'wrong'}"][answer_right] += 1
+            if q.kind == "sound_of" and q.answer != "silence":  # what the head heard at a sounding shape's first sight
+                groups["sound_of readout says silence for a shape that sounded"][said == "silence"] += 1
     return {"questions skipped (no class)": skipped, **rates(groups)}
 
 

@@ -183,12 +183,16 @@ def test_the_binding_recipe_is_the_even_recipe_and_a_long_binding_stage():
 
 def test_the_company_recipe_is_the_binding_recipe_with_company_on_its_last_stage():
     """`tiny-lean-company` differs from tiny-lean-bind only in the first-sight tokens' company, which
-    its last stage adds over the same finished runs."""
+    its last stage adds over the same finished runs; its variants add it a stage earlier
+    (`-early`) or answer half the `sound_of` questions from the tokens alone (`-only`)."""
     bind, company = RECIPES["tiny-lean-bind"], RECIPES["tiny-lean-company"]
     assert company.stages[:-1] == bind.stages[:-1]
     assert company.stages[-1] == dataclasses.replace(bind.stages[-1], first_sight_company=True)
     planned = _planned_configs(company)
     assert [c["decoder"]["first_sight_company"] for c in planned] == [False] * (len(planned) - 1) + [True]
+    early = RECIPES["tiny-lean-company-early"]
+    assert early.stages[:2] == bind.stages[:2] and early.stages[3] == company.stages[3]
+    assert early.stages[2] == dataclasses.replace(bind.stages[2], first_sight_company=True)
     only = RECIPES["tiny-lean-company-only"]
     assert only.stages == (*company.stages[:-1], dataclasses.replace(company.stages[-1], company_only=0.5))
     assert "--company-only" in only.train_command(len(only.stages) - 1, Path("r"), 1, 1, resume=False)
