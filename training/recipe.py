@@ -343,7 +343,8 @@ RECIPES: dict[str, Recipe] = {
     "tiny-lean-company": Recipe(preset="tiny", stages=(*EVEN_STAGES, replace(LEAN_BIND_STAGE,
                                                                                first_sight_company=True))),
     # tiny-lean-company with the company from the third stage on, so that the decoder learns to read it over
-    # 700 steps instead of 400.
+    # 700 steps instead of 400. Measured: 2.38 h, 87.7 / 74.5 / 84.0 / 85.3%, sound_of 79.9% on test and
+    # 63.6% on long, count_sound 73.3% and 50.8% (tiny-lean-company-early-card.json).
     "tiny-lean-company-early": Recipe(preset="tiny", stages=(
         *EVEN_STAGES[:2], replace(EVEN_STAGES[2], first_sight_company=True),
         replace(LEAN_BIND_STAGE, first_sight_company=True))),
