@@ -264,8 +264,7 @@ class TextDecoder(nn.Module):
         tokens = self.first_sight_token_class.weight + self.first_sight_token_features(features)
         dc = self.cfg.decoder
         if dc.first_sight_company and present is not None:
-            present = present.detach()
-            tokens = tokens + self.company(self.first_sight_marks(present), present) @ self.first_sight_company
+            tokens = tokens + self.company(marks.detach(), present.detach()) @ self.first_sight_company
         if dc.first_sight_age_code:
             tokens = tokens + age_code(self.snippets_ago(marks), dc.dim, dc.first_sight_age_code)
         return tokens
