@@ -1,0 +1,40 @@
+"""experiments.company_readout answers `sound_of` and `who_made` from the tokens' company alone."""
+
+from __future__ import annotations
+
+import torch
+
+from experiments.company_readout import company_answer, maker_answer
+from training.world.first_sight import FIRST_SIGHT_CLASSES
+
+CLASSES = len(FIRST_SIGHT_CLASSES)
+CIRCLE, SQUARE = FIRST_SIGHT_CLASSES.index("red circle"), FIRST_SIGHT_CLASSES.index("blue square")
+DRUM, BEEP = FIRST_SIGHT_CLASSES.index("drum"), FIRST_SIGHT_CLASSES.index("beep")
+
+
+def _company() -> torch.Tensor:
+    company = torch.zeros(CLASSES, 2 * CLASSES)
+    company[CIRCLE, DRUM] = 0.9  # the drum played at the circle's first sight
+    company[CIRCLE, CLASSES + BEEP] = 0.6  # a beep one snippet later, less surely
+    company[SQUARE, CLASSES + BEEP] = 0.7  # the square's beep began one snippet after it appeared
+    company[DRUM, DRUM] = 1.0  # a sound's own presence at its first play is no shape's
+    return company
+
+
+def test_sound_of_is_the_sound_most_surely_present_at_or_just_after_the_first_sight():
+    company = _company()
+    assert company_answer(company, CIRCLE) == "drum"
+    assert company_answer(company, SQUARE) == "beep"
+    assert company_answer(company, FIRST_SIGHT_CLASSES.index("green cross")) == "silence"
+    company[SQUARE, CLASSES + BEEP] = 0.4  # under one half: nothing heard
+    assert company_answer(company, SQUARE) == "silence"
+
+
+def test_who_made_is_the_seen_shape_whose_first_sight_came_with_the_sound():
+    company = _company()
+    seen = torch.zeros(CLASSES)
+    seen[[CIRCLE, SQUARE, DRUM]] = 1.0
+    assert maker_answer(company, seen, "drum") == "red circle"
+    assert maker_answer(company, seen, "beep") == "blue square"  # 0.7 against the circle's 0.6
+    seen[SQUARE] = 0.5  # seen less surely: the circle's beep weighs more
+    assert maker_answer(company, seen, "beep") == "red circle"
