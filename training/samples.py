@@ -157,11 +157,10 @@ COMPANY_KINDS = ("sound_of",)
 def company_questions(questions: list[list], width: int) -> torch.Tensor:
     """bool [B, width]: questions of COMPANY_KINDS that name a first-sight class ("what sound did
     the red circle make?"; not a shape of an off-palette colour)."""
-    about = torch.zeros(len(questions), width, dtype=torch.bool)
+    asks = torch.zeros(len(questions), width, dtype=torch.bool)
     for i, clip_questions in enumerate(questions):
-        for j, q in enumerate(clip_questions):
-            about[i, j] = q.kind in COMPANY_KINDS and bool(names_in([q.text]).any())
-    return about
+        asks[i, :len(clip_questions)] = torch.tensor([q.kind in COMPANY_KINDS for q in clip_questions], dtype=torch.bool)
+    return asks & named_classes(questions, width).any(dim=-1)
 
 
 def read_targets(questions: list[list], width: int) -> torch.Tensor:
