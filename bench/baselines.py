@@ -177,9 +177,12 @@ class Rerun:
         w = model.cfg.latent.window
         chunks = t - w + torch.arange(w, device=self.device)
         h_window = h[:, chunks.clamp(min=0)]
+        heard = (model.heard(windows[chunks.clamp(min=0)].to(self.device))[None]
+                 if model.cfg.decoder.first_sight_sounds else None)
         context, mask = model.decoder.context(memories[:, -1] if memories is not None else None, h_window,
-                                              (chunks >= 0)[None])
-        return _first_token(model, context, mask, question, model.decoder.token_ages(h_window, (chunks >= 0)[None]))
+                                              (chunks >= 0)[None], heard)
+        return _first_token(model, context, mask, question,
+                            model.decoder.token_ages(h_window, (chunks >= 0)[None], heard))
 
 
 def _first_token(model: StreamerModel, context: torch.Tensor, mask: torch.Tensor, question: str,

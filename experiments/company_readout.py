@@ -66,8 +66,9 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
     for i in range(clips):
         clip = world.clip(i)
         sample = world_sample(clip)
-        _, memories, h = model._clip_latents(torch.as_tensor(sample["video"])[None],
-                                             torch.as_tensor(sample["audio"])[None])
+        audio = torch.as_tensor(sample["audio"])[None]
+        _, memories, h = model._clip_latents(torch.as_tensor(sample["video"])[None], audio)
+        heard = model.clip_heard(audio)
         for q in sample["questions"]:
             name = " ".join(SOUND_OF_SUBJECT.search(q.text).groups()) if q.kind == "sound_of" else q.answer
             if name not in FIRST_SIGHT_CLASSES:  # an off-palette colour
@@ -75,7 +76,8 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
                 continue
             chunks = q.ask_snippets - w + torch.arange(w)
             window, valid = h[:, chunks.clamp(min=0)], (chunks >= 0)[None]
-            present = model.decoder.presence(window, valid)
+            heard_window = heard[:, chunks.clamp(min=0)] if heard is not None else None
+            present = model.decoder.presence(window, valid, heard_window)
             marks = model.decoder.first_sight_marks(present)
             company = model.decoder.company(marks, present)[0]
             if q.kind == "sound_of":
@@ -84,7 +86,8 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
                 said = maker_answer(company, marks[0].amax(dim=0), q.text.rstrip("?").split()[-1])
             tokens_right = said == q.answer
             memory = memories[:, q.ask_snippets] if memories is not None else None
-            _, _, answer_right = first_answer_position(model, memory, window, valid, q.text, q.answer)
+            _, _, answer_right = first_answer_position(model, memory, window, valid, q.text, q.answer,
+                                                       heard_window)
             t_ask = q.ask_snippets * clip.spec.snippet_seconds
             shown = [s for s in clip.timeline.shapes if s.name == name and s.t_start < t_ask]
             ago = (t_ask - shown[-1].t_start) / clip.spec.snippet_seconds if shown else 0.0

@@ -69,8 +69,9 @@ def head_quality(model: StreamerModel, split: str, clips: int) -> dict[str, dict
         present = truth == PRESENT
         first = present & (torch.cumsum(present.int(), dim=1) == 1)
         known = truth != UNKNOWN
-        said = {"presence": torch.sigmoid(model.decoder.presence_logits(h)) > THRESHOLD,
-                "first sight": model.decoder.first_sight(h, torch.ones(h.shape[:2], dtype=torch.bool)) > THRESHOLD}
+        presence = model.decoder.presence(h, torch.ones(h.shape[:2], dtype=torch.bool), model.clip_heard(audio))
+        said = {"presence": presence > THRESHOLD,
+                "first sight": model.decoder.first_sight_marks(presence) > THRESHOLD}
         for name, target in (("presence", present), ("first sight", first)):
             guess = said[name] & known
             counts[name][0] += int((guess & target).sum())

@@ -80,18 +80,19 @@ def context_part_masks(model: StreamerModel, mask: torch.Tensor) -> dict[str, to
 
 
 def first_answer_position(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor,
-                          valid: torch.Tensor, question: str, answer: str
+                          valid: torch.Tensor, question: str, answer: str, heard: torch.Tensor | None = None
                           ) -> tuple[dict[str, torch.Tensor], torch.Tensor, bool]:
-    """For one question asked over the window h [1, W, m, dl] (valid [1, W]): the logits [V] that
+    """For one question asked over the window h [1, W, m, dl] (valid [1, W]; heard [1, W, sounds]
+    with a hearing head, `StreamerModel.clip_heard` of those snippets): the logits [V] that
     pick the first answer byte with each of CONTEXT_PARTS readable, the READ_HEAD's
     cross-attention weights [Nc] there with the whole context, and whether the whole context
     gives every byte of `answer` and its end as the decoder's first choice."""
     decoder = model.decoder
-    context, mask = decoder.context(memory, h, valid)
+    context, mask = decoder.context(memory, h, valid, heard)
     prompt, targets = model.question_prompt(question), model.answer_targets(answer)
     ids = torch.tensor([prompt + targets[:-1]])
     positions = torch.arange(ids.shape[1])[None]
-    cross_kv, token_ages = decoder.cross_kv(context), decoder.token_ages(h, valid)
+    cross_kv, token_ages = decoder.cross_kv(context), decoder.token_ages(h, valid, heard)
     outputs = {name: decoder(ids, positions, None, cross_kv, part_mask, read=True, token_ages=token_ages)
                for name, part_mask in context_part_masks(model, mask).items()}
     whole_logits, _, read_weights = outputs["whole context"]
@@ -118,6 +119,7 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
         video = torch.as_tensor(sample["video"])[None]
         audio = torch.as_tensor(sample["audio"])[None]
         _, memories, h = model._clip_latents(video, audio)
+        heard = model.clip_heard(audio)
         for q in sample["questions"]:
             a, b = named_pair(q.text)
             if a not in FIRST_SIGHT_CLASSES or b not in FIRST_SIGHT_CLASSES:
@@ -126,13 +128,15 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
             pair = [FIRST_SIGHT_CLASSES.index(a), FIRST_SIGHT_CLASSES.index(b)]
             chunks = q.ask_snippets - w + torch.arange(w)
             window, valid = h[:, chunks.clamp(min=0)], (chunks >= 0)[None]
-            age = model.decoder.first_sight_ages(model.decoder.first_sight(window, valid))[0]
+            heard_window = heard[:, chunks.clamp(min=0)] if heard is not None else None
+            age = model.decoder.first_sight_ages(model.decoder.first_sight(window, valid, heard_window))[0]
             said = older(a, b, age[pair[0]], age[pair[1]], w)
             counts["undecided" if said is None else "right" if said == q.answer else "wrong"] += 1
             if not model.cfg.decoder.first_sight_tokens:
                 continue
             memory = memories[:, q.ask_snippets] if memories is not None else None
-            logits, weights, exact = first_answer_position(model, memory, window, valid, q.text, q.answer)
+            logits, weights, exact = first_answer_position(model, memory, window, valid, q.text, q.answer,
+                                                           heard_window)
             group = groups.setdefault((shapes_shown(clip, q) or ("two sounds",))[0], {
                 "questions": 0, "tokens right": 0, "answer right": 0, "answer right, tokens right": 0,
                 "answer right, tokens wrong or undecided": 0})

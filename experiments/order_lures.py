@@ -50,13 +50,14 @@ class AskedQuestion:
 
 
 def ask(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor, valid: torch.Tensor,
-        question: str, answer: str) -> AskedQuestion:
-    """`question` over the window h [1, W, m, dl] (valid [1, W]) with `answer` teacher-forced."""
+        question: str, answer: str, heard: torch.Tensor | None = None) -> AskedQuestion:
+    """`question` over the window h [1, W, m, dl] (valid [1, W]; heard [1, W, sounds] with a hearing
+    head, `StreamerModel.clip_heard` of those snippets) with `answer` teacher-forced."""
     decoder = model.decoder
-    context, mask = decoder.context(memory, h, valid)
+    context, mask = decoder.context(memory, h, valid, heard)
     prompt, targets = model.question_prompt(question), model.answer_targets(answer)
     return AskedQuestion(torch.tensor([prompt + targets[:-1]]), len(prompt) - 1, targets, decoder.cross_kv(context),
-                         mask, decoder.token_ages(h, valid))
+                         mask, decoder.token_ages(h, valid, heard))
 
 
 def answered_right(model: StreamerModel, asked: AskedQuestion, hidden_sets: list[list[str]]) -> list[bool]:
@@ -118,13 +119,15 @@ def lure_study(model: StreamerModel, split: str, clips: int) -> dict[str, float 
             continue
         video, audio = torch.as_tensor(sample["video"])[None], torch.as_tensor(sample["audio"])[None]
         _, memories, h = model._clip_latents(video, audio)
+        heard = model.clip_heard(audio)
         for q, lured in lured_questions:
             chunks = q.ask_snippets - w + torch.arange(w)
             window, valid = h[:, chunks.clamp(min=0)], (chunks >= 0)[None]
+            heard_window = heard[:, chunks.clamp(min=0)] if heard is not None else None
             memory = memories[:, q.ask_snippets] if memories is not None else None
             others = others_to_hide(clip, q, len(lured), generator)
             fewer_others += int(len(others) < len(lured))
-            asked_question = ask(model, memory, window, valid, q.text, q.answer)
+            asked_question = ask(model, memory, window, valid, q.text, q.answer, heard_window)
             got = dict(zip(CONDITIONS, answered_right(model, asked_question, [[], lured, others])))
             asked += 1
             if pointed:

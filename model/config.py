@@ -54,7 +54,7 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0,
                 "first_sight_tokens": False, "first_sight_age_slopes": False, "first_sight_age_code": 0.0,
                 "first_sight_query_slopes": False, "first_sight_pointer": False,
-                "first_sight_company": False},
+                "first_sight_company": False, "first_sight_sounds": 0},
     "loss": {"align": 0.0, "first_sight": 0.0, "first_sight_read": 0.0, "first_sight_pointer": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -181,6 +181,13 @@ class DecoderConfig:
     # half its wrong answers on long streams named another sound of the clip
     # (experiments/binding_errors.py). Needs `first_sight_tokens`.
     first_sight_company: bool = False
+    # The last `first_sight_sounds` of the first-sight classes are sounds, and their presence in a
+    # snippet comes from a hearing head on that snippet's log-mel alone (model/hearing.py), not from
+    # the latent tokens (0 = every class from the latent). On held-out shape-sound pairs
+    # (world:compositional) the latent's head heard nothing at the first sight of about a third of
+    # the shapes that sounded (2% on world:test): it had learned from the training pairs which
+    # shapes make which sounds (experiments/company_readout.py). Audio alone cannot learn that.
+    first_sight_sounds: int = 0
 
 
 @dataclass
@@ -357,6 +364,10 @@ class ModelConfig:
         if self.decoder.first_sight_company and not self.decoder.first_sight_tokens:
             raise ValueError("decoder.first_sight_company adds to first-sight tokens the model lacks: set "
                              "decoder.first_sight_tokens too")
+        if self.decoder.first_sight_sounds and not 0 < self.decoder.first_sight_sounds < self.decoder.first_sight_classes:
+            raise ValueError(f"decoder.first_sight_sounds={self.decoder.first_sight_sounds} names the last of the "
+                             f"{self.decoder.first_sight_classes} first-sight classes as sounds: it must be fewer "
+                             "than the classes (and the model needs decoder.first_sight_classes)")
         if self.loss.first_sight_pointer and not self.decoder.first_sight_pointer:
             raise ValueError(f"loss.first_sight_pointer={self.loss.first_sight_pointer} trains a first-sight "
                              "pointer the model lacks: set decoder.first_sight_pointer too")
@@ -406,8 +417,8 @@ SECTIONS: dict[str, type] = {
 # initialised to zero); every other count, size, rate and ratio must be positive.
 MAY_BE_ZERO = {"loss.text", "loss.latent", "loss.video", "loss.align", "latent.recon_layers", "init_std",
                "align.dim", "align.watch_threshold", "decoder.age_code",
-               "decoder.first_sight_classes", "decoder.first_sight_age_code", "loss.first_sight",
-               "loss.first_sight_read", "loss.first_sight_pointer"}
+               "decoder.first_sight_classes", "decoder.first_sight_age_code", "decoder.first_sight_sounds",
+               "loss.first_sight", "loss.first_sight_read", "loss.first_sight_pointer"}
 
 
 def _check_values(prefix: str, section: Any, cls: type) -> None:

@@ -36,7 +36,9 @@ one named) scored half a match and misled "which came first" on crowded clips
 (experiments/order_lures.py); a sigmoid over a sum with a threshold is an AND. With
 `decoder.first_sight_company` each first-sight token also carries what else the head found
 present where its thing was first seen and one snippet later, so "what sound did the red circle
-make?" reads the circle's token alone, however long ago it appeared.
+make?" reads the circle's token alone, however long ago it appeared. With
+`decoder.first_sight_sounds` the sounds' presence comes from a hearing head on each snippet's
+log-mel (model/hearing.py), which cannot learn which shapes usually make which sounds.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
+from model.hearing import Hearing
 from model.layers import MLP, CrossAttention, SelfAttention, per_query_bias, rope_angles
 
 
@@ -172,6 +175,8 @@ class TextDecoder(nn.Module):
         if dc.first_sight_company:
             # a plain matrix, not a Linear, so that the model's initialisation leaves it at zero (no change)
             self.first_sight_company = nn.Parameter(torch.zeros(2 * dc.first_sight_classes, d))
+        if dc.first_sight_sounds:
+            self.first_sight_hearing = Hearing(cfg)
         if dc.first_sight_age_slopes:
             self.first_sight_age_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads))
         if dc.first_sight_query_slopes:
@@ -187,8 +192,10 @@ class TextDecoder(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab_size, bias=False)
 
-    def context(self, memory: torch.Tensor | None, h: torch.Tensor, h_valid: torch.Tensor):
-        """memory [B, r, dc] or None; h [B, W, m, dl] oldest chunk first; h_valid [B, W].
+    def context(self, memory: torch.Tensor | None, h: torch.Tensor, h_valid: torch.Tensor,
+                heard: torch.Tensor | None = None):
+        """memory [B, r, dc] or None; h [B, W, m, dl] oldest chunk first; h_valid [B, W]; heard
+        [B, W, sounds] the hearing head's sounds of those snippets (`presence`).
         Returns context [B, Nc, d] and its mask [B, Nc]."""
         b, w, m, _ = h.shape
         parts = [self.null.expand(b, -1, -1)]
@@ -197,7 +204,7 @@ class TextDecoder(nn.Module):
             parts.append(self.memory_proj(memory) + self.memory_pos)
             masks.append(torch.ones(b, self.memory_tokens, dtype=torch.bool, device=h.device))
         dc = self.cfg.decoder
-        present = self.presence(h, h_valid) if dc.first_sight_classes else None
+        present = self.presence(h, h_valid, heard) if dc.first_sight_classes else None
         marks = self.first_sight_marks(present) if dc.first_sight_classes else None
         if dc.first_sight_tokens:
             parts.append(self.first_sight_summary(marks, present))
@@ -215,15 +222,26 @@ class TextDecoder(nn.Module):
         is present in that snippet."""
         return self.first_sight_head(h.mean(-2))
 
-    def presence(self, h: torch.Tensor, h_valid: torch.Tensor) -> torch.Tensor:
+    def presence(self, h: torch.Tensor, h_valid: torch.Tensor, heard: torch.Tensor | None = None) -> torch.Tensor:
         """h [B, W, m, dl] oldest first, h_valid [B, W] -> [B, W, classes]: how surely each class
-        is present in each valid snippet (0 in the others)."""
-        return torch.sigmoid(self.presence_logits(h)) * h_valid[..., None]
+        is present in each valid snippet (0 in the others). With `first_sight_sounds`, the sounds'
+        columns are `heard` [B, W, sounds], the hearing head's probabilities for those snippets
+        (StreamerModel.heard), instead of the latent's."""
+        present = torch.sigmoid(self.presence_logits(h))
+        sounds = self.cfg.decoder.first_sight_sounds
+        if sounds:
+            if heard is None or heard.shape != (*present.shape[:-1], sounds):
+                got = "none" if heard is None else tuple(heard.shape)
+                raise ValueError(f"this decoder hears its {sounds} sounds apart from the latent: pass heard "
+                                 f"[{', '.join(map(str, present.shape[:-1]))}, {sounds}] from StreamerModel.heard "
+                                 f"for the same snippets as h, got {got}")
+            present = torch.cat((present[..., :-sounds], heard.to(present.dtype)), dim=-1)
+        return present * h_valid[..., None]
 
-    def first_sight(self, h: torch.Tensor, h_valid: torch.Tensor) -> torch.Tensor:
-        """h [B, W, m, dl] oldest first, h_valid [B, W] -> [B, W, classes]: `first_sight_marks`
-        of the snippets' `presence`."""
-        return self.first_sight_marks(self.presence(h, h_valid))
+    def first_sight(self, h: torch.Tensor, h_valid: torch.Tensor, heard: torch.Tensor | None = None) -> torch.Tensor:
+        """h [B, W, m, dl] oldest first, h_valid [B, W] (heard as for `presence`) -> [B, W, classes]:
+        `first_sight_marks` of the snippets' `presence`."""
+        return self.first_sight_marks(self.presence(h, h_valid, heard))
 
     @staticmethod
     def first_sight_marks(present: torch.Tensor) -> torch.Tensor:
@@ -297,13 +315,14 @@ class TextDecoder(nn.Module):
             return None
         return self.slopes_per_snippet()[:, :, None] * self.context_ages
 
-    def token_ages(self, h: torch.Tensor, h_valid: torch.Tensor) -> torch.Tensor | None:
-        """h [B, W, m, dl], h_valid [B, W] (as for `context`) -> [B, classes]: how many snippets
+    def token_ages(self, h: torch.Tensor, h_valid: torch.Tensor,
+                   heard: torch.Tensor | None = None) -> torch.Tensor | None:
+        """h [B, W, m, dl], h_valid [B, W], heard (as for `context`) -> [B, classes]: how many snippets
         ago each first-sight token's thing was first seen, for `first_sight_age_slopes` (None
         without them). Detached: the presence loss alone trains the head that finds them."""
         if not self.cfg.decoder.first_sight_age_slopes:
             return None
-        return self.snippets_ago(self.first_sight(h, h_valid).detach())
+        return self.snippets_ago(self.first_sight(h, h_valid, heard).detach())
 
     def _score_bias(self, ctx_mask: torch.Tensor, token_ages: torch.Tensor | None,
                     tokens_only: bool) -> torch.Tensor | None:

@@ -83,6 +83,9 @@ class StreamerModel(nn.Module):
         }
         spec.update(self.combiner.state_spec(batch_size))
         spec.update(self.latent.state_spec(batch_size))
+        if self.cfg.decoder.first_sight_sounds:  # the hearing head's sounds of the snippets in h_window
+            spec["heard_window"] = ((batch_size, self.cfg.latent.window, self.cfg.decoder.first_sight_sounds),
+                                    torch.float32)
         return spec
 
     @staticmethod
@@ -140,7 +143,34 @@ class StreamerModel(nn.Module):
         new_state = {"t": t + 1, "audio_tail": windows[:, -self.encoder.logmel.context:].clone()}
         new_state.update(comb_state)
         new_state.update(latent_state)
+        if self.cfg.decoder.first_sight_sounds:
+            heard = state["heard_window"].clone()
+            heard[torch.arange(batch, device=device), torch.remainder(t, self.cfg.latent.window)] = self.heard(windows)
+            new_state["heard_window"] = heard
         return new_state
+
+    def heard(self, windows: torch.Tensor) -> torch.Tensor:
+        """Audio windows [..., context + S] (`audio_windows`) -> [..., sounds]: how surely the
+        hearing head hears each sound in those snippets (`decoder.first_sight_sounds`)."""
+        return torch.sigmoid(self.heard_logits(windows))
+
+    def heard_logits(self, windows: torch.Tensor) -> torch.Tensor:
+        lead = windows.shape[:-1]
+        mel = self.encoder.logmel(windows.reshape(-1, windows.shape[-1]))
+        return self.decoder.first_sight_hearing(mel).view(*lead, -1)
+
+    def clip_heard_logits(self, audio: torch.Tensor) -> torch.Tensor | None:
+        """Whole clips' audio [B, T, S] -> the hearing head's logits [B, T, sounds] (None without it)."""
+        if not self.cfg.decoder.first_sight_sounds:
+            return None
+        b, t, samples = audio.shape
+        return self.heard_logits(audio_windows(audio.reshape(b, t * samples), self.encoder.logmel.context, samples))
+
+    def clip_heard(self, audio: torch.Tensor) -> torch.Tensor | None:
+        """Whole clips' audio [B, T, S] -> [B, T, sounds], what `heard` gives each snippet while
+        streaming (None without a hearing head): the `heard` that TextDecoder.context takes."""
+        logits = self.clip_heard_logits(audio)
+        return torch.sigmoid(logits) if logits is not None else None
 
     def _state_context(self, state: State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Decoder context from a state: memory and the h ring reordered oldest-first; returns
@@ -149,8 +179,9 @@ class StreamerModel(nn.Module):
         chunks = state["t"][:, None] - w + torch.arange(w, device=state["t"].device)  # [B, W]
         rows = torch.arange(chunks.shape[0], device=chunks.device)[:, None]
         h = state["h_window"][rows, torch.remainder(chunks, w)]
-        context, mask = self.decoder.context(state.get("memory"), h, chunks >= 0)
-        return context, mask, self.decoder.token_ages(h, chunks >= 0)
+        heard = state["heard_window"][rows, torch.remainder(chunks, w)] if "heard_window" in state else None
+        context, mask = self.decoder.context(state.get("memory"), h, chunks >= 0, heard)
+        return context, mask, self.decoder.token_ages(h, chunks >= 0, heard)
 
     @torch.no_grad()
     def answer_logits(self, state: State, question_ids, answer_ids) -> torch.Tensor:
@@ -309,6 +340,8 @@ class StreamerModel(nn.Module):
         snippet_mask = batch.get("snippet_mask")
         snippet_mask = torch.ones(b, t, dtype=torch.bool, device=device) if snippet_mask is None else snippet_mask.to(device)
         x, memories, h = self._clip_latents(video, audio)
+        heard_logits = self.clip_heard_logits(audio)
+        heard = torch.sigmoid(heard_logits) if heard_logits is not None else None  # as `clip_heard`
 
         # latent and video reconstruction: h_t predicts snippet t + 1
         pair = snippet_mask[:, 1:] & snippet_mask[:, :-1]
@@ -323,16 +356,16 @@ class StreamerModel(nn.Module):
             latent_loss = video_loss = h.sum() * 0.0
 
         logits, text_loss, read_loss, pointer_terms, answer_ids, answer_mask, question_valid = self._question_pass(
-            batch, memories, h, device)
+            batch, memories, h, heard, device)
         align_loss = self._align_pass(batch, h, snippet_mask, device)
-        first_sight_loss = self._first_sight_pass(batch, h, snippet_mask, device)
+        first_sight_loss = self._first_sight_pass(batch, h, heard_logits, snippet_mask, device)
         pointer_terms = [pointer_terms]
         drill_loss = clip_drill_loss = h.sum() * 0.0
         if "drill_marks" in batch:
             drill_loss, terms = self._drill_pass(batch, device)
             pointer_terms.append(terms)
         if "clip_drill_rows" in batch:
-            clip_drill_loss, terms = self._clip_drill_pass(batch, h, device)
+            clip_drill_loss, terms = self._clip_drill_pass(batch, h, heard, device)
             pointer_terms.append(terms)
         pointer_terms = torch.cat(pointer_terms)
         pointer_loss = pointer_terms.mean() if pointer_terms.numel() else h.sum() * 0.0
@@ -375,10 +408,12 @@ class StreamerModel(nn.Module):
         targets = batch["align_targets"].to(device)[snippet_mask]  # [S, P]
         return self.align.loss(snippets.float(), texts.float(), targets)
 
-    def _first_sight_pass(self, batch, h, snippet_mask, device) -> torch.Tensor:
+    def _first_sight_pass(self, batch, h, heard_logits, snippet_mask, device) -> torch.Tensor:
         """Binary cross-entropy of the first-sight head's presence predictions over the batch's
         known targets: batch["presence_targets"] int8 [B, T, classes], 1 present in that snippet,
-        0 absent, -1 unknown (0 without a head or targets)."""
+        0 absent, -1 unknown (0 without a head or targets); with a hearing head, plus its own over
+        the sounds' columns (heard_logits [B, T, sounds]). The latent's head keeps learning the
+        sounds too: it costs nothing, and the latent tokens then keep carrying them."""
         targets = batch.get("presence_targets")
         if not self.cfg.decoder.first_sight_classes or targets is None:
             return h.sum() * 0.0
@@ -390,9 +425,16 @@ class StreamerModel(nn.Module):
         if not bool(known.any()):
             return h.sum() * 0.0
         logits = self.decoder.presence_logits(h).float()
-        return F.binary_cross_entropy_with_logits(logits[known], targets[known].float())
+        loss = F.binary_cross_entropy_with_logits(logits[known], targets[known].float())
+        if heard_logits is None:
+            return loss
+        sounds = heard_logits.shape[-1]
+        known, targets = known[..., -sounds:], targets[..., -sounds:]
+        if bool(known.any()):
+            loss = loss + F.binary_cross_entropy_with_logits(heard_logits.float()[known], targets[known].float())
+        return loss
 
-    def _question_pass(self, batch, memories, h, device):
+    def _question_pass(self, batch, memories, h, heard, device):
         """Teacher-forced answers of the batch's valid questions: (logits [B, Q, La, V], text loss,
         first-sight read loss, first-sight pointer terms (`_pointer_terms`), answer ids, answer mask,
         question_valid)."""
@@ -416,12 +458,13 @@ class StreamerModel(nn.Module):
         w = self.cfg.latent.window
         ask_v = ask[rows]  # [N]
         h_ctx, h_valid = self._windows(h, rows[0], ask_v)
+        heard_ctx = self._windows(heard, rows[0], ask_v)[0] if heard is not None else None
         memory = memories[rows[0], ask_v] if memories is not None else None
         visible = batch.get("window_snippets")
         if visible is not None:
             h_valid = h_valid & (torch.arange(w, device=device)[None] >= w - visible.to(device)[rows][:, None])
-        context, ctx_mask = self.decoder.context(memory, h_ctx, h_valid)
-        token_ages = self.decoder.token_ages(h_ctx, h_valid)
+        context, ctx_mask = self.decoder.context(memory, h_ctx, h_valid, heard_ctx)
+        token_ages = self.decoder.token_ages(h_ctx, h_valid, heard_ctx)
         only = batch.get("first_sight_only")
         if only is not None and bool(only.any()):
             ctx_mask = self._first_sight_only(ctx_mask, only.to(device)[rows])
@@ -452,8 +495,9 @@ class StreamerModel(nn.Module):
         return full, text_loss, read_loss, pointer_terms, a_ids, a_mask, valid
 
     def _windows(self, h: torch.Tensor, clips: torch.Tensor, asks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The latent windows questions read: h [B, T, m, dl], per question its clip and how many
-        snippets it saw ([N] each) -> h_ctx [N, W, m, dl] oldest first, h_valid [N, W]."""
+        """The latent windows questions read: h [B, T, m, dl] (or any [B, T, ...] per snippet, as
+        heard), per question its clip and how many snippets it saw ([N] each) -> h_ctx [N, W, m, dl]
+        oldest first, h_valid [N, W]."""
         chunks = asks[:, None] - self.cfg.latent.window + torch.arange(self.cfg.latent.window, device=h.device)
         return h[clips[:, None], chunks.clamp(min=0)], chunks >= 0
 
@@ -491,7 +535,7 @@ class StreamerModel(nn.Module):
         terms (`_pointer_terms`) where the batch names the drills' classes (drill_names [N, classes])."""
         return self._drills_answered(batch, "drill", batch["drill_marks"].to(device), device)
 
-    def _clip_drill_pass(self, batch, h, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _clip_drill_pass(self, batch, h, heard, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Text loss (and first-sight pointer terms) of drills over the batch's own clips
         (training.drills.draw_clip_drills):
         batch["clip_drill_rows"]/["clip_drill_asks"] [N] say which clip and after how many of its
@@ -501,7 +545,8 @@ class StreamerModel(nn.Module):
         if bool((asks < 1).any() or (asks > h.shape[1]).any()):
             raise ValueError(f"clip_drill_asks must lie in [1, {h.shape[1]}] (snippets seen before the drill)")
         h_ctx, h_valid = self._windows(h, rows, asks)
-        marks = self.decoder.first_sight(h_ctx, h_valid).detach()
+        heard_ctx = self._windows(heard, rows, asks)[0] if heard is not None else None
+        marks = self.decoder.first_sight(h_ctx, h_valid, heard_ctx).detach()
         return self._drills_answered(batch, "clip_drill", marks, device)
 
     def _drills_answered(self, batch, prefix: str, marks: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -140,6 +140,11 @@ class TrainConfig:
                "thing was first seen and one snippet later, so that \"what sound did the red circle make?\" reads "
                "one token (needs --first-sight-tokens; with --init, the projection starts at zero over the "
                "checkpoint's weights)")
+    first_sight_hearing: bool = option(  # False: the preset's; over an --init checkpoint without it, a fresh head
+        False, "take the sounds' presence in each snippet from a hearing head on its log-mel alone, not from the "
+               "latent tokens, where sight and sound are fused and the first-sight head learned which shapes "
+               "usually make which sounds (needs --first-sight W; with --init, the head starts fresh and learns "
+               "from the first-sight loss at ten times the rate)")
     first_sight_age_code: float | None = option(  # None: the preset's; over an --init checkpoint, the same weights
         None, "amplitude of a fixed sinusoidal code of each first-sight token's age in snippets, added to the "
               "token (0 = off; needs --first-sight-tokens; with --init, the checkpoint's weights are kept under the "
@@ -241,6 +246,9 @@ class TrainConfig:
         if self.first_sight_company and not self.first_sight_tokens:
             raise TrainingError("--first-sight-company adds to the first-sight tokens: pass --first-sight-tokens "
                                 "(and --first-sight W) too")
+        if self.first_sight_hearing and not self.first_sight:
+            raise TrainingError("--first-sight-hearing finds the first-sight head's sounds apart: pass --first-sight W "
+                                "(its loss weight, such as 0.5) too")
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")

@@ -43,6 +43,7 @@ from training.metrics import MetricsLog, truncate_after
 from training.samples import TrainingData, cut_windows, to_model_batch
 from training.schedule import clip_lengths_at, lr_at
 from training.world.first_sight import FIRST_SIGHT_CLASSES
+from training.world.vocab import SOUNDS
 
 # Parameters of two or more dimensions that weight decay leaves alone: gains that start at 1 and
 # the first-sight pointer's biases (one row per layer), which start at its prior.
@@ -217,6 +218,10 @@ class Trainer:
                 grown = replace(model.cfg, decoder=replace(model.cfg.decoder,
                                                            first_sight_classes=model_cfg.decoder.first_sight_classes))
                 model = _with_new_part(model, grown, "decoder.first_sight_", cfg)
+            if model_cfg.decoder.first_sight_sounds and not model.cfg.decoder.first_sight_sounds:
+                grown = replace(model.cfg, decoder=replace(model.cfg.decoder,
+                                                           first_sight_sounds=model_cfg.decoder.first_sight_sounds))
+                model = _with_new_part(model, grown, "decoder.first_sight_hearing.", cfg)
             for switch, part in DECODER_PARTS.items():
                 if getattr(model_cfg.decoder, switch) and not getattr(model.cfg.decoder, switch):
                     grown = replace(model.cfg, decoder=replace(model.cfg.decoder, **{switch: True}))
@@ -511,6 +516,8 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
     if cfg.first_sight:
         model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder,
                                                        first_sight_classes=len(FIRST_SIGHT_CLASSES)))
+    if cfg.first_sight_hearing:  # the world's sounds are the last of its first-sight classes
+        model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, first_sight_sounds=len(SOUNDS)))
     for switch in DECODER_PARTS:
         if getattr(cfg, switch):
             model_cfg = replace(model_cfg, decoder=replace(model_cfg.decoder, **{switch: True}))

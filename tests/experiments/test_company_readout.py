@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from experiments.company_readout import company_answer, maker_answer
+from experiments.company_readout import company_answer, maker_answer, readout
+from model import ModelConfig, StreamerModel
 from training.world.first_sight import FIRST_SIGHT_CLASSES
+from training.world.vocab import SOUNDS
 
 CLASSES = len(FIRST_SIGHT_CLASSES)
 CIRCLE, SQUARE = FIRST_SIGHT_CLASSES.index("red circle"), FIRST_SIGHT_CLASSES.index("blue square")
@@ -38,3 +42,15 @@ def test_who_made_is_the_seen_shape_whose_first_sight_came_with_the_sound():
     assert maker_answer(company, seen, "beep") == "blue square"  # 0.7 against the circle's 0.6
     seen[SQUARE] = 0.5  # seen less surely: the circle's beep weighs more
     assert maker_answer(company, seen, "beep") == "red circle"
+
+
+def test_the_readout_reads_a_model_that_hears_its_sounds_apart():
+    """With a hearing head the readout's presence, marks and decoder context take its sounds
+    (`StreamerModel.clip_heard`): a decoder without them refuses to answer."""
+    cfg = ModelConfig.from_name("tiny")
+    cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(
+        cfg.decoder, first_sight_classes=CLASSES, first_sight_tokens=True, first_sight_company=True,
+        first_sight_sounds=len(SOUNDS)))
+    torch.manual_seed(0)
+    report = readout(StreamerModel(cfg).eval(), "test", 2)
+    assert sum(report.get(f"{kind} readout, all", {"total": 0})["total"] for kind in ("sound_of", "who_made")) > 0

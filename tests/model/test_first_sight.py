@@ -91,10 +91,10 @@ def test_the_loss_counts_only_known_targets_of_real_snippets():
     known = (targets >= 0) & mask[..., None]
     expected = F.binary_cross_entropy_with_logits(logits[known], targets[known].float())
     batch = {"presence_targets": targets}
-    torch.testing.assert_close(model._first_sight_pass(batch, h, mask, torch.device("cpu")), expected)
-    assert float(model._first_sight_pass({}, h, mask, torch.device("cpu")).detach()) == 0.0
+    torch.testing.assert_close(model._first_sight_pass(batch, h, None, mask, torch.device("cpu")), expected)
+    assert float(model._first_sight_pass({}, h, None, mask, torch.device("cpu")).detach()) == 0.0
     with pytest.raises(ValueError, match="presence_targets must be"):
-        model._first_sight_pass({"presence_targets": targets[..., :2]}, h, mask, torch.device("cpu"))
+        model._first_sight_pass({"presence_targets": targets[..., :2]}, h, None, mask, torch.device("cpu"))
 
 
 def test_greedy_generation_with_first_sight_cues_matches_teacher_forcing():

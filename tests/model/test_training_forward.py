@@ -85,7 +85,7 @@ def test_a_cut_window_hides_the_older_snippets_from_the_decoder():
         _, memories, h = model._clip_latents(video, audio)
 
         def logits(h_seen):
-            return model._question_pass(batch, memories, h_seen, torch.device("cpu"))[0][0]
+            return model._question_pass(batch, memories, h_seen, None, torch.device("cpu"))[0][0]
 
         seen = logits(h)
         older, newest = h.clone(), h.clone()
@@ -93,7 +93,7 @@ def test_a_cut_window_hides_the_older_snippets_from_the_decoder():
         newest[:, 5] += 1.0
         after_older, after_newest = logits(older), logits(newest)
         whole = model._question_pass({k: v for k, v in batch.items() if k != "window_snippets"},
-                                     memories, h, torch.device("cpu"))[0][0]
+                                     memories, h, None, torch.device("cpu"))[0][0]
     assert not torch.allclose(after_older[0], seen[0]) and not torch.allclose(after_newest[0], seen[0])
     torch.testing.assert_close(after_older[1], seen[1])  # sees the last snippet only
     assert not torch.allclose(after_newest[1], seen[1])

@@ -17,6 +17,7 @@ from training import train
 from training.config import kind_weights
 from training.recipe import RECIPES, Recipe, RecipeRun, Stage, stage_progress
 from training.trainer import model_config
+from training.world.vocab import SOUNDS
 
 
 def test_the_tiny_recipe_chains_its_stages(tmp_path, capsys):
@@ -101,7 +102,7 @@ def test_the_bundled_card_records_the_tiny_recipe_as_it_ran():
                      "decoder_layers", "memory_update", "window_dropout", "age_code", "age_slopes", "length_scale", "wild", "batch",
                      "questions_per_clip", "first_sight", "first_sight_tokens", "first_sight_age_slopes",
                      "first_sight_query_slopes", "first_sight_age_code", "first_sight_only", "first_sight_drills", "clip_drills",
-                     "first_sight_pointer", "first_sight_company", "company_only", "lr_scales"):
+                     "first_sight_pointer", "first_sight_company", "first_sight_hearing", "company_only", "lr_scales"):
             assert getattr(ran, name) == getattr(planned, name), (record["run"], name)
         if index > 0:  # the bundled stage 1 ran before the alignment head existed
             assert ran.align_weight == planned.align_weight, record["run"]
@@ -196,3 +197,14 @@ def test_the_company_recipe_is_the_binding_recipe_with_company_on_its_last_stage
     only = RECIPES["tiny-lean-company-only"]
     assert only.stages == (*company.stages[:-1], dataclasses.replace(company.stages[-1], company_only=0.5))
     assert "--company-only" in only.train_command(len(only.stages) - 1, Path("r"), 1, 1, resume=False)
+
+
+def test_the_hearing_recipe_is_the_early_company_recipe_hearing_its_sounds_apart():
+    """`tiny-lean-hearing` differs from tiny-lean-company-early only in the hearing head, which its
+    last two stages add over the same finished runs of the first two."""
+    early, hearing = RECIPES["tiny-lean-company-early"], RECIPES["tiny-lean-hearing"]
+    assert hearing.stages[:2] == early.stages[:2]
+    assert hearing.stages[2:] == tuple(dataclasses.replace(s, first_sight_hearing=True) for s in early.stages[2:])
+    planned = _planned_configs(hearing)
+    assert [c["decoder"]["first_sight_sounds"] for c in planned] == [0, 0, len(SOUNDS), len(SOUNDS)]
+    assert "--first-sight-hearing" in hearing.train_command(2, Path("r"), 1, 1, resume=False)

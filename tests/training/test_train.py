@@ -22,7 +22,9 @@ from model.checkpoint import CHECKSUM, weights_checksum
 from training import checkpointing
 from training.metrics import read_metrics
 from training.train import cli as train_cli
+from training.trainer import FAST_PART_LR_SCALE, parameter_groups
 from training.world.first_sight import FIRST_SIGHT_CLASSES
+from training.world.vocab import SOUNDS
 
 REPO = Path(__file__).resolve().parents[2]
 # Short clips, two per step, two threads: a step takes about a second on two cores.
@@ -557,6 +559,26 @@ def test_init_gives_the_first_sight_tokens_company(one_step_run, tmp_path, capsy
     assert train_cli(["--out", str(tmp_path / "share"), "--steps", "1", "--first-sight", "0.5", "--first-sight-tokens",
                       "--first-sight-company", "--company-only", "1.5", *FAST]) == 1
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_init_gives_the_first_sight_head_its_own_hearing(one_step_run, tmp_path, capsys):
+    """--first-sight-hearing over an --init checkpoint: the hearing head starts fresh, learns from
+    the first-sight loss at the fast parts' rate, and the state keeps its sounds; it needs a
+    first-sight head."""
+    run = tmp_path / "run"
+    assert train_cli(["--out", str(run), "--steps", "2", "--init", str(checkpointing.latest_checkpoint(one_step_run)),
+                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-company", "--first-sight-hearing",
+                      *FAST]) == 0
+    grown = StreamerModel.load(checkpointing.latest_checkpoint(run))
+    assert grown.cfg.decoder.first_sight_sounds == len(SOUNDS)
+    assert grown.cfg.decoder.first_sight_classes == len(FIRST_SIGHT_CLASSES)
+    assert grown.init_state(1)["heard_window"].shape == (1, grown.cfg.latent.window, len(SOUNDS))
+    groups = parameter_groups(grown, 0.1)
+    hearing = {id(p) for p in grown.decoder.first_sight_hearing.parameters()}
+    assert all(g["lr_scale"] == FAST_PART_LR_SCALE for g in groups if hearing & {id(p) for p in g["params"]})
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight-hearing", *FAST]) == 1
+    assert "pass --first-sight W" in capsys.readouterr().err
 
 
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):
