@@ -70,6 +70,18 @@ POINTER_PRIOR = -3.0
 LOG_PRIOR = -math.log1p(math.exp(-POINTER_PRIOR))
 
 
+# The largest count of plays `first_sight_onsets` codes apart (the world answers zero to eight).
+MAX_COUNT = 8
+
+
+def count_code(counts: torch.Tensor) -> torch.Tensor:
+    """counts [...] (fractions allowed) -> [..., MAX_COUNT + 1]: a one-hot of the count at whole
+    numbers, shared between the two nearest in between, so "three" is one direction wherever
+    the count's fraction lies (clamped to 0 … MAX_COUNT)."""
+    bins = torch.arange(MAX_COUNT + 1, dtype=torch.float32, device=counts.device)
+    return (1.0 - (counts.float().clamp(0, MAX_COUNT)[..., None] - bins).abs()).clamp_min(0.0)
+
+
 def age_code(ages: torch.Tensor, dim: int, amplitude: float) -> torch.Tensor:
     """ages [...] in snippets (fractions allowed) -> [..., dim] sinusoids of the age (the
     transformer's position code, periods from 2π to 10,000·2π), times `amplitude`. Its slow
@@ -177,6 +189,9 @@ class TextDecoder(nn.Module):
             self.first_sight_company = nn.Parameter(torch.zeros(2 * dc.first_sight_classes, d))
         if dc.first_sight_sounds:
             self.first_sight_hearing = Hearing(cfg)
+        if dc.first_sight_onsets:
+            # a plain matrix, as the company's: zero, so that the counts change nothing at first
+            self.first_sight_onsets = nn.Parameter(torch.zeros(MAX_COUNT + 1, d))
         if dc.first_sight_age_slopes:
             self.first_sight_age_slopes = nn.Parameter(torch.zeros(dc.layers, dc.heads))
         if dc.first_sight_query_slopes:
@@ -207,7 +222,8 @@ class TextDecoder(nn.Module):
         present = self.presence(h, h_valid, heard) if dc.first_sight_classes else None
         marks = self.first_sight_marks(present) if dc.first_sight_classes else None
         if dc.first_sight_tokens:
-            parts.append(self.first_sight_summary(marks, present))
+            plays = (heard[..., dc.first_sight_sounds:] * h_valid[..., None]).sum(dim=1) if dc.first_sight_onsets else None
+            parts.append(self.first_sight_summary(marks, present, plays))
             masks.append(torch.ones(b, dc.first_sight_classes, dtype=torch.bool, device=h.device))
         ages = (self.age_emb + self.age_code).flip(0)  # oldest first: age W-1 ... 0
         tokens = self.h_proj(h) + ages + self.h_pos
@@ -225,17 +241,20 @@ class TextDecoder(nn.Module):
     def presence(self, h: torch.Tensor, h_valid: torch.Tensor, heard: torch.Tensor | None = None) -> torch.Tensor:
         """h [B, W, m, dl] oldest first, h_valid [B, W] -> [B, W, classes]: how surely each class
         is present in each valid snippet (0 in the others). With `first_sight_sounds`, the sounds'
-        columns are `heard` [B, W, sounds], the hearing head's probabilities for those snippets
-        (StreamerModel.heard), instead of the latent's."""
+        columns are the first of `heard` [B, W, sounds] ([B, W, 2 · sounds] with onsets: then the
+        plays that start there), the hearing head's for those snippets (StreamerModel.heard),
+        instead of the latent's."""
         present = torch.sigmoid(self.presence_logits(h))
-        sounds = self.cfg.decoder.first_sight_sounds
+        dc = self.cfg.decoder
+        sounds = dc.first_sight_sounds
         if sounds:
-            if heard is None or heard.shape != (*present.shape[:-1], sounds):
+            width = sounds * (2 if dc.first_sight_onsets else 1)
+            if heard is None or heard.shape != (*present.shape[:-1], width):
                 got = "none" if heard is None else tuple(heard.shape)
                 raise ValueError(f"this decoder hears its {sounds} sounds apart from the latent: pass heard "
-                                 f"[{', '.join(map(str, present.shape[:-1]))}, {sounds}] from StreamerModel.heard "
+                                 f"[{', '.join(map(str, present.shape[:-1]))}, {width}] from StreamerModel.heard "
                                  f"for the same snippets as h, got {got}")
-            present = torch.cat((present[..., :-sounds], heard.to(present.dtype)), dim=-1)
+            present = torch.cat((present[..., :-sounds], heard[..., :sounds].to(present.dtype)), dim=-1)
         return present * h_valid[..., None]
 
     def first_sight(self, h: torch.Tensor, h_valid: torch.Tensor, heard: torch.Tensor | None = None) -> torch.Tensor:
@@ -270,19 +289,24 @@ class TextDecoder(nn.Module):
                 "tokens": (position >= first) & (position < tokens_end),
                 "snippets": position >= tokens_end}
 
-    def first_sight_summary(self, marks: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    def first_sight_summary(self, marks: torch.Tensor, present: torch.Tensor | None = None,
+                            plays: torch.Tensor | None = None) -> torch.Tensor:
         """marks [B, W, classes] (TextDecoder.first_sight) -> [B, classes, d]: per class, its
         embedding plus a projection of how surely it was first seen in the window (the largest
         mark) and how long ago it was (`first_sight_ages`), with `first_sight_age_code` also the
         sinusoidal code of that age in snippets, and with `first_sight_company` a projection of
         the `company` each class's first sight had, from `present` [B, W, classes] (`presence`;
         detached: the presence loss alone trains the head that finds it) or none without it
-        (first-sight drills have no snippets)."""
+        (first-sight drills have no snippets), and with `first_sight_onsets` a projection of
+        `count_code` of the sounds' plays [B, sounds] in the window on their tokens (detached too)."""
         features = torch.stack((marks.amax(dim=1), self.first_sight_ages(marks)), dim=-1)
         tokens = self.first_sight_token_class.weight + self.first_sight_token_features(features)
         dc = self.cfg.decoder
         if dc.first_sight_company and present is not None:
             tokens = tokens + self.company(marks.detach(), present.detach()) @ self.first_sight_company
+        if dc.first_sight_onsets and plays is not None:
+            counted = count_code(plays.detach()) @ self.first_sight_onsets  # [B, sounds, d]
+            tokens = tokens + F.pad(counted, (0, 0, dc.first_sight_classes - dc.first_sight_sounds, 0))
         if dc.first_sight_age_code:
             tokens = tokens + age_code(self.snippets_ago(marks), dc.dim, dc.first_sight_age_code)
         return tokens

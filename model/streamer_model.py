@@ -84,8 +84,7 @@ class StreamerModel(nn.Module):
         spec.update(self.combiner.state_spec(batch_size))
         spec.update(self.latent.state_spec(batch_size))
         if self.cfg.decoder.first_sight_sounds:  # the hearing head's sounds of the snippets in h_window
-            spec["heard_window"] = ((batch_size, self.cfg.latent.window, self.cfg.decoder.first_sight_sounds),
-                                    torch.float32)
+            spec["heard_window"] = ((batch_size, self.cfg.latent.window, self.heard_width), torch.float32)
         return spec
 
     @staticmethod
@@ -149,28 +148,40 @@ class StreamerModel(nn.Module):
             new_state["heard_window"] = heard
         return new_state
 
+    @property
+    def heard_width(self) -> int:
+        """Numbers `heard` gives a snippet: each sound's presence, then with onsets its plays."""
+        return self.cfg.decoder.first_sight_sounds * (2 if self.cfg.decoder.first_sight_onsets else 1)
+
     def heard(self, windows: torch.Tensor) -> torch.Tensor:
-        """Audio windows [..., context + S] (`audio_windows`) -> [..., sounds]: how surely the
-        hearing head hears each sound in those snippets (`decoder.first_sight_sounds`)."""
-        return torch.sigmoid(self.heard_logits(windows))
+        """Audio windows [..., context + S] (`audio_windows`) -> [..., heard_width]: how surely the
+        hearing head hears each sound in those snippets (`decoder.first_sight_sounds`), then with
+        `decoder.first_sight_onsets` how many of its plays start there."""
+        return self._heard(*self.hear(windows))
 
-    def heard_logits(self, windows: torch.Tensor) -> torch.Tensor:
+    def hear(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Audio windows [..., context + S] -> the hearing head's (logits, onsets) [..., sounds] each."""
         lead = windows.shape[:-1]
-        mel = self.encoder.logmel(windows.reshape(-1, windows.shape[-1]))
-        return self.decoder.first_sight_hearing(mel).view(*lead, -1)
+        logits, onsets = self.decoder.first_sight_hearing(self.encoder.logmel(windows.reshape(-1, windows.shape[-1])))
+        return logits.view(*lead, -1), onsets.view(*lead, -1) if onsets is not None else None
 
-    def clip_heard_logits(self, audio: torch.Tensor) -> torch.Tensor | None:
-        """Whole clips' audio [B, T, S] -> the hearing head's logits [B, T, sounds] (None without it)."""
+    def clip_hearing(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """Whole clips' audio [B, T, S] -> `hear` of every snippet (None without a hearing head)."""
         if not self.cfg.decoder.first_sight_sounds:
             return None
         b, t, samples = audio.shape
-        return self.heard_logits(audio_windows(audio.reshape(b, t * samples), self.encoder.logmel.context, samples))
+        return self.hear(audio_windows(audio.reshape(b, t * samples), self.encoder.logmel.context, samples))
 
     def clip_heard(self, audio: torch.Tensor) -> torch.Tensor | None:
-        """Whole clips' audio [B, T, S] -> [B, T, sounds], what `heard` gives each snippet while
+        """Whole clips' audio [B, T, S] -> [B, T, heard_width], what `heard` gives each snippet while
         streaming (None without a hearing head): the `heard` that TextDecoder.context takes."""
-        logits = self.clip_heard_logits(audio)
-        return torch.sigmoid(logits) if logits is not None else None
+        hearing = self.clip_hearing(audio)
+        return self._heard(*hearing) if hearing is not None else None
+
+    @staticmethod
+    def _heard(logits: torch.Tensor, onsets: torch.Tensor | None) -> torch.Tensor:
+        present = torch.sigmoid(logits)
+        return present if onsets is None else torch.cat((present, onsets), dim=-1)
 
     def _state_context(self, state: State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Decoder context from a state: memory and the h ring reordered oldest-first; returns
@@ -340,8 +351,8 @@ class StreamerModel(nn.Module):
         snippet_mask = batch.get("snippet_mask")
         snippet_mask = torch.ones(b, t, dtype=torch.bool, device=device) if snippet_mask is None else snippet_mask.to(device)
         x, memories, h = self._clip_latents(video, audio)
-        heard_logits = self.clip_heard_logits(audio)
-        heard = torch.sigmoid(heard_logits) if heard_logits is not None else None  # as `clip_heard`
+        hearing = self.clip_hearing(audio)
+        heard = self._heard(*hearing) if hearing is not None else None  # as `clip_heard`
 
         # latent and video reconstruction: h_t predicts snippet t + 1
         pair = snippet_mask[:, 1:] & snippet_mask[:, :-1]
@@ -358,7 +369,7 @@ class StreamerModel(nn.Module):
         logits, text_loss, read_loss, pointer_terms, answer_ids, answer_mask, question_valid = self._question_pass(
             batch, memories, h, heard, device)
         align_loss = self._align_pass(batch, h, snippet_mask, device)
-        first_sight_loss = self._first_sight_pass(batch, h, heard_logits, snippet_mask, device)
+        first_sight_loss = self._first_sight_pass(batch, h, hearing, snippet_mask, device)
         pointer_terms = [pointer_terms]
         drill_loss = clip_drill_loss = h.sum() * 0.0
         if "drill_marks" in batch:
@@ -408,30 +419,39 @@ class StreamerModel(nn.Module):
         targets = batch["align_targets"].to(device)[snippet_mask]  # [S, P]
         return self.align.loss(snippets.float(), texts.float(), targets)
 
-    def _first_sight_pass(self, batch, h, heard_logits, snippet_mask, device) -> torch.Tensor:
+    def _first_sight_pass(self, batch, h, hearing, snippet_mask, device) -> torch.Tensor:
         """Binary cross-entropy of the first-sight head's presence predictions over the batch's
         known targets: batch["presence_targets"] int8 [B, T, classes], 1 present in that snippet,
         0 absent, -1 unknown (0 without a head or targets); with a hearing head, plus its own over
-        the sounds' columns (heard_logits [B, T, sounds]). The latent's head keeps learning the
-        sounds too: it costs nothing, and the latent tokens then keep carrying them."""
+        the sounds' columns (`hearing`: clip_hearing's logits and onsets [B, T, sounds]) and, with
+        onsets, the squared error of its counts against batch["onset_targets"] [B, T, sounds]
+        (-1 unknown). The latent's head keeps learning the sounds too: it costs nothing, and the
+        latent tokens then keep carrying them."""
         targets = batch.get("presence_targets")
+        loss = h.sum() * 0.0
+        onset_targets = batch.get("onset_targets")
+        if hearing is not None and hearing[1] is not None and onset_targets is not None:
+            onset_targets = onset_targets.to(device)
+            known = (onset_targets >= 0) & snippet_mask[..., None]
+            if bool(known.any()):
+                loss = loss + (hearing[1].float()[known] - onset_targets[known].float()).pow(2).mean()
         if not self.cfg.decoder.first_sight_classes or targets is None:
-            return h.sum() * 0.0
+            return loss
         targets = targets.to(device)
         if targets.shape != (*h.shape[:2], self.cfg.decoder.first_sight_classes):
             raise ValueError(f"presence_targets must be [B, T, {self.cfg.decoder.first_sight_classes}] for "
                              f"h of {tuple(h.shape[:2])} snippets, got {tuple(targets.shape)}")
         known = (targets >= 0) & snippet_mask[..., None]
         if not bool(known.any()):
-            return h.sum() * 0.0
-        logits = self.decoder.presence_logits(h).float()
-        loss = F.binary_cross_entropy_with_logits(logits[known], targets[known].float())
-        if heard_logits is None:
             return loss
-        sounds = heard_logits.shape[-1]
+        logits = self.decoder.presence_logits(h).float()
+        loss = loss + F.binary_cross_entropy_with_logits(logits[known], targets[known].float())
+        if hearing is None:
+            return loss
+        sounds = hearing[0].shape[-1]
         known, targets = known[..., -sounds:], targets[..., -sounds:]
         if bool(known.any()):
-            loss = loss + F.binary_cross_entropy_with_logits(heard_logits.float()[known], targets[known].float())
+            loss = loss + F.binary_cross_entropy_with_logits(hearing[0].float()[known], targets[known].float())
         return loss
 
     def _question_pass(self, batch, memories, h, heard, device):

@@ -145,6 +145,11 @@ class TrainConfig:
                "latent tokens, where sight and sound are fused and the first-sight head learned which shapes "
                "usually make which sounds (needs --first-sight W; with --init, the head starts fresh and learns "
                "from the first-sight loss at ten times the rate)")
+    first_sight_onsets: bool = option(  # False: the preset's; over an --init checkpoint without it, fresh (no change)
+        False, "let the hearing head also count the plays of each sound that start in a snippet, and each "
+               "sound's first-sight token carry their sum over the window, so that \"how many times did you "
+               "hear the drum?\" reads one token (needs --first-sight-hearing and --first-sight-tokens; with "
+               "--init, the counter starts fresh and the tokens' projection of the counts at zero)")
     first_sight_age_code: float | None = option(  # None: the preset's; over an --init checkpoint, the same weights
         None, "amplitude of a fixed sinusoidal code of each first-sight token's age in snippets, added to the "
               "token (0 = off; needs --first-sight-tokens; with --init, the checkpoint's weights are kept under the "
@@ -249,6 +254,9 @@ class TrainConfig:
         if self.first_sight_hearing and not self.first_sight:
             raise TrainingError("--first-sight-hearing finds the first-sight head's sounds apart: pass --first-sight W "
                                 "(its loss weight, such as 0.5) too")
+        if self.first_sight_onsets and not (self.first_sight_hearing and self.first_sight_tokens):
+            raise TrainingError("--first-sight-onsets counts what the hearing head hears into the first-sight "
+                                "tokens: pass --first-sight-hearing and --first-sight-tokens (and --first-sight W) too")
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")

@@ -20,6 +20,7 @@ from training.world.clip import World, WorldConfig
 from training.world.first_sight import FIRST_SIGHT_CLASSES, UNKNOWN, names_in, presence_targets
 from training.world.off_palette import off_palette_sample
 from training.world.phrases import templates_for
+from training.world.vocab import SOUNDS
 from training.world.wild import wild_sample
 
 
@@ -133,6 +134,8 @@ def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_read
     classes = model.cfg.decoder.first_sight_classes
     if classes and any(s.get("phrases") is not None for s in samples):
         batch["presence_targets"] = presence_batch(samples, batch["snippet_mask"].shape[1], classes)
+    if model.cfg.decoder.first_sight_onsets and any(s.get("phrases") is not None for s in samples):
+        batch["onset_targets"] = onset_batch(samples, batch["snippet_mask"].shape[1])
     if first_sight_names:
         batch["first_sight_names"] = named_classes(padded["questions"], batch["question_valid"].shape[1])
     width = batch["question_valid"].shape[1]
@@ -197,6 +200,20 @@ def presence_batch(samples: list[Sample], length: int, classes: int) -> torch.Te
             continue
         truths = sample["phrases"].truths[: len(sample["video"])]
         targets[i, : len(truths)] = torch.from_numpy(presence_targets(truths))
+    return targets
+
+
+def onset_batch(samples: list[Sample], length: int) -> torch.Tensor:
+    """int64 [B, T, sounds]: the plays of each sound that each snippet starts (the hearing head's
+    onset targets, training.world.phrases.snippet_onsets), -1 on padding snippets and for clips
+    without a world truth."""
+    targets = torch.full((len(samples), length, len(SOUNDS)), -1, dtype=torch.int64)
+    for i, sample in enumerate(samples):
+        phrases = sample.get("phrases")
+        if phrases is None or not phrases.onsets:
+            continue
+        onsets = phrases.onsets[: len(sample["video"])]
+        targets[i, : len(onsets)] = torch.tensor(onsets, dtype=torch.int64)
     return targets
 
 

@@ -57,13 +57,14 @@ FAST_PARTS = ("decoder.first_sight_",)
 FAST_PART_LR_SCALE = 10.0
 
 # Decoder switches that add a part to the network, by the TrainConfig/DecoderConfig field, with
-# the name of the part's weights; over an --init checkpoint without it, the part starts fresh.
+# the names (prefixes) of the part's weights; over an --init checkpoint without it, the part starts fresh.
 DECODER_PARTS = {"age_slopes": "decoder.age_slopes", "length_scale": "decoder.length_scales",
                  "first_sight_tokens": "decoder.first_sight_token_",
                  "first_sight_age_slopes": "decoder.first_sight_age_slopes",
                  "first_sight_query_slopes": "decoder.first_sight_query_slopes",
                  "first_sight_pointer": "decoder.first_sight_pointer",
-                 "first_sight_company": "decoder.first_sight_company"}
+                 "first_sight_company": "decoder.first_sight_company",
+                 "first_sight_onsets": ("decoder.first_sight_onsets", "decoder.first_sight_hearing.onsets.")}
 
 
 # --- signals ---------------------------------------------------------------------------
@@ -602,7 +603,8 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float,
     return groups
 
 
-def _with_new_part(model: StreamerModel, model_cfg: ModelConfig, part: str, cfg: TrainConfig) -> StreamerModel:
+def _with_new_part(model: StreamerModel, model_cfg: ModelConfig, part: str | tuple[str, ...],
+                   cfg: TrainConfig) -> StreamerModel:
     """`model`'s weights in a model of `model_cfg`, which adds the part whose weights are named
     `part...` (the alignment head, the memory gates, the age slopes, the length gains, the
     first-sight head and cues, the first-sight tokens); that part starts as a new model's would."""

@@ -3,11 +3,15 @@ unknown where the alignment truth is unclear, and how it reaches a training batc
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
+import numpy as np
+import torch
+
+from model import ModelConfig, StreamerModel
 from model.media import MEDIA_PRESETS
 from training.data import world_sample
-from training.samples import presence_batch
+from training.samples import onset_batch, presence_batch, to_model_batch
 from training.world import ShapeEvent, SoundEvent, Timeline, World, WorldConfig
 from training.world.first_sight import ABSENT, FIRST_SIGHT_CLASSES, PRESENT, UNKNOWN, presence_targets
 from training.world.off_palette import off_palette_sample
@@ -54,3 +58,24 @@ def test_a_batch_pads_with_unknown_and_leaves_clips_without_a_truth_unknown():
     assert batch.shape == (2, 4, len(FIRST_SIGHT_CLASSES))
     assert batch[0, :3].tolist() == presence_targets(sample["phrases"].truths).tolist()
     assert (batch[0, 3] == UNKNOWN).all() and (batch[1] == UNKNOWN).all()
+
+
+def test_the_plays_each_snippet_starts_reach_a_batch_off_the_palette_too():
+    config = WorldConfig.preset("train", snippets=(6, 6))
+    clip = World(config).clip(3)
+    sample = world_sample(clip)
+    onsets = np.array(sample["phrases"].onsets)
+    assert onsets.shape == (6, len(SOUNDS)) and onsets.sum() == len(clip.timeline.sounds) > 0
+    assert off_palette_sample(clip, config)["phrases"].onsets == sample["phrases"].onsets
+    samples = [sample, {"video": np.zeros((4, 1)), "name": "folder clip"}]
+    batch = onset_batch(samples, 7)
+    assert batch.shape == (2, 7, len(SOUNDS)) and batch[0, :6].tolist() == onsets.tolist()
+    assert (batch[0, 6] == -1).all() and (batch[1] == -1).all()
+    plain = ModelConfig.from_name("tiny")
+    counting = dataclasses.replace(plain, decoder=dataclasses.replace(
+        plain.decoder, first_sight_classes=len(FIRST_SIGHT_CLASSES), first_sight_tokens=True,
+        first_sight_sounds=len(SOUNDS), first_sight_onsets=True))
+    with torch.device("meta"):  # the batch needs the model's config and tokenizer, not its weights
+        models = StreamerModel(plain), StreamerModel(counting)
+    assert "onset_targets" not in to_model_batch(models[0], [sample])
+    assert to_model_batch(models[1], [sample])["onset_targets"].tolist() == onset_batch([sample], 6).tolist()

@@ -102,7 +102,8 @@ def test_the_bundled_card_records_the_tiny_recipe_as_it_ran():
                      "decoder_layers", "memory_update", "window_dropout", "age_code", "age_slopes", "length_scale", "wild", "batch",
                      "questions_per_clip", "first_sight", "first_sight_tokens", "first_sight_age_slopes",
                      "first_sight_query_slopes", "first_sight_age_code", "first_sight_only", "first_sight_drills", "clip_drills",
-                     "first_sight_pointer", "first_sight_company", "first_sight_hearing", "company_only", "lr_scales"):
+                     "first_sight_pointer", "first_sight_company", "first_sight_hearing", "first_sight_onsets",
+                     "company_only", "lr_scales"):
             assert getattr(ran, name) == getattr(planned, name), (record["run"], name)
         if index > 0:  # the bundled stage 1 ran before the alignment head existed
             assert ran.align_weight == planned.align_weight, record["run"]
@@ -208,3 +209,6 @@ def test_the_hearing_recipe_is_the_early_company_recipe_hearing_its_sounds_apart
     planned = _planned_configs(hearing)
     assert [c["decoder"]["first_sight_sounds"] for c in planned] == [0, 0, len(SOUNDS), len(SOUNDS)]
     assert "--first-sight-hearing" in hearing.train_command(2, Path("r"), 1, 1, resume=False)
+    counting = RECIPES["tiny-lean-counting"]
+    assert counting.stages == (*hearing.stages[:-1], dataclasses.replace(hearing.stages[-1], first_sight_onsets=True))
+    assert [c["decoder"]["first_sight_onsets"] for c in _planned_configs(counting)] == [False] * 3 + [True]

@@ -579,6 +579,17 @@ def test_init_gives_the_first_sight_head_its_own_hearing(one_step_run, tmp_path,
     capsys.readouterr()
     assert train_cli(["--out", str(tmp_path / "alone"), "--steps", "1", "--first-sight-hearing", *FAST]) == 1
     assert "pass --first-sight W" in capsys.readouterr().err
+    counting = tmp_path / "counting"  # then the counter over the hearing run, trained on the world's plays
+    assert train_cli(["--out", str(counting), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(run)),
+                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-company", "--first-sight-hearing",
+                      "--first-sight-onsets", "--kind-weights", "count_sound=100", *FAST, "--snippets", "5-6"]) == 0
+    counted = StreamerModel.load(checkpointing.latest_checkpoint(counting))
+    assert counted.cfg.decoder.first_sight_onsets and counted.decoder.first_sight_onsets.any()  # trained
+    assert counted.init_state(1)["heard_window"].shape[-1] == 2 * len(SOUNDS)
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "deaf"), "--steps", "1", "--first-sight", "0.5", "--first-sight-tokens",
+                      "--first-sight-onsets", *FAST]) == 1
+    assert "pass --first-sight-hearing" in capsys.readouterr().err
 
 
 def test_init_gates_the_memory_and_keeps_every_weight(one_step_run, tmp_path, capsys):

@@ -84,4 +84,4 @@ def _colour_names_unclear(clip: Clip, phrases: ClipPhrases) -> ClipPhrases:
         for t in phrases.truths
     ]
     rng = np.random.default_rng([clip.seed, 0x0FF, 0xA11])
-    return ClipPhrases(tuple(truths), tuple(hard_negatives(clip.timeline, truths, rng)))
+    return ClipPhrases(tuple(truths), tuple(hard_negatives(clip.timeline, truths, rng)), phrases.onsets)

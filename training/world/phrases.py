@@ -55,6 +55,17 @@ def _shape_phrases(name: str, shape: str, direction: str) -> list[str]:
     return [name, shape, f"{name} {motion_words(direction)}"]
 
 
+def snippet_onsets(timeline: Timeline, spec: MediaSpec, n_snippets: int) -> tuple[tuple[int, ...], ...]:
+    """Per snippet 0..n_snippets-1, how many plays of each of SOUNDS start inside it: what
+    "how many times did you hear the drum?" adds up over the snippets seen."""
+    counts = np.zeros((n_snippets, len(SOUNDS)), dtype=np.int64)
+    for play in timeline.sounds:
+        k = int(play.t_start // spec.snippet_seconds)
+        if 0 <= k < n_snippets:
+            counts[k, SOUNDS.index(play.sound)] += 1
+    return tuple(tuple(int(c) for c in row) for row in counts)
+
+
 def snippet_truths(timeline: Timeline, spec: MediaSpec, n_snippets: int) -> list[SnippetTruth]:
     """The truth of every snippet 0..n_snippets-1. A shape counts in snippet k when it shows at
     least CLEAR_FRACTION of itself in the snippet's last frame (the picture "now"), and is
@@ -126,17 +137,20 @@ def hard_negatives(timeline: Timeline, truths: list[SnippetTruth], rng: np.rando
 
 @dataclass(frozen=True)
 class ClipPhrases:
-    """A clip's alignment truth: one SnippetTruth per snippet and its hard negatives."""
+    """A clip's alignment truth: one SnippetTruth per snippet and its hard negatives, and the
+    plays each snippet starts (`snippet_onsets`; empty where unknown)."""
 
     truths: tuple[SnippetTruth, ...]
     negatives: tuple[str, ...]
+    onsets: tuple[tuple[int, ...], ...] = ()
 
 
 def clip_phrases(clip) -> ClipPhrases:
     """The alignment truth of a rendered `Clip` (negatives drawn from the clip's seed)."""
     truths = snippet_truths(clip.timeline, clip.spec, clip.n_snippets)
     rng = np.random.default_rng([clip.seed, 0xA11])
-    return ClipPhrases(tuple(truths), tuple(hard_negatives(clip.timeline, truths, rng)))
+    return ClipPhrases(tuple(truths), tuple(hard_negatives(clip.timeline, truths, rng)),
+                       snippet_onsets(clip.timeline, clip.spec, clip.n_snippets))
 
 
 def templates_for(phrase: str) -> tuple[str, ...]:
