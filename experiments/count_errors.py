@@ -8,18 +8,22 @@ few, too many or not a count.
 A count must be read from every snippet in the window that holds a play: over a long window the
 plays are a few among many tokens. If the answers fall short more than they overshoot, and more
 so for more plays or longer streams, the decoder loses plays in the crowd; if errors are alike
-at every length, the count itself (the mapping to a number word) is what fails. Writes
-experiments/results/understanding/count-errors.json (or `--out`).
+at every length, the count itself (the mapping to a number word) is what fails. For a model
+whose hearing head counts plays (decoder.first_sight_onsets) it also reads the count the sound's
+first-sight token carries (the window's plays, rounded) and splits the decoder's answers by
+whether that readout was right. Writes experiments/results/understanding/count-errors.json (or
+`--out`).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from experiments.asking import RESULTS, ask_world, load, parser_for, rates, write_report
+from model import StreamerModel
 from training.world.answers import AnswerKey
 from training.world.vocab import NUMBER_WORDS, SOUNDS
 
@@ -57,14 +61,36 @@ def error_sign(truth: str, got: str) -> str:
     return "too few" if NUMBER_WORDS.index(got) < NUMBER_WORDS.index(truth) else "too many"
 
 
-def tally(answered: Iterable) -> dict[str, dict]:
+def counter_readout(model: StreamerModel) -> Callable:
+    """(clip, question) -> the count word the named sound's first-sight token carries when the
+    question is asked: the hearing head's plays summed over the window, rounded (cached per clip)."""
+    sounds, window = model.cfg.decoder.first_sight_sounds, model.cfg.latent.window
+    plays_of: dict[int, torch.Tensor] = {}
+
+    def read(clip, question) -> str:
+        if clip.seed not in plays_of:
+            plays_of[clip.seed] = model.clip_heard(torch.as_tensor(clip.audio_snippets())[None])[0, :, sounds:]
+        seen = plays_of[clip.seed][max(0, question.ask_snippets - window):question.ask_snippets]
+        count = round(float(seen[:, SOUNDS.index(asked_sound(question.text))].sum()))
+        return NUMBER_WORDS[min(count, len(NUMBER_WORDS) - 1)]
+
+    return read
+
+
+def tally(answered: Iterable, readout: Callable | None = None) -> dict[str, dict]:
     """Right/total/accuracy by the true count, the stream's length at the question and the plays'
-    spacing, and the wrong answers by sign, from (clip, question, truth, answer) tuples."""
+    spacing, and the wrong answers by sign, from (clip, question, truth, answer) tuples; with a
+    `readout` (`counter_readout`), also how often it is right and the decoder's answers by it."""
     groups: dict[str, Counter] = defaultdict(Counter)
     wrong: Counter = Counter()
     for clip, q, truth, got in answered:
         for group in ("all", f"true count {truth}", length_bin(q.ask_snippets), closest_plays(clip, q)):
             groups[group][truth == got] += 1
+        if readout is not None:
+            read_right = readout(clip, q) == truth
+            groups["counter readout, all"][read_right] += 1
+            groups[f"counter readout, {length_bin(q.ask_snippets)}"][read_right] += 1
+            groups[f"decoder, readout {'right' if read_right else 'wrong'}"][truth == got] += 1
         if truth != got:
             wrong[error_sign(truth, got)] += 1
     return {**rates(groups), "wrong answers": dict(wrong)}
@@ -78,7 +104,7 @@ def main() -> None:
     with torch.no_grad():
         for split in SPLITS:
             _, answered = ask_world(model, split, ("count_sound",), args.clips)
-            report[split] = tally(answered)
+            report[split] = tally(answered, counter_readout(model) if model.cfg.decoder.first_sight_onsets else None)
     write_report(report, args.out or RESULTS / "count-errors.json")
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from experiments.ask_time import tally
 from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
-from experiments.count_errors import asked_sound, closest_plays
+from experiments.count_errors import asked_sound, closest_plays, counter_readout
 from experiments.count_errors import tally as count_tally
 from experiments.first_sight_readout import (CONTEXT_PARTS, context_part_masks, first_answer_position, group_rates,
                                              named_pair, older, readout)
@@ -18,7 +20,7 @@ from experiments.order_age import event_ages, lures, pair_details
 from experiments.order_age import tally as order_tally
 from experiments.order_lures import answered_right, ask, others_to_hide, pointer_probabilities, shown_others
 from experiments.shape_errors import age_bin, visible_bin
-from model import StreamerModel
+from model import ModelConfig, StreamerModel
 from model.media import MEDIA_PRESETS
 from streamer.engine import BUNDLED_CHECKPOINT
 from training.data import world_sample
@@ -27,7 +29,7 @@ from training.samples import to_model_batch
 from training.world import ShapeEvent, SoundEvent, Timeline
 from training.world.clip import World, WorldConfig
 from training.world.first_sight import FIRST_SIGHT_CLASSES
-from training.world.vocab import COLORS
+from training.world.vocab import COLORS, SOUNDS
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "model"))
 from model_helpers import make_model, micro_config, with_decoder  # noqa: E402
@@ -151,6 +153,12 @@ def test_count_answers_are_counted_by_the_true_count_the_length_and_the_plays_sp
     assert table["true count two"] == {"right": 1, "total": 3, "accuracy": 0.333}
     assert table["asked after 33+ snippets"]["total"] == 1 and table["asked after 1-16 snippets"]["total"] == 3
     assert table["wrong answers"] == {"too few": 1, "not a count": 1, "too many": 1}
+    counter = {drums.text: "two", beeps.text: "one", chirps.text: "one"}  # what the sound's token would say
+    table = count_tally([(clip, drums, "two", "one"), (clip, beeps, "two", "two"), (clip, chirps, "one", "drum")],
+                        readout=lambda clip, q: counter[q.text])
+    assert table["counter readout, all"] == {"right": 2, "total": 3, "accuracy": 0.667}
+    assert table["decoder, readout right"] == {"right": 0, "total": 2, "accuracy": 0.0}
+    assert table["decoder, readout wrong"] == {"right": 1, "total": 1, "accuracy": 1.0}
 
 
 def test_order_answers_are_counted_by_the_newer_events_age_and_the_pair():
@@ -327,3 +335,21 @@ def test_pointer_probabilities_average_the_answer_positions_of_every_layer():
     assert got.shape == (cfg.decoder.layers, len(FIRST_SIGHT_CLASSES))
     torch.testing.assert_close(got[-1], torch.sigmoid(logits))
     assert 0.0 < float(got[0, 2]) < 1.0 and float(got[0, 2]) != float(torch.sigmoid(torch.tensor(-3.0)))
+
+
+def test_the_counter_readout_sums_the_plays_heard_in_the_window():
+    cfg = ModelConfig.from_name("tiny")
+    cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, window=4), decoder=dataclasses.replace(
+        cfg.decoder, first_sight_classes=len(FIRST_SIGHT_CLASSES), first_sight_tokens=True,
+        first_sight_sounds=len(SOUNDS), first_sight_onsets=True))
+    torch.manual_seed(0)
+    model = StreamerModel(cfg).eval()
+    plays = torch.zeros(1, 6, 2 * len(SOUNDS))
+    plays[0, [0, 3, 4], len(SOUNDS) + SOUNDS.index("drum")] = torch.tensor([1.0, 0.9, 1.2])
+    model.clip_heard = lambda audio: plays  # the head's plays, set by hand
+    clip = SimpleNamespace(seed=1, audio_snippets=lambda: np.zeros((6, cfg.media.samples_per_snippet), np.float32))
+    read = counter_readout(model)
+    asked = EvalQuestion("how many times did you hear the drum?", "three", 5, "count_sound")
+    assert read(clip, asked) == "two"  # the window of 4 holds snippets 1-4: 0.9 + 1.2
+    assert read(clip, EvalQuestion(asked.text, "one", 1, "count_sound")) == "one"
+    assert read(clip, EvalQuestion("how often did you hear the beep?", "zero", 5, "count_sound")) == "zero"
