@@ -31,7 +31,7 @@ from model import StreamerModel
 from training.data import world_sample
 from training.world.clip import World, WorldConfig
 from training.world.first_sight import FIRST_SIGHT_CLASSES
-from training.world.vocab import SOUNDS
+from training.world.vocab import HELD_OUT_COLOR_SHAPE, SOUNDS
 
 SPLITS = ("long", "test", "compositional")
 KINDS = ("sound_of", "who_made")
@@ -92,7 +92,10 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
             shown = [s for s in clip.timeline.shapes if s.name == name and s.t_start < t_ask]
             ago = (t_ask - shown[-1].t_start) / clip.spec.snippet_seconds if shown else 0.0
             reach = "appeared inside the window" if ago < w else "appeared before the window"
-            for group in ("all", reach):
+            # the shape asked about (sound_of) or the one that made the sound (who_made)
+            pair = "held-out colour-shape pair" if tuple(name.split()) in HELD_OUT_COLOR_SHAPE else \
+                "trained colour-shape pair"
+            for group in ("all", reach, pair):
                 groups[f"{q.kind} readout, {group}"][tokens_right] += 1
                 groups[f"{q.kind} decoder, {group}"][answer_right] += 1
             groups[f"{q.kind} decoder, readout {'right' if tokens_right else 'wrong'}"][answer_right] += 1
