@@ -38,7 +38,10 @@ one named) scored half a match and misled "which came first" on crowded clips
 present where its thing was first seen and one snippet later, so "what sound did the red circle
 make?" reads the circle's token alone, however long ago it appeared. With
 `decoder.first_sight_sounds` the sounds' presence comes from a hearing head on each snippet's
-log-mel (model/hearing.py), which cannot learn which shapes usually make which sounds.
+log-mel (model/hearing.py), which cannot learn which shapes usually make which sounds; with
+`decoder.first_sight_onsets` it also counts the plays that start in each snippet, and each
+sound's token carries the window's count, so "how many times did you hear the drum?" reads one
+token.
 """
 
 from __future__ import annotations
@@ -210,7 +213,7 @@ class TextDecoder(nn.Module):
     def context(self, memory: torch.Tensor | None, h: torch.Tensor, h_valid: torch.Tensor,
                 heard: torch.Tensor | None = None):
         """memory [B, r, dc] or None; h [B, W, m, dl] oldest chunk first; h_valid [B, W]; heard
-        [B, W, sounds] the hearing head's sounds of those snippets (`presence`).
+        the hearing head's sounds (and plays) of those snippets, as `presence` takes them.
         Returns context [B, Nc, d] and its mask [B, Nc]."""
         b, w, m, _ = h.shape
         parts = [self.null.expand(b, -1, -1)]
@@ -222,7 +225,9 @@ class TextDecoder(nn.Module):
         present = self.presence(h, h_valid, heard) if dc.first_sight_classes else None
         marks = self.first_sight_marks(present) if dc.first_sight_classes else None
         if dc.first_sight_tokens:
-            plays = (heard[..., dc.first_sight_sounds:] * h_valid[..., None]).sum(dim=1) if dc.first_sight_onsets else None
+            plays = None
+            if dc.first_sight_onsets:  # each sound's plays that started in the window's valid snippets
+                plays = (heard[..., dc.first_sight_sounds:] * h_valid[..., None]).sum(dim=1)
             parts.append(self.first_sight_summary(marks, present, plays))
             masks.append(torch.ones(b, dc.first_sight_classes, dtype=torch.bool, device=h.device))
         ages = (self.age_emb + self.age_code).flip(0)  # oldest first: age W-1 ... 0
