@@ -46,9 +46,8 @@ def snippets(model: StreamerModel, split: str, clips: int) -> dict[str, torch.Te
         video, audio = torch.as_tensor(clip.video_snippets()), torch.as_tensor(clip.audio_snippets())
         _, _, h = model._clip_latents(video[None], audio[None])
         windows = audio_windows(audio.reshape(1, -1), model.encoder.logmel.context, audio.shape[1])[0]
-        video_tokens = model.encoder.video_tokens(video[:1]).shape[1]
         parts["latent"].append(h[0])
-        parts["encoder"].append(model.encoder(video, windows)[:, :video_tokens])
+        parts["encoder"].append(model.encoder(video, windows)[:, :model.cfg.video_tokens])  # video tokens come first
         truth = torch.as_tensor(presence_targets(snippet_truths(clip.timeline, clip.spec, clip.n_snippets)))
         parts["truth"].append(truth[:, :SHAPE_CLASSES])
         parts["held_out"].append(held_out.expand(clip.n_snippets, -1))
