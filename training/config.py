@@ -56,6 +56,15 @@ def lr_scales(text: str) -> tuple[tuple[str, float], ...]:
     return _named_numbers(text, "--lr-scales", "decoder.blocks.3.=10")
 
 
+def read_kinds(text: str) -> tuple[str, ...]:
+    """`order,sound_of` on the command line: the kinds the first-sight read loss reads."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds:
+        raise argparse.ArgumentTypeError(f"--read-kinds takes question kinds separated by commas "
+                                         f"(e.g. order,sound_of), not {text!r}")
+    return kinds
+
+
 def option(default: Any, help: str, *, flag: str | None = None, **add_argument: Any) -> Any:
     """A TrainConfig field and its flag: `help` (required: every flag says what it does), a `flag`
     other than --field-name, and any other `add_argument` keyword (type, choices, required),
@@ -159,7 +168,11 @@ class TrainConfig:
         None, "weight of the first-sight read loss: while the decoder writes an answer that names one of "
               "the first-sight classes (\"which came first, the A or the B?\"), one head of its last layer "
               "is pointed at that class's first-sight token (needs --first-sight-tokens)")
-    first_sight_only: float = option(  # share of READ_KINDS questions answered from tokens (training.samples)
+    read_kinds: tuple[str, ...] = option(  # training.samples.READ_KINDS
+        ("order",), "question kinds the first-sight read loss points at a token, comma-separated: order (at "
+                    "the class its answer names), sound_of (at the class its question names, whose company "
+                    "holds the sound) (default order)", type=read_kinds)
+    first_sight_only: float = option(  # share of `order` questions answered from tokens (training.samples)
         0.0, "share of the questions that name a first-sight class (\"which came first, the A or the B?\") whose "
              "decoder reads the first-sight tokens alone, not the memory or the snippets' latent tokens, so that "
              "the answer must come from the tokens (needs --first-sight-tokens; default %(default)s)")
@@ -260,6 +273,10 @@ class TrainConfig:
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")
+        readable = ("order", "sound_of")  # training.samples.READ_KINDS, which imports this module
+        if any(k not in readable for k in self.read_kinds):
+            raise TrainingError(f"--read-kinds names the kinds the first-sight read loss reads ({', '.join(readable)}), "
+                                f"got {','.join(self.read_kinds)}")
         if not 0.0 <= self.first_sight_only <= 1.0:
             raise TrainingError(f"--first-sight-only is the share of questions answered from the first-sight "
                                 f"tokens, between 0 and 1, got {self.first_sight_only}")

@@ -106,19 +106,23 @@ class TrainingData:
 MAX_PHRASES = 256  # phrase pool of one batch for the alignment loss
 
 
-# Question kinds whose answer names one thing by the first-sight class it is: "which came first,
-# the A or the B?" answers A or B.
-READ_KINDS = ("order",)
+# Question kinds the first-sight read loss can point at a first-sight token while the answer is
+# written, and which token: `order` at the class its answer names ("which came first, the A or the
+# B?" answers A or B), `sound_of` at the one class its question names ("what sound did the red
+# circle make?" reads the circle's token, whose company holds the answer).
+READ_KINDS = ("order", "sound_of")
+DEFAULT_READ_KINDS = ("order",)
 
 
 def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_reads: bool = False,
                    first_sight_only: float = 0.0, generator: torch.Generator | None = None,
-                   first_sight_names: bool = False, company_only: float = 0.0) -> dict[str, torch.Tensor]:
+                   first_sight_names: bool = False, company_only: float = 0.0,
+                   read_kinds: tuple[str, ...] = DEFAULT_READ_KINDS) -> dict[str, torch.Tensor]:
     """Pad clips to the longest (snippet_mask marks real snippets), tokenise the questions and,
     for a model with an alignment head, build the batch's phrase pool and its targets (with a
-    first-sight head, its presence targets too; with `first_sight_reads`, the first-sight
-    class each answer names). With `first_sight_only`, that share of the questions that name a
-    first-sight class (drawn with `generator`) let the decoder read the first-sight tokens alone
+    first-sight head, its presence targets too; with `first_sight_reads`, the first-sight class
+    each question of `read_kinds` is read at, `read_targets`). With `first_sight_only`, that share
+    of the `order` questions that name a first-sight class (drawn with `generator`) let the decoder read the first-sight tokens alone
     (first_sight_only [B, Q]), not the memory or the snippets: it otherwise leaves the tokens
     unread, since the memory answers `order` on short clips well enough. With
     `first_sight_names`, the classes each question names (first_sight_names [B, Q, classes]), which
@@ -139,13 +143,12 @@ def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_read
     if first_sight_names:
         batch["first_sight_names"] = named_classes(padded["questions"], batch["question_valid"].shape[1])
     width = batch["question_valid"].shape[1]
-    if first_sight_reads or first_sight_only:
-        targets = read_targets(padded["questions"], width)
-        if first_sight_reads:
-            batch["first_sight_reads"] = targets
-        if first_sight_only:
-            batch["first_sight_only"] = (targets >= 0) & (torch.rand(targets.shape, generator=generator)
-                                                           < first_sight_only)
+    if first_sight_reads:
+        batch["first_sight_reads"] = read_targets(padded["questions"], width, read_kinds)
+    if first_sight_only:
+        orders = read_targets(padded["questions"], width)
+        batch["first_sight_only"] = (orders >= 0) & (torch.rand(orders.shape, generator=generator)
+                                                     < first_sight_only)
     if company_only:
         about = company_questions(padded["questions"], width)
         only = about & (torch.rand(about.shape, generator=generator) < company_only)
@@ -166,14 +169,26 @@ def company_questions(questions: list[list], width: int) -> torch.Tensor:
     return asks & named_classes(questions, width).any(dim=-1)
 
 
-def read_targets(questions: list[list], width: int) -> torch.Tensor:
-    """int64 [B, width]: per question of READ_KINDS whose answer is a first-sight class, that
-    class's index (the token the first-sight read loss points the decoder at); -1 for others."""
+def read_targets(questions: list[list], width: int,
+                 kinds: tuple[str, ...] = DEFAULT_READ_KINDS) -> torch.Tensor:
+    """int64 [B, width]: per question of `kinds` (of READ_KINDS), the index of the first-sight class
+    whose token the first-sight read loss points the decoder at: an `order` answer's class, the one
+    class a `sound_of` question names; -1 for other questions and where there is no such class (an
+    off-palette colour)."""
+    unknown = [k for k in kinds if k not in READ_KINDS]
+    if unknown:
+        raise TrainingError(f"the first-sight read loss reads {', '.join(READ_KINDS)} questions, not "
+                            f"{', '.join(unknown)}")
     targets = torch.full((len(questions), width), -1, dtype=torch.long)
+    named = named_classes(questions, width)
     for i, clip_questions in enumerate(questions):
         for j, q in enumerate(clip_questions):
-            if q.kind in READ_KINDS and q.answer in FIRST_SIGHT_CLASSES:
+            if q.kind not in kinds:
+                continue
+            if q.kind == "order" and q.answer in FIRST_SIGHT_CLASSES:
                 targets[i, j] = FIRST_SIGHT_CLASSES.index(q.answer)
+            elif q.kind == "sound_of" and int(named[i, j].sum()) == 1:
+                targets[i, j] = int(named[i, j].nonzero())
     return targets
 
 

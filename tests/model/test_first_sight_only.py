@@ -90,6 +90,22 @@ def test_only_questions_naming_a_first_sight_class_are_marked_at_about_the_share
     assert torch.equal(everything["first_sight_only"], named)
 
 
+def test_reading_sound_of_leaves_the_order_questions_share_alone():
+    """--read-kinds sound_of points the read loss at sound_of questions; --first-sight-only still
+    marks only `order` questions."""
+    model = StreamerModel(ModelConfig.from_name("tiny"))
+    data = TrainingData.open("world", model.cfg.media, questions_per_clip=8,
+                             kind_weights=(("order", 10.0), ("sound_of", 10.0)))
+    samples = [data.sample(i, (8, 8)) for i in range(6)]
+    batch = to_model_batch(model, samples, first_sight_reads=True, first_sight_only=1.0,
+                           generator=torch.Generator().manual_seed(0), read_kinds=("sound_of",))
+    kinds = [[q.kind for q in s["questions"]] for s in samples]
+    reads = batch["first_sight_reads"]
+    read_kinds = {kinds[i][j] for i, j in (reads >= 0).nonzero().tolist()}
+    marked_kinds = {kinds[i][j] for i, j in batch["first_sight_only"].nonzero().tolist()}
+    assert read_kinds == {"sound_of"} and marked_kinds == {"order"}
+
+
 def test_a_cut_window_reads_its_whole_context():
     batch = {"ask_snippets": torch.full((4, 8), 5), "first_sight_only": torch.ones(4, 8, dtype=torch.bool)}
     out = cut_windows(batch, 0.5, 6, torch.Generator().manual_seed(0))

@@ -20,6 +20,7 @@ from model_helpers import (
     teacher_forced_rows,
     with_decoder,
 )
+from training.config import TrainingError
 from training.data import SampleQuestion
 from training.samples import cut_windows, read_targets
 from training.world.first_sight import FIRST_SIGHT_CLASSES
@@ -140,6 +141,18 @@ def test_targets_are_the_class_an_order_answer_names():
     targets = read_targets(questions, 4)
     assert targets.tolist() == [[FIRST_SIGHT_CLASSES.index("red circle"), -1, -1, -1],
                                 [FIRST_SIGHT_CLASSES.index("drum"), -1, -1, -1]]
+
+
+def test_sound_of_targets_are_the_class_its_question_names():
+    questions = [[SampleQuestion("what sound did the red circle make?", "drum", 4, "sound_of"),
+                  SampleQuestion("what sound did the teal circle make?", "bell", 4, "sound_of"),  # off-palette
+                  SampleQuestion(QUESTION, "red circle", 4, "order")]]
+    circle = FIRST_SIGHT_CLASSES.index("red circle")
+    assert read_targets(questions, 3).tolist() == [[-1, -1, circle]]  # order alone by default
+    assert read_targets(questions, 3, ("sound_of",)).tolist() == [[circle, -1, -1]]
+    assert read_targets(questions, 3, ("order", "sound_of")).tolist() == [[circle, -1, circle]]
+    with pytest.raises(TrainingError, match="who_made"):
+        read_targets(questions, 3, ("who_made",))
 
 
 def test_a_cut_window_drops_the_questions_read_target():
