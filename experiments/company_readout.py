@@ -14,7 +14,9 @@ question the shape appeared (inside the latent window or before it) and the deco
 the readout was right. If the readout is right far more often than the decoder, the decoder does
 not yet read the tokens; if it is wrong where the decoder is, the head's presence at first sight
 is what limits the kind; for `sound_of` it also counts how often the readout hears nothing at the
-first sight of a shape that sounded.
+first sight of a shape that sounded, how often the decoder answers right reading the first-sight
+tokens alone (everything else masked), and the weight the last layer's READ_HEAD puts on the
+asked shape's token where the answer's first byte is written.
 Writes experiments/results/understanding/company-readout.json (or `--out`).
 """
 
@@ -62,7 +64,7 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
     world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=KINDS, questions_per_clip=4))
     w = model.cfg.latent.window
     groups: dict[str, Counter] = defaultdict(Counter)
-    skipped = 0
+    skipped, on_token = 0, []
     for i in range(clips):
         clip = world.clip(i)
         sample = world_sample(clip)
@@ -86,8 +88,9 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
                 said = maker_answer(company, marks[0].amax(dim=0), q.text.rstrip("?").split()[-1])
             tokens_right = said == q.answer
             memory = memories[:, q.ask_snippets] if memories is not None else None
-            _, _, answer_right = first_answer_position(model, memory, window, valid, q.text, q.answer,
+            _, weights, rights = first_answer_position(model, memory, window, valid, q.text, q.answer,
                                                        heard_window)
+            answer_right = rights["whole context"]
             t_ask = q.ask_snippets * clip.spec.snippet_seconds
             shown = [s for s in clip.timeline.shapes if s.name == name and s.t_start < t_ask]
             ago = (t_ask - shown[-1].t_start) / clip.spec.snippet_seconds if shown else 0.0
@@ -99,9 +102,15 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict]:
                 groups[f"{q.kind} readout, {group}"][tokens_right] += 1
                 groups[f"{q.kind} decoder, {group}"][answer_right] += 1
             groups[f"{q.kind} decoder, readout {'right' if tokens_right else 'wrong'}"][answer_right] += 1
+            groups[f"{q.kind} decoder reading the first-sight tokens alone"][rights["first-sight tokens only"]] += 1
+            if q.kind == "sound_of":  # how much of the read head's attention the shape's token holds
+                on_token.append(float(weights[1 + model.decoder.memory_tokens + FIRST_SIGHT_CLASSES.index(name)]))
             if q.kind == "sound_of" and q.answer != "silence":  # what the head heard at a sounding shape's first sight
                 groups["sound_of readout says silence for a shape that sounded"][said == "silence"] += 1
-    return {"questions skipped (no class)": skipped, **rates(groups)}
+    read = torch.tensor(on_token)
+    return {"questions skipped (no class)": skipped, **rates(groups),
+            "sound_of read head's weight on the shape's token at the first answer byte":
+                {"mean": round(float(read.mean()), 3), "median": round(float(read.median()), 3)}}
 
 
 def main() -> None:

@@ -81,12 +81,12 @@ def context_part_masks(model: StreamerModel, mask: torch.Tensor) -> dict[str, to
 
 def first_answer_position(model: StreamerModel, memory: torch.Tensor | None, h: torch.Tensor,
                           valid: torch.Tensor, question: str, answer: str, heard: torch.Tensor | None = None
-                          ) -> tuple[dict[str, torch.Tensor], torch.Tensor, bool]:
+                          ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, bool]]:
     """For one question asked over the window h [1, W, m, dl] (valid [1, W]; heard [1, W, sounds]
     with a hearing head, `StreamerModel.clip_heard` of those snippets): the logits [V] that
     pick the first answer byte with each of CONTEXT_PARTS readable, the READ_HEAD's
-    cross-attention weights [Nc] there with the whole context, and whether the whole context
-    gives every byte of `answer` and its end as the decoder's first choice."""
+    cross-attention weights [Nc] there with the whole context, and per part whether it gives
+    every byte of `answer` and its end as the decoder's first choice."""
     decoder = model.decoder
     context, mask = decoder.context(memory, h, valid, heard)
     prompt, targets = model.question_prompt(question), model.answer_targets(answer)
@@ -95,11 +95,10 @@ def first_answer_position(model: StreamerModel, memory: torch.Tensor | None, h: 
     cross_kv, token_ages = decoder.cross_kv(context), decoder.token_ages(h, valid, heard)
     outputs = {name: decoder(ids, positions, None, cross_kv, part_mask, read=True, token_ages=token_ages)
                for name, part_mask in context_part_masks(model, mask).items()}
-    whole_logits, _, read_weights = outputs["whole context"]
     first = len(prompt) - 1
-    chosen = whole_logits[0, first:].argmax(-1)
-    return ({name: logits[0, first] for name, (logits, _, _) in outputs.items()}, read_weights[0, first],
-            chosen.tolist() == targets)
+    return ({name: logits[0, first] for name, (logits, _, _) in outputs.items()},
+            outputs["whole context"][2][0, first],
+            {name: logits[0, first:].argmax(-1).tolist() == targets for name, (logits, _, _) in outputs.items()})
 
 
 @torch.no_grad()
@@ -135,8 +134,9 @@ def readout(model: StreamerModel, split: str, clips: int) -> dict[str, dict[str,
             if not model.cfg.decoder.first_sight_tokens:
                 continue
             memory = memories[:, q.ask_snippets] if memories is not None else None
-            logits, weights, exact = first_answer_position(model, memory, window, valid, q.text, q.answer,
-                                                           heard_window)
+            logits, weights, rights = first_answer_position(model, memory, window, valid, q.text, q.answer,
+                                                            heard_window)
+            exact = rights["whole context"]
             group = groups.setdefault((shapes_shown(clip, q) or ("two sounds",))[0], {
                 "questions": 0, "tokens right": 0, "answer right": 0, "answer right, tokens right": 0,
                 "answer right, tokens wrong or undecided": 0})

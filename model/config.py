@@ -54,7 +54,8 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "decoder": {"age_code": 0.0, "age_slopes": False, "length_scale": False, "first_sight_classes": 0,
                 "first_sight_tokens": False, "first_sight_age_slopes": False, "first_sight_age_code": 0.0,
                 "first_sight_query_slopes": False, "first_sight_pointer": False,
-                "first_sight_company": False, "first_sight_sounds": 0, "first_sight_onsets": False},
+                "first_sight_company": False, "first_sight_sounds": 0, "first_sight_onsets": False,
+                "first_sight_lookup": False},
     "loss": {"align": 0.0, "first_sight": 0.0, "first_sight_read": 0.0, "first_sight_pointer": 0.0},
     "align": {"dim": 0, "text_layers": 1, "max_text_tokens": 64, "temperature": 0.07, "watch_threshold": 0.5},
 }
@@ -195,6 +196,13 @@ class DecoderConfig:
     # snippets, right 72% of the time within 16 snippets of the start and 42% after 32
     # (experiments/count_errors.py). Needs `first_sight_sounds` and `first_sight_tokens`.
     first_sight_onsets: bool = False
+    # Every decoder layer also adds what the first-sight tokens of the classes its question names
+    # hold (their cross-attention values, weighted by the first-sight pointer's σ per class, through
+    # a projection that starts at zero: no change), a read that no other context token competes
+    # for. The shape's token carried the answer to "what sound did the red circle make?" (its
+    # company) for 85% of the questions on world:long, the decoder reading it by attention among
+    # 500 snippet tokens 57% (experiments/company_readout.py). Needs `first_sight_pointer`.
+    first_sight_lookup: bool = False
 
 
 @dataclass
@@ -378,6 +386,9 @@ class ModelConfig:
         if self.decoder.first_sight_onsets and not (self.decoder.first_sight_sounds and self.decoder.first_sight_tokens):
             raise ValueError("decoder.first_sight_onsets counts the plays the hearing head hears into the sounds' "
                              "first-sight tokens: set decoder.first_sight_sounds and decoder.first_sight_tokens too")
+        if self.decoder.first_sight_lookup and not self.decoder.first_sight_pointer:
+            raise ValueError("decoder.first_sight_lookup reads the tokens of the classes the first-sight pointer finds "
+                             "named: set decoder.first_sight_pointer too")
         if self.loss.first_sight_pointer and not self.decoder.first_sight_pointer:
             raise ValueError(f"loss.first_sight_pointer={self.loss.first_sight_pointer} trains a first-sight "
                              "pointer the model lacks: set decoder.first_sight_pointer too")

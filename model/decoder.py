@@ -41,7 +41,10 @@ make?" reads the circle's token alone, however long ago it appeared. With
 log-mel (model/hearing.py), which cannot learn which shapes usually make which sounds; with
 `decoder.first_sight_onsets` it also counts the plays that start in each snippet, and each
 sound's token carries the window's count, so "how many times did you hear the drum?" reads one
-token.
+token. With `decoder.first_sight_lookup` every layer also adds, through a projection that starts
+at zero, the values of the tokens of the classes the pointer finds named, so that a question
+about the red circle reads the circle's token without its attention competing with hundreds of
+snippet tokens.
 """
 
 from __future__ import annotations
@@ -112,9 +115,11 @@ class DecoderBlock(nn.Module):
         `query_scale` [B, heads] or None; `cache` (k, v) of earlier tokens or None;
         `query_slopes` (weight [heads, dim], ages [B, Nc]) or None: each query adds its projection
         on the weight times the ages to its own scores (`first_sight_query_slopes`);
-        `pointer` (weight [classes, dim], bias [classes], gains [heads], first) or None: each query's
-        logits that its question names each class, whose log σ (less that of POINTER_PRIOR) times a head's gain is
-        added to the class's token at context position first + class (`first_sight_pointer`).
+        `pointer` (weight [classes, dim], bias [classes], gains [heads], first, lookup) or None: each
+        query's logits that its question names each class, whose log σ (less that of POINTER_PRIOR) times a
+        head's gain is added to the class's token at context position first + class (`first_sight_pointer`);
+        `lookup` [dim, dim] or None: the projection of what the named classes' tokens hold
+        (`first_sight_lookup`, `_looked_up`), added after the cross-attention.
         Returns (x, (k, v), weights, names): with `read_head`, that head's cross-attention weights
         [B, Lnew, Nc], else None; with `pointer`, the queries' logits [B, Lnew, classes], else None."""
         q, k, v = self.attn.project(self.norm1(x), rope)
@@ -139,16 +144,32 @@ class DecoderBlock(nn.Module):
         if read_head is not None:
             weights = self.cross.weights(queries, cross_kv[0], ctx_mask, age_bias, query_scale)[:, read_head]
         x = x + self.cross(queries, *cross_kv, ctx_mask, age_bias, query_scale)
+        if pointer is not None and pointer[4] is not None:
+            x = x + _looked_up(names, cross_kv[1], ctx_mask, pointer[3], pointer[4])
         return x + self.mlp(self.norm3(x)), (k, v), weights, names
 
 
 def _pointer_bias(queries: torch.Tensor, pointer: tuple, context_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """queries [B, L, d] and a block's `pointer` -> (logits [B, L, classes], score bias
     [B, heads, L, Nc] that is gain · (log σ(logit) − log σ(POINTER_PRIOR)) on each class's token, 0 elsewhere)."""
-    weight, bias, gains, first = pointer
+    weight, bias, gains, first, _ = pointer
     logits = queries @ weight.T + bias
     on_class = gains[None, :, None, None] * (F.logsigmoid(logits.float()) - LOG_PRIOR)[:, None]
     return logits, F.pad(on_class, (first, context_tokens - first - weight.shape[0]))
+
+
+def _looked_up(names: torch.Tensor, values: torch.Tensor, ctx_mask: torch.Tensor, first: int,
+               lookup: torch.Tensor) -> torch.Tensor:
+    """names [B, L, classes] (the pointer's logits), values [B, heads, Nc, head_dim] (a block's
+    cross-attention values), ctx_mask [B, Nc] -> [B, L, dim]: the readable first-sight tokens'
+    values (context positions first .. first + classes) weighted by σ(logit) of each class, heads
+    side by side, times `lookup`. The weights are detached: the pointer loss alone says which
+    classes a question names."""
+    classes = names.shape[-1]
+    tokens = values[:, :, first:first + classes]  # [B, heads, classes, head_dim]
+    tokens = tokens.transpose(1, 2).reshape(tokens.shape[0], classes, -1)  # [B, classes, dim]
+    weights = torch.sigmoid(names.detach().float()).to(tokens.dtype) * ctx_mask[:, None, first:first + classes]
+    return weights @ tokens @ lookup
 
 
 
@@ -205,6 +226,9 @@ class TextDecoder(nn.Module):
             self.first_sight_pointer_bias = nn.Parameter(torch.full((dc.layers, dc.first_sight_classes),
                                                                     POINTER_PRIOR))
             self.first_sight_pointer_gains = nn.Parameter(torch.ones(dc.layers, dc.heads))
+        if dc.first_sight_lookup:
+            # a plain tensor at zero, as the company's projection, so that a fresh lookup changes nothing
+            self.first_sight_lookup = nn.Parameter(torch.zeros(dc.layers, d, d))
         self.context_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(DecoderBlock(d, dc.heads, dc.mlp_ratio) for _ in range(dc.layers))
         self.norm = nn.LayerNorm(d)
@@ -394,8 +418,9 @@ class TextDecoder(nn.Module):
         if not self.cfg.decoder.first_sight_pointer:
             return None
         first = 1 if tokens_only else 1 + self.memory_tokens  # the tokens follow the null token and the memory
-        return [(w, b, g, first) for w, b, g in zip(self.first_sight_pointer, self.first_sight_pointer_bias,
-                                                    self.first_sight_pointer_gains)]
+        lookups = self.first_sight_lookup if self.cfg.decoder.first_sight_lookup else [None] * len(self.blocks)
+        return [(w, b, g, first, lookup) for w, b, g, lookup in zip(
+            self.first_sight_pointer, self.first_sight_pointer_bias, self.first_sight_pointer_gains, lookups)]
 
     def query_scales(self, ctx_mask: torch.Tensor) -> torch.Tensor | None:
         """[layers, B, heads] gains on the cross-attention queries, growing with the log of each

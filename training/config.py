@@ -159,6 +159,11 @@ class TrainConfig:
                "sound's first-sight token carry their sum over the window, so that \"how many times did you "
                "hear the drum?\" reads one token (needs --first-sight-hearing and --first-sight-tokens; with "
                "--init, the counter starts fresh and the tokens' projection of the counts at zero)")
+    first_sight_lookup: bool = option(  # False: the preset's; over an --init checkpoint without it, zero (no change)
+        False, "let every decoder layer also add what the first-sight tokens of the classes its question names "
+               "hold, picked by the first-sight pointer, so that \"what sound did the red circle make?\" reads the "
+               "circle's token without its attention competing with the snippets' tokens (needs "
+               "--first-sight-pointer W; with --init, the projection starts at zero over the checkpoint's weights)")
     first_sight_age_code: float | None = option(  # None: the preset's; over an --init checkpoint, the same weights
         None, "amplitude of a fixed sinusoidal code of each first-sight token's age in snippets, added to the "
               "token (0 = off; needs --first-sight-tokens; with --init, the checkpoint's weights are kept under the "
@@ -270,6 +275,9 @@ class TrainConfig:
         if self.first_sight_onsets and not (self.first_sight_hearing and self.first_sight_tokens):
             raise TrainingError("--first-sight-onsets counts what the hearing head hears into the first-sight "
                                 "tokens: pass --first-sight-hearing and --first-sight-tokens (and --first-sight W) too")
+        if self.first_sight_lookup and not self.first_sight_pointer:
+            raise TrainingError("--first-sight-lookup reads the tokens the first-sight pointer finds named: pass "
+                                "--first-sight-pointer W (and --first-sight-tokens, --first-sight W) too")
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")

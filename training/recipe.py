@@ -60,6 +60,7 @@ class Stage:
     first_sight_company: bool = False  # first-sight tokens also carry what was present at the first sight
     first_sight_hearing: bool = False  # the sounds' presence from a hearing head on the log-mel alone
     first_sight_onsets: bool = False  # the hearing head counts plays; the sounds' tokens carry the window's sum
+    first_sight_lookup: bool = False  # every decoder layer adds the values of the tokens the pointer finds named
     first_sight_age_code: float | None = None  # amplitude of the first-sight tokens' sinusoidal age code
     first_sight_read: float | None = None  # weight of the loss pointing a decoder head at the answer's token
     read_kinds: str = ""  # kinds the read loss points at a token, "order,sound_of"; "": order
@@ -114,6 +115,8 @@ class Stage:
             flags += ["--first-sight-hearing"]
         if self.first_sight_onsets:
             flags += ["--first-sight-onsets"]
+        if self.first_sight_lookup:
+            flags += ["--first-sight-lookup"]
         if self.first_sight_age_code is not None:
             flags += ["--first-sight-age-code", str(self.first_sight_age_code)]
         if self.first_sight_read is not None:
@@ -388,6 +391,14 @@ RECIPES: dict[str, Recipe] = {
         *EVEN_STAGES[:2], replace(EVEN_STAGES[2], first_sight_company=True, first_sight_hearing=True),
         replace(LEAN_BIND_STAGE, first_sight_company=True, first_sight_hearing=True, first_sight_onsets=True,
                 first_sight_read=0.2, read_kinds="sound_of"))),
+    # tiny-lean-counting whose last stage lets every decoder layer add what the tokens of the classes a
+    # question names hold, picked by the first-sight pointer (decoder.first_sight_lookup): read by attention
+    # alone, the first-sight tokens answered `sound_of` 41% right on test and 52% on long where their
+    # company held the answer 85% of the time (experiments.company_readout).
+    "tiny-lean-lookup": Recipe(preset="tiny", stages=(
+        *EVEN_STAGES[:2], replace(EVEN_STAGES[2], first_sight_company=True, first_sight_hearing=True),
+        replace(LEAN_BIND_STAGE, first_sight_company=True, first_sight_hearing=True, first_sight_onsets=True,
+                first_sight_lookup=True))),
 }
 
 

@@ -64,7 +64,8 @@ DECODER_PARTS = {"age_slopes": "decoder.age_slopes", "length_scale": "decoder.le
                  "first_sight_query_slopes": "decoder.first_sight_query_slopes",
                  "first_sight_pointer": "decoder.first_sight_pointer",
                  "first_sight_company": "decoder.first_sight_company",
-                 "first_sight_onsets": ("decoder.first_sight_onsets", "decoder.first_sight_hearing.onsets.")}
+                 "first_sight_onsets": ("decoder.first_sight_onsets", "decoder.first_sight_hearing.onsets."),
+                 "first_sight_lookup": "decoder.first_sight_lookup"}
 
 
 # --- signals ---------------------------------------------------------------------------
@@ -544,13 +545,13 @@ def _grow_latent_window(model: StreamerModel, window: int) -> StreamerModel:
 def _grow_decoder(model: StreamerModel, layers: int) -> StreamerModel:
     """The same model with `layers` decoder blocks: the new ones follow the last, fresh, with the
     projections that write to the residual stream at zero, so every answer stays as it was until
-    they learn; their per-layer age slopes start at zero and length gains at 1, as a new model's."""
+    they learn; their per-layer age slopes and lookups start at zero and length gains at 1, as a new model's."""
     grown = StreamerModel(replace(model.cfg, decoder=replace(model.cfg.decoder, layers=layers)))
     fresh = grown.state_dict()
     state = model.state_dict()
     old_layers = model.cfg.decoder.layers
     for name in ("age_slopes", "length_scales", "first_sight_age_slopes", "first_sight_query_slopes",
-                 "first_sight_pointer", "first_sight_pointer_bias", "first_sight_pointer_gains"):
+                 "first_sight_pointer", "first_sight_pointer_bias", "first_sight_pointer_gains", "first_sight_lookup"):
         key = f"decoder.{name}"
         if key in state:
             state[key] = torch.cat((state[key], fresh[key][old_layers:]))

@@ -53,4 +53,11 @@ def test_the_readout_reads_a_model_that_hears_its_sounds_apart():
         first_sight_sounds=len(SOUNDS)))
     torch.manual_seed(0)
     report = readout(StreamerModel(cfg).eval(), "test", 2)
-    assert sum(report.get(f"{kind} readout, all", {"total": 0})["total"] for kind in ("sound_of", "who_made")) > 0
+    asked = {kind: report.get(f"{kind} readout, all", {"total": 0})["total"] for kind in ("sound_of", "who_made")}
+    assert sum(asked.values()) > 0
+    for kind, total in asked.items():  # the decoder alone on the tokens answers the same questions
+        if total:
+            assert report[f"{kind} decoder reading the first-sight tokens alone"]["total"] == total
+    if asked["sound_of"]:
+        read = report["sound_of read head's weight on the shape's token at the first answer byte"]
+        assert 0.0 <= read["median"] <= 1.0 and 0.0 <= read["mean"] <= 1.0

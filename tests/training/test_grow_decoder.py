@@ -16,13 +16,13 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "model"))
 from model_helpers import make_model, micro_config, random_clip, with_decoder  # noqa: E402
 
 PER_LAYER = ("age_slopes", "length_scales", "first_sight_age_slopes", "first_sight_query_slopes",
-             "first_sight_pointer", "first_sight_pointer_bias", "first_sight_pointer_gains")
+             "first_sight_pointer", "first_sight_pointer_bias", "first_sight_pointer_gains", "first_sight_lookup")
 
 
 def _model():
     cfg = with_decoder(micro_config(), first_sight_classes=5, first_sight_tokens=True, age_slopes=True,
                        length_scale=True, first_sight_age_slopes=True, first_sight_query_slopes=True,
-                       first_sight_pointer=True)
+                       first_sight_pointer=True, first_sight_lookup=True)
     model = make_model(cfg, seed=91).eval()
     with torch.no_grad():
         for name in PER_LAYER:
@@ -48,6 +48,7 @@ def test_a_grown_decoder_answers_as_before_and_keeps_every_weight():
         else:
             torch.testing.assert_close(new[name], tensor)
     assert not new["decoder.age_slopes"][layers:].any() and not new["decoder.first_sight_query_slopes"][layers:].any()
+    assert not new["decoder.first_sight_lookup"][layers:].any()
     assert bool((new["decoder.length_scales"][layers:] == 1).all())
     assert not new["decoder.first_sight_pointer"][layers:].any()  # a fresh pointer: prior logits, gains 1
     assert bool((new["decoder.first_sight_pointer_bias"][layers:] == POINTER_PRIOR).all())

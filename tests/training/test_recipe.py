@@ -103,7 +103,7 @@ def test_the_bundled_card_records_the_tiny_recipe_as_it_ran():
                      "questions_per_clip", "first_sight", "first_sight_tokens", "first_sight_age_slopes",
                      "first_sight_query_slopes", "first_sight_age_code", "first_sight_only", "first_sight_drills", "clip_drills",
                      "first_sight_pointer", "first_sight_company", "first_sight_hearing", "first_sight_onsets",
-                     "company_only", "first_sight_read", "read_kinds", "lr_scales"):
+                     "company_only", "first_sight_read", "read_kinds", "first_sight_lookup", "lr_scales"):
             assert getattr(ran, name) == getattr(planned, name), (record["run"], name)
         if index > 0:  # the bundled stage 1 ran before the alignment head existed
             assert ran.align_weight == planned.align_weight, record["run"]
@@ -217,3 +217,6 @@ def test_the_hearing_recipe_is_the_early_company_recipe_hearing_its_sounds_apart
                                                                       read_kinds="sound_of"))
     last = read.train_command(3, Path("r"), 1, 1, resume=False)
     assert last[last.index("--read-kinds") + 1] == "sound_of" and last[last.index("--first-sight-read") + 1] == "0.2"
+    lookup = RECIPES["tiny-lean-lookup"]
+    assert lookup.stages == (*counting.stages[:-1], dataclasses.replace(counting.stages[-1], first_sight_lookup=True))
+    assert [c["decoder"]["first_sight_lookup"] for c in _planned_configs(lookup)] == [False] * 3 + [True]

@@ -538,6 +538,16 @@ def test_init_trains_a_first_sight_pointer(one_step_run, tmp_path, capsys):
     assert train_cli(["--out", str(tmp_path / "negative"), "--steps", "1", "--first-sight", "0.5",
                       "--first-sight-tokens", "--first-sight-pointer", "-1", *FAST]) == 1
     assert "--first-sight-pointer must be 0 or a positive loss weight" in capsys.readouterr().err
+    looked = tmp_path / "lookup"
+    assert train_cli(["--out", str(looked), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(run)),
+                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-pointer", "0.4",
+                      "--first-sight-lookup", "--kind-weights", "order=100", *FAST, "--snippets", "5-6"]) == 0
+    grown = StreamerModel.load(checkpointing.latest_checkpoint(looked))
+    assert grown.cfg.decoder.first_sight_lookup and grown.decoder.first_sight_lookup.any()  # added at zero, trained
+    capsys.readouterr()
+    assert train_cli(["--out", str(tmp_path / "lookup-alone"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-tokens", "--first-sight-lookup", *FAST]) == 1
+    assert "pass --first-sight-pointer" in capsys.readouterr().err
 
 
 def test_init_gives_the_first_sight_tokens_company(one_step_run, tmp_path, capsys):
