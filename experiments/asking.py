@@ -15,6 +15,7 @@ from training import checkpointing
 from training.data import world_sample
 from training.evaluate import EvalClip, EvalQuestion, EvalResult, evaluate, normalise
 from training.world.clip import Clip, World, WorldConfig
+from training.world.wild import wild_sample
 
 RESULTS = Path(__file__).parent / "results" / "understanding"
 
@@ -46,15 +47,20 @@ def load(args: argparse.Namespace) -> tuple[Path, StreamerModel]:
     return model_dir, model
 
 
+def split_sample(clip: Clip, split: str) -> dict:
+    """A clip of a world split as the evaluation streams it: world:wild's through the wild media path."""
+    return wild_sample(clip) if split == "wild" else world_sample(clip)
+
+
 def ask_world(model: StreamerModel, split: str, kinds: tuple[str, ...], clips: int, per_clip: int = 4
               ) -> tuple[EvalResult, list[tuple[Clip, EvalQuestion, str, str]]]:
-    """Stream `clips` clips of a world split with questions of `kinds` only, answering each at its
-    time; returns the result and, per question, (clip, question, true answer, model answer)."""
+    """Stream `clips` clips of a world split (`split_sample`) with questions of `kinds` only, answering
+    each at its time; returns the result and, per question, (clip, question, true answer, model answer)."""
     world = World(WorldConfig.preset(split, spec=model.cfg.media, kinds=kinds, questions_per_clip=per_clip))
     rendered = [world.clip(i) for i in range(clips)]
     asked = []
     for i, clip in enumerate(rendered):
-        sample = world_sample(clip)
+        sample = split_sample(clip, split)
         questions = [EvalQuestion(q.text, q.answer, q.ask_snippets, q.kind) for q in sample["questions"]]
         asked.append(EvalClip(sample["video"], sample["audio"], questions, name=str(i)))
     result = evaluate(model, asked, data=f"world:{split}", keep_mistakes=10**9)

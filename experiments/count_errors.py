@@ -11,7 +11,9 @@ so for more plays or longer streams, the decoder loses plays in the crowd; if er
 at every length, the count itself (the mapping to a number word) is what fails. For a model
 whose hearing head counts plays (decoder.first_sight_onsets) it also reads the count the sound's
 first-sight token carries (the window's plays, rounded) and splits the decoder's answers by
-whether that readout was right. Writes experiments/results/understanding/count-errors.json (or
+whether that readout was right. world:wild streams its clips through the wild media path (other
+frame and sample rates, codec round trips), so there both the counter and the decoder hear
+re-encoded audio. Writes experiments/results/understanding/count-errors.json (or
 `--out`).
 """
 
@@ -26,8 +28,9 @@ from experiments.asking import RESULTS, ask_world, load, parser_for, rates, writ
 from model import StreamerModel
 from training.world.answers import AnswerKey
 from training.world.vocab import NUMBER_WORDS, SOUNDS
+from training.world.wild import wild_sample
 
-SPLITS = ("test", "long")
+SPLITS = ("test", "long", "wild")
 
 
 def asked_sound(question: str) -> str:
@@ -61,15 +64,17 @@ def error_sign(truth: str, got: str) -> str:
     return "too few" if NUMBER_WORDS.index(got) < NUMBER_WORDS.index(truth) else "too many"
 
 
-def counter_readout(model: StreamerModel) -> Callable:
+def counter_readout(model: StreamerModel, split: str) -> Callable:
     """(clip, question) -> the count word the named sound's first-sight token carries when the
-    question is asked: the hearing head's plays summed over the window, rounded (cached per clip)."""
+    question is asked: the hearing head's plays summed over the window, rounded, on the audio the
+    split streams (world:wild's through the wild media path; cached per clip)."""
     sounds, window = model.cfg.decoder.first_sight_sounds, model.cfg.latent.window
     plays_of: dict[int, torch.Tensor] = {}
 
     def read(clip, question) -> str:
         if clip.seed not in plays_of:
-            plays_of[clip.seed] = model.clip_heard(torch.as_tensor(clip.audio_snippets())[None])[0, :, sounds:]
+            audio = wild_sample(clip)["audio"] if split == "wild" else clip.audio_snippets()
+            plays_of[clip.seed] = model.clip_heard(torch.as_tensor(audio)[None])[0, :, sounds:]
         seen = plays_of[clip.seed][max(0, question.ask_snippets - window):question.ask_snippets]
         count = round(float(seen[:, SOUNDS.index(asked_sound(question.text))].sum()))
         return NUMBER_WORDS[min(count, len(NUMBER_WORDS) - 1)]
@@ -104,7 +109,8 @@ def main() -> None:
     with torch.no_grad():
         for split in SPLITS:
             _, answered = ask_world(model, split, ("count_sound",), args.clips)
-            report[split] = tally(answered, counter_readout(model) if model.cfg.decoder.first_sight_onsets else None)
+            readout = counter_readout(model, split) if model.cfg.decoder.first_sight_onsets else None
+            report[split] = tally(answered, readout)
     write_report(report, args.out or RESULTS / "count-errors.json")
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from experiments.ask_time import tally
+from experiments.asking import split_sample
 from experiments.binding_errors import first_play_context, sound_of_context, sound_of_error, who_made_error
 from experiments.count_errors import asked_sound, closest_plays, counter_readout
 from experiments.count_errors import tally as count_tally
@@ -30,6 +31,7 @@ from training.world import ShapeEvent, SoundEvent, Timeline
 from training.world.clip import World, WorldConfig
 from training.world.first_sight import FIRST_SIGHT_CLASSES
 from training.world.vocab import COLORS, SOUNDS
+from training.world.wild import wild_sample
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "model"))
 from model_helpers import make_model, micro_config, with_decoder  # noqa: E402
@@ -348,8 +350,34 @@ def test_the_counter_readout_sums_the_plays_heard_in_the_window():
     plays[0, [0, 3, 4], len(SOUNDS) + SOUNDS.index("drum")] = torch.tensor([1.0, 0.9, 1.2])
     model.clip_heard = lambda audio: plays  # the head's plays, set by hand
     clip = SimpleNamespace(seed=1, audio_snippets=lambda: np.zeros((6, cfg.media.samples_per_snippet), np.float32))
-    read = counter_readout(model)
+    read = counter_readout(model, "test")
     asked = EvalQuestion("how many times did you hear the drum?", "three", 5, "count_sound")
     assert read(clip, asked) == "two"  # the window of 4 holds snippets 1-4: 0.9 + 1.2
     assert read(clip, EvalQuestion(asked.text, "one", 1, "count_sound")) == "one"
     assert read(clip, EvalQuestion("how often did you hear the beep?", "zero", 5, "count_sound")) == "zero"
+
+
+def test_on_world_wild_the_counter_hears_the_audio_the_wild_path_made():
+    cfg = ModelConfig.from_name("tiny")
+    cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(
+        cfg.decoder, first_sight_classes=len(FIRST_SIGHT_CLASSES), first_sight_tokens=True,
+        first_sight_sounds=len(SOUNDS), first_sight_onsets=True))
+    model = StreamerModel(cfg).eval()
+    heard = []
+
+    def clip_heard(audio):
+        heard.append(audio)
+        return torch.zeros(1, audio.shape[1], 2 * len(SOUNDS))
+    model.clip_heard = clip_heard
+    clip = World(WorldConfig.preset("wild", spec=cfg.media, kinds=("count_sound",), questions_per_clip=1)).clip(0)
+    asked = EvalQuestion("how many times did you hear the drum?", "zero", 2, "count_sound")
+    assert counter_readout(model, "wild")(clip, asked) == "zero"
+    wild = torch.as_tensor(wild_sample(clip)["audio"])
+    assert torch.equal(heard[0][0], wild) and not torch.equal(wild, torch.as_tensor(clip.audio_snippets())[:len(wild)])
+
+
+def test_the_mistake_studies_stream_world_wild_through_the_wild_path():
+    clip = World(WorldConfig.preset("wild", spec=MEDIA_PRESETS["tiny"], questions_per_clip=2)).clip(0)
+    wild = split_sample(clip, "wild")
+    assert torch.equal(torch.as_tensor(wild["audio"]), torch.as_tensor(wild_sample(clip)["audio"]))
+    assert not np.array_equal(split_sample(clip, "test")["audio"][:len(wild["audio"])], wild["audio"])
