@@ -175,8 +175,9 @@ class TrainConfig:
               "is pointed at that class's first-sight token (needs --first-sight-tokens)")
     read_kinds: tuple[str, ...] = option(  # training.samples.READ_KINDS
         ("order",), "question kinds the first-sight read loss points at a token, comma-separated: order (at "
-                    "the class its answer names), sound_of (at the class its question names, whose company "
-                    "holds the sound) (default order)", type=read_kinds)
+                    "the class its answer names); sound_of, count_sound, who_made (at the one class their "
+                    "question names: the shape whose company holds its sound, the sound whose token carries "
+                    "its count or whose company holds the shapes) (default order)", type=read_kinds)
     first_sight_only: float = option(  # share of `order` questions answered from tokens (training.samples)
         0.0, "share of the questions that name a first-sight class (\"which came first, the A or the B?\") whose "
              "decoder reads the first-sight tokens alone, not the memory or the snippets' latent tokens, so that "
@@ -281,7 +282,7 @@ class TrainConfig:
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")
-        readable = ("order", "sound_of")  # training.samples.READ_KINDS, which imports this module
+        readable = ("order", "sound_of", "count_sound", "who_made")  # training.samples.READ_KINDS, which imports this
         if any(k not in readable for k in self.read_kinds):
             raise TrainingError(f"--read-kinds names the kinds the first-sight read loss reads ({', '.join(readable)}), "
                                 f"got {','.join(self.read_kinds)}")

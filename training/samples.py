@@ -108,9 +108,11 @@ MAX_PHRASES = 256  # phrase pool of one batch for the alignment loss
 
 # Question kinds the first-sight read loss can point at a first-sight token while the answer is
 # written, and which token: `order` at the class its answer names ("which came first, the A or the
-# B?" answers A or B), `sound_of` at the one class its question names ("what sound did the red
-# circle make?" reads the circle's token, whose company holds the answer).
-READ_KINDS = ("order", "sound_of")
+# B?" answers A or B), the others at the one class their question names: "what sound did the red
+# circle make?" at the circle's token, whose company holds the sound; "how many times did you hear
+# the drum?" at the drum's, which carries its count; "which shape made the drum sound?" at the
+# drum's, whose company holds the shapes present when it first played.
+READ_KINDS = ("order", "sound_of", "count_sound", "who_made")
 DEFAULT_READ_KINDS = ("order",)
 
 
@@ -173,8 +175,8 @@ def read_targets(questions: list[list], width: int,
                  kinds: tuple[str, ...] = DEFAULT_READ_KINDS) -> torch.Tensor:
     """int64 [B, width]: per question of `kinds` (of READ_KINDS), the index of the first-sight class
     whose token the first-sight read loss points the decoder at: an `order` answer's class, the one
-    class a `sound_of` question names; -1 for other questions and where there is no such class (an
-    off-palette colour)."""
+    class any other kind's question names; -1 for other questions and where there is no such class
+    (an off-palette colour)."""
     unknown = [k for k in kinds if k not in READ_KINDS]
     if unknown:
         raise TrainingError(f"the first-sight read loss reads {', '.join(READ_KINDS)} questions, not "
@@ -187,7 +189,7 @@ def read_targets(questions: list[list], width: int,
                 continue
             if q.kind == "order" and q.answer in FIRST_SIGHT_CLASSES:
                 targets[i, j] = FIRST_SIGHT_CLASSES.index(q.answer)
-            elif q.kind == "sound_of" and int(named[i, j].sum()) == 1:
+            elif q.kind != "order" and int(named[i, j].sum()) == 1:
                 targets[i, j] = int(named[i, j].nonzero())
     return targets
 

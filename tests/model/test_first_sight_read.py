@@ -143,7 +143,7 @@ def test_targets_are_the_class_an_order_answer_names():
                                 [FIRST_SIGHT_CLASSES.index("drum"), -1, -1, -1]]
 
 
-def test_sound_of_targets_are_the_class_its_question_names():
+def test_the_other_kinds_targets_are_the_class_their_question_names():
     questions = [[SampleQuestion("what sound did the red circle make?", "drum", 4, "sound_of"),
                   SampleQuestion("what sound did the teal circle make?", "bell", 4, "sound_of"),  # off-palette
                   SampleQuestion(QUESTION, "red circle", 4, "order")]]
@@ -151,8 +151,14 @@ def test_sound_of_targets_are_the_class_its_question_names():
     assert read_targets(questions, 3).tolist() == [[-1, -1, circle]]  # order alone by default
     assert read_targets(questions, 3, ("sound_of",)).tolist() == [[circle, -1, -1]]
     assert read_targets(questions, 3, ("order", "sound_of")).tolist() == [[circle, -1, circle]]
-    with pytest.raises(TrainingError, match="who_made"):
-        read_targets(questions, 3, ("who_made",))
+    counted = [[SampleQuestion("how many times did you hear the drum?", "two", 4, "count_sound"),
+                SampleQuestion("which shape made the drum sound?", "red circle", 4, "who_made"),
+                SampleQuestion("how many shapes are there?", "two", 4, "count_now")]]
+    drum = FIRST_SIGHT_CLASSES.index("drum")
+    assert read_targets(counted, 3, ("count_sound", "who_made")).tolist() == [[drum, drum, -1]]
+    assert read_targets(counted, 3, ("count_sound",)).tolist() == [[drum, -1, -1]]
+    with pytest.raises(TrainingError, match="count_now"):
+        read_targets(questions, 3, ("count_now",))
 
 
 def test_a_cut_window_drops_the_questions_read_target():
