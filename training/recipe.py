@@ -386,7 +386,9 @@ RECIPES: dict[str, Recipe] = {
     # tiny-lean-counting whose last stage points one decoder head at the asked shape's first-sight token
     # while a `sound_of` answer is written (--read-kinds sound_of): that token's company named the right
     # sound for 85% of the long questions, the decoder for 57%, and one head of its last layer put a median
-    # 2% of its attention on the token (experiments.company_readout).
+    # 2% of its attention on the token (experiments.company_readout). Measured: 2.43 h, 89.1 / 75.4 / 87.1 /
+    # 85.2%, sound_of 79.9% on test and 80.0% on long, the head 99% on the token; count_sound on long 11.3
+    # points under test (tiny-lean-read-sound-card.json).
     "tiny-lean-read-sound": Recipe(preset="tiny", stages=(
         *EVEN_STAGES[:2], replace(EVEN_STAGES[2], first_sight_company=True, first_sight_hearing=True),
         replace(LEAN_BIND_STAGE, first_sight_company=True, first_sight_hearing=True, first_sight_onsets=True,
