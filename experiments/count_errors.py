@@ -75,11 +75,17 @@ def counter_readout(model: StreamerModel, split: str) -> Callable:
         if clip.seed not in plays_of:
             audio = wild_sample(clip)["audio"] if split == "wild" else clip.audio_snippets()
             plays_of[clip.seed] = model.clip_heard(torch.as_tensor(audio)[None])[0, :, sounds:]
-        seen = plays_of[clip.seed][max(0, question.ask_snippets - window):question.ask_snippets]
-        count = round(float(seen[:, SOUNDS.index(asked_sound(question.text))].sum()))
-        return NUMBER_WORDS[min(count, len(NUMBER_WORDS) - 1)]
+        return count_word(plays_of[clip.seed], question, window)
 
     return read
+
+
+def count_word(plays: torch.Tensor, question, window: int) -> str:
+    """plays [T, sounds] (the hearing head's per snippet) -> the count word of the question's sound
+    over the `window` snippets before it is asked, rounded."""
+    seen = plays[max(0, question.ask_snippets - window):question.ask_snippets]
+    count = round(float(seen[:, SOUNDS.index(asked_sound(question.text))].sum()))
+    return NUMBER_WORDS[min(count, len(NUMBER_WORDS) - 1)]
 
 
 def tally(answered: Iterable, readout: Callable | None = None) -> dict[str, dict]:
