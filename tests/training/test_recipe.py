@@ -217,6 +217,9 @@ def test_the_hearing_recipe_is_the_early_company_recipe_hearing_its_sounds_apart
                                                                       read_kinds="sound_of"))
     last = read.train_command(3, Path("r"), 1, 1, resume=False)
     assert last[last.index("--read-kinds") + 1] == "sound_of" and last[last.index("--first-sight-read") + 1] == "0.2"
+    named = RECIPES["tiny-lean-read-named"]
+    assert named.stages == (*read.stages[:-1], dataclasses.replace(read.stages[-1],
+                                                                   read_kinds="sound_of,count_sound,who_made"))
     lookup = RECIPES["tiny-lean-lookup"]
     assert lookup.stages == (*counting.stages[:-1], dataclasses.replace(counting.stages[-1], first_sight_lookup=True))
     assert [c["decoder"]["first_sight_lookup"] for c in _planned_configs(lookup)] == [False] * 3 + [True]
