@@ -101,6 +101,7 @@ def tally(answered: Iterable, readout: Callable | None = None) -> dict[str, dict
             read_right = readout(clip, q) == truth
             groups["counter readout, all"][read_right] += 1
             groups[f"counter readout, {length_bin(q.ask_snippets)}"][read_right] += 1
+            groups[f"counter readout, true count {truth}"][read_right] += 1
             groups[f"decoder, readout {'right' if read_right else 'wrong'}"][truth == got] += 1
         if truth != got:
             wrong[error_sign(truth, got)] += 1

@@ -159,6 +159,7 @@ def test_count_answers_are_counted_by_the_true_count_the_length_and_the_plays_sp
     table = count_tally([(clip, drums, "two", "one"), (clip, beeps, "two", "two"), (clip, chirps, "one", "drum")],
                         readout=lambda clip, q: counter[q.text])
     assert table["counter readout, all"] == {"right": 2, "total": 3, "accuracy": 0.667}
+    assert table["counter readout, true count two"] == {"right": 1, "total": 2, "accuracy": 0.5}
     assert table["decoder, readout right"] == {"right": 0, "total": 2, "accuracy": 0.0}
     assert table["decoder, readout wrong"] == {"right": 1, "total": 1, "accuracy": 1.0}
 
