@@ -21,7 +21,7 @@ from experiments.order_age import event_ages, lures, pair_details
 from experiments.order_age import tally as order_tally
 from experiments.order_lures import answered_right, ask, others_to_hide, pointer_probabilities, shown_others
 from experiments.shape_errors import age_bin, visible_bin
-from model import ModelConfig, StreamerModel
+from model import StreamerModel
 from model.media import MEDIA_PRESETS
 from streamer.engine import BUNDLED_CHECKPOINT
 from training.data import world_sample
@@ -34,7 +34,7 @@ from training.world.vocab import COLORS, SOUNDS
 from training.world.wild import wild_sample
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "model"))
-from model_helpers import make_model, micro_config, with_decoder  # noqa: E402
+from model_helpers import counting_config, make_model, micro_config, with_decoder  # noqa: E402
 
 
 def _shape(kind: str, color: str, t_start: float, t_end: float) -> ShapeEvent:
@@ -341,10 +341,8 @@ def test_pointer_probabilities_average_the_answer_positions_of_every_layer():
 
 
 def test_the_counter_readout_sums_the_plays_heard_in_the_window():
-    cfg = ModelConfig.from_name("tiny")
-    cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, window=4), decoder=dataclasses.replace(
-        cfg.decoder, first_sight_classes=len(FIRST_SIGHT_CLASSES), first_sight_tokens=True,
-        first_sight_sounds=len(SOUNDS), first_sight_onsets=True))
+    cfg = counting_config()
+    cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, window=4))
     torch.manual_seed(0)
     model = StreamerModel(cfg).eval()
     plays = torch.zeros(1, 6, 2 * len(SOUNDS))
@@ -359,10 +357,7 @@ def test_the_counter_readout_sums_the_plays_heard_in_the_window():
 
 
 def test_on_world_wild_the_counter_hears_the_audio_the_wild_path_made():
-    cfg = ModelConfig.from_name("tiny")
-    cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(
-        cfg.decoder, first_sight_classes=len(FIRST_SIGHT_CLASSES), first_sight_tokens=True,
-        first_sight_sounds=len(SOUNDS), first_sight_onsets=True))
+    cfg = counting_config()
     model = StreamerModel(cfg).eval()
     heard = []
 

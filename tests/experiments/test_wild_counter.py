@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import torch
 
 from experiments.wild_counter import counter_on_wild, media_groups
-from model import ModelConfig, StreamerModel
-from training.world.first_sight import FIRST_SIGHT_CLASSES
+from model import StreamerModel
 from training.world.vocab import SOUNDS
 from training.world.wild import WildMedia
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "model"))
+from model_helpers import counting_config  # noqa: E402
 
 
 def _media(**changes) -> WildMedia:
@@ -28,11 +32,7 @@ def test_each_clip_falls_in_one_group_of_each_property():
 
 
 def test_a_counter_that_hears_nothing_is_right_on_the_silent_sounds_alone():
-    cfg = ModelConfig.from_name("tiny")
-    cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(
-        cfg.decoder, first_sight_classes=len(FIRST_SIGHT_CLASSES), first_sight_tokens=True,
-        first_sight_sounds=len(SOUNDS), first_sight_onsets=True))
-    model = StreamerModel(cfg).eval()
+    model = StreamerModel(counting_config()).eval()
     model.clip_heard = lambda audio: torch.zeros(1, audio.shape[1], 2 * len(SOUNDS))
     report = counter_on_wild(model, 2)
     clean, wild = report["counter on the clean audio"], report["counter on the wild audio, all"]

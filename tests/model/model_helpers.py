@@ -44,6 +44,15 @@ def with_decoder(cfg: ModelConfig, **fields) -> ModelConfig:
     return dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, **fields))
 
 
+def counting_config() -> ModelConfig:
+    """`tiny` with the world's first-sight classes and tokens, its sounds heard apart and their plays
+    counted (tiny-lean-counting's parts), for studies that read the counter."""
+    from training.world.first_sight import FIRST_SIGHT_CLASSES
+    from training.world.vocab import SOUNDS
+    return with_decoder(ModelConfig.from_name("tiny"), first_sight_classes=len(FIRST_SIGHT_CLASSES),
+                        first_sight_tokens=True, first_sight_sounds=len(SOUNDS), first_sight_onsets=True)
+
+
 def streamed_state(model: StreamerModel, snippets: int, seed: int) -> dict:
     """The state after streaming `snippets` snippets of a random clip, one at a time."""
     video, audio = random_clip(model.cfg, 1, snippets, seed=seed)
