@@ -282,10 +282,10 @@ class TrainConfig:
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")
-        readable = ("order", "sound_of", "count_sound", "who_made")  # training.samples.READ_KINDS, which imports this
-        if any(k not in readable for k in self.read_kinds):
-            raise TrainingError(f"--read-kinds names the kinds the first-sight read loss reads ({', '.join(readable)}), "
-                                f"got {','.join(self.read_kinds)}")
+        from training.samples import READ_KINDS  # here, not above: training.samples imports this module
+        if any(k not in READ_KINDS for k in self.read_kinds):
+            raise TrainingError(f"--read-kinds names the kinds the first-sight read loss reads "
+                                f"({', '.join(READ_KINDS)}), got {','.join(self.read_kinds)}")
         if not 0.0 <= self.first_sight_only <= 1.0:
             raise TrainingError(f"--first-sight-only is the share of questions answered from the first-sight "
                                 f"tokens, between 0 and 1, got {self.first_sight_only}")
