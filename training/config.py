@@ -56,6 +56,16 @@ def lr_scales(text: str) -> tuple[tuple[str, float], ...]:
     return _named_numbers(text, "--lr-scales", "decoder.blocks.3.=10")
 
 
+# Question kinds the first-sight read loss can point at a first-sight token while the answer is
+# written, and which token: `order` at the class its answer names ("which came first, the A or the
+# B?" answers A or B), the others at the one class their question names: "what sound did the red
+# circle make?" at the circle's token, whose company holds the sound; "how many times did you hear
+# the drum?" at the drum's, which carries its count; "which shape made the drum sound?" at the
+# drum's, whose company holds the shapes present when it first played (training.samples.read_targets).
+READ_KINDS = ("order", "sound_of", "count_sound", "who_made")
+DEFAULT_READ_KINDS = ("order",)
+
+
 def read_kinds(text: str) -> tuple[str, ...]:
     """`order,sound_of` on the command line: the kinds the first-sight read loss reads."""
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
@@ -169,12 +179,12 @@ class TrainConfig:
               "token (0 = off; needs --first-sight-tokens; with --init, the checkpoint's weights are kept under the "
               "new code; experiments/token_compare.py found the decoder ranking the tokens by age more slowly "
               "with it)")
-    first_sight_read: float | None = option(  # None: the model's weight (training.samples.READ_KINDS)
+    first_sight_read: float | None = option(  # None: the model's weight; reads --read-kinds' questions
         None, "weight of the first-sight read loss: while the decoder writes an answer that names one of "
               "the first-sight classes (\"which came first, the A or the B?\"), one head of its last layer "
               "is pointed at that class's first-sight token (needs --first-sight-tokens)")
-    read_kinds: tuple[str, ...] = option(  # training.samples.READ_KINDS
-        ("order",), "question kinds the first-sight read loss points at a token, comma-separated: order (at "
+    read_kinds: tuple[str, ...] = option(  # of READ_KINDS
+        DEFAULT_READ_KINDS, "question kinds the first-sight read loss points at a token, comma-separated: order (at "
                     "the class its answer names); sound_of, count_sound, who_made (at the one class their "
                     "question names: the shape whose company holds its sound, the sound whose token carries "
                     "its count or whose company holds the shapes) (default order)", type=read_kinds)
@@ -282,7 +292,6 @@ class TrainConfig:
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")
-        from training.samples import READ_KINDS  # here, not above: training.samples imports this module
         if any(k not in READ_KINDS for k in self.read_kinds):
             raise TrainingError(f"--read-kinds names the kinds the first-sight read loss reads "
                                 f"({', '.join(READ_KINDS)}), got {','.join(self.read_kinds)}")

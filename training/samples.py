@@ -14,7 +14,7 @@ import torch
 
 from model import StreamerModel
 from model.align import FALSE, TRUE, UNCLEAR
-from training.config import TrainingError
+from training.config import DEFAULT_READ_KINDS, READ_KINDS, TrainingError
 from training.data import CLIPS_PER_SEED, FolderDataset, Sample, collate, world_sample
 from training.world.clip import World, WorldConfig
 from training.world.first_sight import FIRST_SIGHT_CLASSES, UNKNOWN, names_in, presence_targets
@@ -104,16 +104,6 @@ class TrainingData:
 
 
 MAX_PHRASES = 256  # phrase pool of one batch for the alignment loss
-
-
-# Question kinds the first-sight read loss can point at a first-sight token while the answer is
-# written, and which token: `order` at the class its answer names ("which came first, the A or the
-# B?" answers A or B), the others at the one class their question names: "what sound did the red
-# circle make?" at the circle's token, whose company holds the sound; "how many times did you hear
-# the drum?" at the drum's, which carries its count; "which shape made the drum sound?" at the
-# drum's, whose company holds the shapes present when it first played.
-READ_KINDS = ("order", "sound_of", "count_sound", "who_made")
-DEFAULT_READ_KINDS = ("order",)
 
 
 def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_reads: bool = False,
