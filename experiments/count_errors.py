@@ -68,16 +68,21 @@ def counter_readout(model: StreamerModel, split: str) -> Callable:
     """(clip, question) -> the count word the named sound's first-sight token carries when the
     question is asked: the hearing head's plays summed over the window, rounded, on the audio the
     split streams (world:wild's through the wild media path; cached per clip)."""
-    sounds, window = model.cfg.decoder.first_sight_sounds, model.cfg.latent.window
     plays_of: dict[int, torch.Tensor] = {}
 
     def read(clip, question) -> str:
         if clip.seed not in plays_of:
             audio = wild_sample(clip)["audio"] if split == "wild" else clip.audio_snippets()
-            plays_of[clip.seed] = model.clip_heard(torch.as_tensor(audio)[None])[0, :, sounds:]
-        return count_word(plays_of[clip.seed], question, window)
+            plays_of[clip.seed] = heard_plays(model, audio)
+        return count_word(plays_of[clip.seed], question, model.cfg.latent.window)
 
     return read
+
+
+def heard_plays(model: StreamerModel, audio) -> torch.Tensor:
+    """One clip's audio [T, S] -> [T, sounds]: the plays of each sound the hearing head hears start
+    in each snippet (a model with decoder.first_sight_onsets)."""
+    return model.clip_heard(torch.as_tensor(audio)[None])[0, :, model.cfg.decoder.first_sight_sounds:]
 
 
 def count_word(plays: torch.Tensor, question, window: int) -> str:

@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 import torch
 
 from experiments.asking import RESULTS, load, parser_for, rates, write_report
-from experiments.count_errors import count_word
+from experiments.count_errors import count_word, heard_plays
 from model import StreamerModel
 from training.world.clip import World, WorldConfig
 from training.world.vocab import NUMBER_WORDS
@@ -38,14 +38,13 @@ def media_groups(media: WildMedia) -> list[str]:
 @torch.no_grad()
 def counter_on_wild(model: StreamerModel, clips: int) -> dict:
     world = World(WorldConfig.preset("wild", spec=model.cfg.media, kinds=("count_sound",), questions_per_clip=4))
-    sounds, window = model.cfg.decoder.first_sight_sounds, model.cfg.latent.window
+    window = model.cfg.latent.window
     groups: dict[str, Counter] = defaultdict(Counter)
     plays_counted: Counter = Counter()
     for i in range(clips):
         clip = world.clip(i)
         _, audio, media = wild_clip(clip)
-        clean = model.clip_heard(torch.as_tensor(clip.audio_snippets())[None])[0, :, sounds:]
-        wild = model.clip_heard(torch.as_tensor(audio)[None])[0, :, sounds:]
+        clean, wild = heard_plays(model, clip.audio_snippets()), heard_plays(model, audio)
         for q in clip.questions:
             if q.ask_snippets > len(audio):  # the codec shortened the clip
                 continue
