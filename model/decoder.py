@@ -67,8 +67,10 @@ AGE_SLOPE_GAIN = 4.0
 # slots and 16 snippets of 8 latent tokens (a test clip's length in `tiny`).
 LENGTH_SCALE_REFERENCE_TOKENS = 145
 
-# The head of the last decoder layer that the first-sight read loss supervises.
+# The head of the last decoder layer that the first-sight read loss supervises, and the one it
+# supervises instead where a sound's token is read apart from the shapes' (`--read-sounds-apart`).
 READ_HEAD = 0
+SOUND_READ_HEAD = 1
 
 # The first-sight pointer's logits start at this bias (a question names about one class in twenty),
 # and its score bias subtracts log σ of it, so that a fresh pointer leaves the scores as they were.
@@ -109,7 +111,7 @@ class DecoderBlock(nn.Module):
         self.mlp = MLP(dim, mlp_ratio)
 
     def forward(self, x, rope, self_mask, cross_kv, ctx_mask, age_bias=None, query_scale=None, cache=None,
-                read_head: int | None = None, query_slopes=None, pointer=None):
+                read: bool = False, query_slopes=None, pointer=None):
         """`self_mask` [B, Lnew, Lall] or None for plain causal; `age_bias` [heads, Nc],
         [B, heads, Nc] or None;
         `query_scale` [B, heads] or None; `cache` (k, v) of earlier tokens or None;
@@ -120,8 +122,8 @@ class DecoderBlock(nn.Module):
         head's gain is added to the class's token at context position first + class (`first_sight_pointer`);
         `lookup` [dim, dim] or None: the projection of what the named classes' tokens hold
         (`first_sight_lookup`, `_looked_up`), added after the cross-attention.
-        Returns (x, (k, v), weights, names): with `read_head`, that head's cross-attention weights
-        [B, Lnew, Nc], else None; with `pointer`, the queries' logits [B, Lnew, classes], else None."""
+        Returns (x, (k, v), weights, names): with `read`, every head's cross-attention weights
+        [B, heads, Lnew, Nc], else None; with `pointer`, the queries' logits [B, Lnew, classes], else None."""
         q, k, v = self.attn.project(self.norm1(x), rope)
         if cache is not None:
             k = torch.cat((cache[0], k), dim=2)
@@ -141,8 +143,8 @@ class DecoderBlock(nn.Module):
             names, on_tokens = _pointer_bias(queries, pointer, ctx_mask.shape[1])
             age_bias = on_tokens if age_bias is None else on_tokens + per_query_bias(age_bias)
         weights = None
-        if read_head is not None:
-            weights = self.cross.weights(queries, cross_kv[0], ctx_mask, age_bias, query_scale)[:, read_head]
+        if read:
+            weights = self.cross.weights(queries, cross_kv[0], ctx_mask, age_bias, query_scale)
         x = x + self.cross(queries, *cross_kv, ctx_mask, age_bias, query_scale)
         if pointer is not None and pointer[4] is not None:
             x = x + _looked_up(names, cross_kv[1], ctx_mask, pointer[3], pointer[4])
@@ -431,13 +433,13 @@ class TextDecoder(nn.Module):
         return self.length_scales[:, None, :] * log_tokens[None, :, None]
 
     def forward(self, ids, positions, self_mask, cross_kv, ctx_mask, caches=None, read: bool = False,
-                token_ages=None, tokens_only: bool = False, names: bool = False):
+                token_ages=None, tokens_only: bool = False, names: bool = False, read_heads: bool = False):
         """ids [B, L] at `positions` [B, L]; `token_ages` [B, classes] from `token_ages` (needed
         with first-sight age slopes); `tokens_only`: the context is [null ; first-sight tokens]
         alone, which reads as the whole context with everything else masked (first-sight drills).
         Returns logits [B, L, V] and the per-layer KV caches, with `read` also the READ_HEAD's
         cross-attention weights [B, L, Nc] in the last layer (what the first-sight read loss
-        supervises), and with `names` (needs `first_sight_pointer`) last every layer's pointer
+        supervises; with `read_heads`, every head's [B, heads, L, Nc]), and with `names` (needs `first_sight_pointer`) last every layer's pointer
         logits [layers, B, L, classes] (what the first-sight pointer loss supervises)."""
         dc = self.cfg.decoder
         x = self.embed(ids)
@@ -456,14 +458,14 @@ class TextDecoder(nn.Module):
                                              None if age_bias is None else age_bias[i],
                                              None if query_scales is None else query_scales[i],
                                              None if caches is None else caches[i],
-                                             READ_HEAD if read and i == last else None,
+                                             read and i == last,
                                              None if query_slopes is None else query_slopes[i],
                                              None if pointers is None else pointers[i])
             new_caches.append(cache)
             layer_names.append(named)
         out = (self.head(self.norm(x)), new_caches)
         if read:
-            out += (weights,)
+            out += (weights if read_heads else weights[:, READ_HEAD],)
         if names:
             out += (torch.stack(layer_names),)
         return out

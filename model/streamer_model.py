@@ -20,7 +20,7 @@ from model.align import AlignmentHead
 from model.checkpoint import fingerprint, fit_weights, read_checkpoint, write_checkpoint
 from model.combiner import build_combiner
 from model.config import ModelConfig
-from model.decoder import TextDecoder
+from model.decoder import READ_HEAD, TextDecoder
 from model.encoders import SnippetEncoder, audio_windows
 from model.latent import LatentModel
 from model.layers import init_weights
@@ -338,7 +338,8 @@ class StreamerModel(nn.Module):
         decoder may read (the rest of the window is hidden; 0 leaves the memory alone), the
         alignment head's phrase pool, for a first-sight head presence_targets int8 [B, T, classes]
         and, for first-sight tokens, first_sight_reads int64 [B, Q]: the class whose token each
-        answer names, or -1, and first_sight_only bool [B, Q]: questions whose decoder reads the
+        answer names, or -1 (with first_sight_read_heads int64 [B, Q], the last decoder layer's head
+        that reads it; READ_HEAD without), and first_sight_only bool [B, Q]: questions whose decoder reads the
         first-sight tokens alone (training.samples.to_model_batch builds them); and the entries of
         first-sight drills (training.drills: drill_batch, clip_drill_batch)."""
         video, audio = batch["video"], batch["audio"]
@@ -496,6 +497,13 @@ class StreamerModel(nn.Module):
         if read and not self.cfg.decoder.first_sight_tokens:
             raise ValueError("first_sight_reads point the decoder at first-sight tokens this model lacks; "
                              "train them with --first-sight-tokens")
+        read_heads = batch.get("first_sight_read_heads")
+        if read:
+            read_heads = (torch.full_like(reads, READ_HEAD) if read_heads is None
+                          else read_heads.to(device)[rows])
+            if bool((read_heads[reads >= 0] >= self.cfg.decoder.heads).any()):
+                raise ValueError(f"first_sight_read_heads name a head past the decoder's {self.cfg.decoder.heads}; "
+                                 "--read-sounds-apart needs decoder.heads >= 2")
 
         names = batch.get("first_sight_names")
         point = names is not None and self.cfg.decoder.first_sight_pointer
@@ -503,11 +511,11 @@ class StreamerModel(nn.Module):
         ids, answer_at = self._pack_questions(q_ids[rows], q_mask[rows], a_ids[rows], a_mask[rows])
         logits, _, *extra = self.decoder(ids, torch.arange(ids.shape[1], device=device)[None], None,
                                          self.decoder.cross_kv(context), ctx_mask, read=read,
-                                         token_ages=token_ages, names=point)
+                                         token_ages=token_ages, names=point, read_heads=read)
         logits = logits.gather(1, answer_at[..., None].expand(-1, -1, logits.shape[-1]))  # [N, La, V]
         ai, am = a_ids[rows], a_mask[rows]
         text_loss = F.cross_entropy(logits[am], ai[am])
-        read_loss = self._read_loss(extra[0], answer_at, am, reads) if read else h.sum() * 0.0
+        read_loss = self._read_loss(extra[0], answer_at, am, reads, read_heads) if read else h.sum() * 0.0
         pointer_terms = (self._pointer_terms(_at_answers(extra[-1], answer_at), am, names.to(device)[rows]) if point
                          else h.new_zeros(0))
         full = logits.new_zeros(b, nq, la, logits.shape[-1])
@@ -591,10 +599,11 @@ class StreamerModel(nn.Module):
         other = parts["memory"] | parts["snippets"]
         return ctx_mask & ~(only[:, None] & other[None])
 
-    def _read_loss(self, weights, answer_at, answer_mask, reads) -> torch.Tensor:
+    def _read_loss(self, weights, answer_at, answer_mask, reads, heads) -> torch.Tensor:
         """Mean over the answer positions of questions with a read target (reads [N] >= 0) of
-        −log of the READ_HEAD's weight [N, L, Nc] on that class's first-sight token."""
+        −log of their reading head's (heads [N]) weight [N, heads, L, Nc] on that class's first-sight token."""
         first = 1 + self.decoder.memory_tokens  # the tokens follow the null token and the memory slots
+        weights = weights[torch.arange(len(heads), device=heads.device), heads]  # [N, L, Nc]
         on_token = weights.gather(2, (first + reads.clamp(min=0))[:, None, None].expand(-1, weights.shape[1], 1))
         on_token = on_token[:, :, 0].gather(1, answer_at)  # [N, La]
         kept = answer_mask & (reads >= 0)[:, None]

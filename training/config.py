@@ -188,6 +188,10 @@ class TrainConfig:
                     "the class its answer names); sound_of, count_sound, who_made (at the one class their "
                     "question names: the shape whose company holds its sound, the sound whose token carries "
                     "its count or whose company holds the shapes) (default order)", type=read_kinds)
+    read_sounds_apart: bool = option(  # SOUND_READ_HEAD reads the sounds' tokens, READ_HEAD the shapes'
+        False, "the first-sight read loss points another head of the decoder's last layer at a sound's token "
+               "than at a shape's: one head otherwise learns both where --read-kinds reads sounds (count_sound, "
+               "who_made) and shapes (sound_of) (needs --first-sight-read)")
     first_sight_only: float = option(  # share of `order` questions answered from tokens (training.samples)
         0.0, "share of the questions that name a first-sight class (\"which came first, the A or the B?\") whose "
              "decoder reads the first-sight tokens alone, not the memory or the snippets' latent tokens, so that "
@@ -292,6 +296,9 @@ class TrainConfig:
         if self.first_sight_read and not self.first_sight_tokens:
             raise TrainingError("--first-sight-read points the decoder at the first-sight tokens: pass "
                                 "--first-sight-tokens (and --first-sight W) too")
+        if self.read_sounds_apart and not self.first_sight_read:
+            raise TrainingError("--read-sounds-apart splits the heads the first-sight read loss points: pass "
+                                "--first-sight-read W (and --first-sight-tokens) too")
         if any(k not in READ_KINDS for k in self.read_kinds):
             raise TrainingError(f"--read-kinds names the kinds the first-sight read loss reads "
                                 f"({', '.join(READ_KINDS)}), got {','.join(self.read_kinds)}")

@@ -14,6 +14,7 @@ import torch
 
 from model import StreamerModel
 from model.align import FALSE, TRUE, UNCLEAR
+from model.decoder import READ_HEAD, SOUND_READ_HEAD
 from training.config import DEFAULT_READ_KINDS, READ_KINDS, TrainingError
 from training.data import CLIPS_PER_SEED, FolderDataset, Sample, collate, world_sample
 from training.world.clip import World, WorldConfig
@@ -109,11 +110,13 @@ MAX_PHRASES = 256  # phrase pool of one batch for the alignment loss
 def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_reads: bool = False,
                    first_sight_only: float = 0.0, generator: torch.Generator | None = None,
                    first_sight_names: bool = False, company_only: float = 0.0,
-                   read_kinds: tuple[str, ...] = DEFAULT_READ_KINDS) -> dict[str, torch.Tensor]:
+                   read_kinds: tuple[str, ...] = DEFAULT_READ_KINDS,
+                   read_sounds_apart: bool = False) -> dict[str, torch.Tensor]:
     """Pad clips to the longest (snippet_mask marks real snippets), tokenise the questions and,
     for a model with an alignment head, build the batch's phrase pool and its targets (with a
     first-sight head, its presence targets too; with `first_sight_reads`, the first-sight class
-    each question of `read_kinds` is read at, `read_targets`). With `first_sight_only`, that share
+    each question of `read_kinds` is read at, `read_targets`; with `read_sounds_apart`, the
+    decoder head that reads it, `read_heads`). With `first_sight_only`, that share
     of the `order` questions that name a first-sight class (drawn with `generator`) let the decoder read the first-sight tokens alone
     (first_sight_only [B, Q]), not the memory or the snippets: it otherwise leaves the tokens
     unread, since the memory answers `order` on short clips well enough. With
@@ -137,6 +140,8 @@ def to_model_batch(model: StreamerModel, samples: list[Sample], first_sight_read
     width = batch["question_valid"].shape[1]
     if first_sight_reads:
         batch["first_sight_reads"] = read_targets(padded["questions"], width, read_kinds)
+        if read_sounds_apart:
+            batch["first_sight_read_heads"] = read_heads(batch["first_sight_reads"])
     if first_sight_only:
         orders = read_targets(padded["questions"], width)
         batch["first_sight_only"] = (orders >= 0) & (torch.rand(orders.shape, generator=generator)
@@ -182,6 +187,13 @@ def read_targets(questions: list[list], width: int,
             elif q.kind != "order" and int(named[i, j].sum()) == 1:
                 targets[i, j] = int(named[i, j].nonzero())
     return targets
+
+
+def read_heads(targets: torch.Tensor) -> torch.Tensor:
+    """int64 like `read_targets`' targets: the head of the decoder's last layer that reads each,
+    SOUND_READ_HEAD for a sound's token and READ_HEAD for any other (and where nothing is read)."""
+    first_sound = len(FIRST_SIGHT_CLASSES) - len(SOUNDS)
+    return torch.where(targets >= first_sound, SOUND_READ_HEAD, READ_HEAD)
 
 
 def named_classes(questions: list[list], width: int) -> torch.Tensor:

@@ -262,7 +262,7 @@ class Trainer:
         batches = [to_model_batch(self.model, samples[i:i + size], first_sight_reads=reads,
                                   first_sight_only=self.cfg.first_sight_only, generator=hiding,
                                   first_sight_names=names, company_only=self.cfg.company_only,
-                                  read_kinds=self.cfg.read_kinds)
+                                  read_kinds=self.cfg.read_kinds, read_sounds_apart=self.cfg.read_sounds_apart)
                    for i in range(0, len(samples), size)]
         if self.cfg.window_dropout:
             generator = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 16 + self.d.rank)
