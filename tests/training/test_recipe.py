@@ -103,7 +103,8 @@ def test_the_bundled_card_records_the_tiny_recipe_as_it_ran():
                      "questions_per_clip", "first_sight", "first_sight_tokens", "first_sight_age_slopes",
                      "first_sight_query_slopes", "first_sight_age_code", "first_sight_only", "first_sight_drills", "clip_drills",
                      "first_sight_pointer", "first_sight_company", "first_sight_hearing", "first_sight_onsets",
-                     "company_only", "first_sight_read", "read_kinds", "first_sight_lookup", "lr_scales"):
+                     "company_only", "first_sight_read", "read_kinds", "read_sounds_apart", "first_sight_lookup",
+                     "lr_scales"):
             assert getattr(ran, name) == getattr(planned, name), (record["run"], name)
         if index > 0:  # the bundled stage 1 ran before the alignment head existed
             assert ran.align_weight == planned.align_weight, record["run"]
@@ -220,6 +221,10 @@ def test_the_hearing_recipe_is_the_early_company_recipe_hearing_its_sounds_apart
     named = RECIPES["tiny-lean-read-named"]
     assert named.stages == (*read.stages[:-1], dataclasses.replace(read.stages[-1],
                                                                    read_kinds="sound_of,count_sound,who_made"))
+    apart = RECIPES["tiny-lean-read-apart"]
+    assert apart.stages == (*named.stages[:-1], dataclasses.replace(named.stages[-1], read_sounds_apart=True))
+    assert "--read-sounds-apart" in apart.train_command(3, Path("r"), 1, 1, resume=False)
+    assert "--read-sounds-apart" not in named.train_command(3, Path("r"), 1, 1, resume=False)
     lookup = RECIPES["tiny-lean-lookup"]
     assert lookup.stages == (*counting.stages[:-1], dataclasses.replace(counting.stages[-1], first_sight_lookup=True))
     assert [c["decoder"]["first_sight_lookup"] for c in _planned_configs(lookup)] == [False] * 3 + [True]

@@ -577,6 +577,15 @@ def test_init_gives_the_first_sight_tokens_company(one_step_run, tmp_path, capsy
     assert train_cli(["--out", str(tmp_path / "kinds"), "--steps", "1", "--first-sight", "0.5", "--first-sight-tokens",
                       "--first-sight-read", "0.2", "--read-kinds", "sound_of,count_now", *FAST]) == 1
     assert "--read-kinds names" in capsys.readouterr().err
+    apart = tmp_path / "apart"
+    assert train_cli(["--out", str(apart), "--steps", "1", "--init", str(checkpointing.latest_checkpoint(run)),
+                      "--first-sight", "0.5", "--first-sight-tokens", "--first-sight-company", "--first-sight-read", "0.2",
+                      "--read-kinds", "who_made", "--read-sounds-apart", "--kind-weights", "who_made=100", *FAST,
+                      "--snippets", "5-6"]) == 0
+    assert [r for r in read_metrics(apart) if r["kind"] == "train"][0]["first_sight_read_loss"] > 0
+    assert train_cli(["--out", str(tmp_path / "apart-alone"), "--steps", "1", "--first-sight", "0.5",
+                      "--first-sight-tokens", "--read-sounds-apart", *FAST]) == 1
+    assert "pass --first-sight-read" in capsys.readouterr().err
 
 
 def test_init_gives_the_first_sight_head_its_own_hearing(one_step_run, tmp_path, capsys):
