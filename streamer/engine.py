@@ -83,9 +83,9 @@ class Engine:
         if not (folder / CONFIG).is_file():
             if path is None:
                 raise CheckpointNotFound(
-                    f"the bundled checkpoint is missing ({folder} has no {CONFIG}); train one with "
-                    f"`streamer train --preset tiny --out RUN` (see `streamer train --help`) and copy its model "
-                    f"folder to {folder}, or pass a checkpoint folder: Engine.load(path) / --checkpoint PATH"
+                    f"the bundled checkpoint is missing ({folder} has no {CONFIG}); train it with "
+                    f"`make model` (`streamer recipe --out runs/tiny`, about 2.5 h on 2 CPU cores) and copy "
+                    f"runs/tiny/model to {folder}, or pass a checkpoint folder: Engine.load(path) / --checkpoint PATH"
                 )
             raise CheckpointNotFound(f"{folder} is not a checkpoint folder (no {CONFIG}); pass the folder `streamer train` wrote")
         model = StreamerModel.load(folder, device=resolve_device(device))

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("streamer.cli.cluster", "the engine workers of a Ray cluster: device, sessions, speed, lag"),
     "train": ("training.train", "train a model on the synthetic world or a dataset folder (also under torchrun)"),
     "eval": ("training.evaluate", "exact-match accuracy of a checkpoint per question kind, by streaming"),
-    "recipe": ("training.recipe", "train the bundled model from nothing: every stage, the export and the evaluation"),
+    "recipe": ("training.recipe", "train a model (by default the bundled one's recipe) from nothing: every stage, the export and the evaluation"),
     "export": ("training.export", "copy a checkpoint for shipping with float16 or bfloat16 weights"),
     "plot-run": ("training.plot_run", "draw a training run's loss and accuracy curves to a PNG"),
     "world": ("training.world_command", "render world clips to media files with annotations"),
