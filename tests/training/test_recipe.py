@@ -90,9 +90,9 @@ def test_a_bundled_card_records_its_recipe_as_it_ran(folder):
     """The card's stage commands (as run) train what its recipe in RECIPES says, flag by flag; the
     default checkpoint's recipe is BUNDLED_RECIPE, the 24-stage one's `tiny`."""
     card = json.loads((CHECKPOINTS / folder / "card.json").read_text())
-    name = card["recipe"]["name"]
-    assert name == {"tiny": BUNDLED_RECIPE, "tiny-24": "tiny"}[folder]
-    recipe = RECIPES[name]
+    recipe_name = card["recipe"]["name"]
+    assert recipe_name == {"tiny": BUNDLED_RECIPE, "tiny-24": "tiny"}[folder]
+    recipe = RECIPES[recipe_name]
     records = card["recipe"]["stages"]
     assert [r["run"] for r in records] == [f"stage{i}" for i in range(1, len(recipe.stages) + 1)]
     assert card["recipe"]["wall_seconds"] == pytest.approx(sum(r["wall_seconds"] for r in records), abs=0.2)
@@ -112,7 +112,7 @@ def test_a_bundled_card_records_its_recipe_as_it_ran(folder):
                      "company_only", "first_sight_read", "read_kinds", "read_sounds_apart", "first_sight_lookup",
                      "lr_scales"):
             assert getattr(ran, name) == getattr(planned, name), (record["run"], name)
-        if index > 0 or name != "tiny":  # the 24-stage model's stage 1 ran before the alignment head existed
+        if index > 0 or recipe_name != "tiny":  # the 24-stage model's stage 1 ran before the alignment head existed
             assert ran.align_weight == planned.align_weight, record["run"]
 
 
