@@ -439,8 +439,9 @@ class TextDecoder(nn.Module):
         alone, which reads as the whole context with everything else masked (first-sight drills).
         Returns logits [B, L, V] and the per-layer KV caches, with `read` also the READ_HEAD's
         cross-attention weights [B, L, Nc] in the last layer (what the first-sight read loss
-        supervises; with `read_heads`, every head's [B, heads, L, Nc]), and with `names` (needs `first_sight_pointer`) last every layer's pointer
-        logits [layers, B, L, classes] (what the first-sight pointer loss supervises)."""
+        supervises; with `read_heads`, every head's [B, heads, L, Nc]), and with `names` (needs
+        `first_sight_pointer`) last every layer's pointer logits [layers, B, L, classes] (what the
+        first-sight pointer loss supervises)."""
         dc = self.cfg.decoder
         x = self.embed(ids)
         rope = rope_angles(positions, dc.dim // dc.heads)

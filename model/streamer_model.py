@@ -338,9 +338,9 @@ class StreamerModel(nn.Module):
         decoder may read (the rest of the window is hidden; 0 leaves the memory alone), the
         alignment head's phrase pool, for a first-sight head presence_targets int8 [B, T, classes]
         and, for first-sight tokens, first_sight_reads int64 [B, Q]: the class whose token each
-        answer names, or -1 (with first_sight_read_heads int64 [B, Q], the last decoder layer's head
-        that reads it; READ_HEAD without), and first_sight_only bool [B, Q]: questions whose decoder reads the
-        first-sight tokens alone (training.samples.to_model_batch builds them); and the entries of
+        answer names, or -1 (with first_sight_read_heads int64 [B, Q], the last decoder layer's
+        head that reads it; READ_HEAD without), and first_sight_only bool [B, Q]: questions whose
+        decoder reads the first-sight tokens alone (training.samples.to_model_batch builds them); and the entries of
         first-sight drills (training.drills: drill_batch, clip_drill_batch)."""
         video, audio = batch["video"], batch["audio"]
         if video.dim() != 6 or audio.dim() != 3:
@@ -601,7 +601,8 @@ class StreamerModel(nn.Module):
 
     def _read_loss(self, weights, answer_at, answer_mask, reads, heads) -> torch.Tensor:
         """Mean over the answer positions of questions with a read target (reads [N] >= 0) of
-        −log of their reading head's (heads [N]) weight [N, heads, L, Nc] on that class's first-sight token."""
+        −log of their reading head's (heads [N]) weight (of weights [N, heads, L, Nc]) on that
+        class's first-sight token."""
         first = 1 + self.decoder.memory_tokens  # the tokens follow the null token and the memory slots
         weights = weights[torch.arange(len(heads), device=heads.device), heads]  # [N, L, Nc]
         on_token = weights.gather(2, (first + reads.clamp(min=0))[:, None, None].expand(-1, weights.shape[1], 1))
