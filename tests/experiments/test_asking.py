@@ -20,5 +20,5 @@ def test_zero_sets_the_named_parameters_to_zero_and_leaves_the_rest():
 
 
 def test_zero_of_a_parameter_the_model_lacks_names_it():
-    with pytest.raises(SystemExit, match="--zero decoder.first_sight_company: the model at .* has no such parameter"):
-        load(_args("--zero", "decoder.first_sight_company"))
+    with pytest.raises(SystemExit, match="--zero decoder.first_sight_lookup: the model at .* has no such parameter"):
+        load(_args("--zero", "decoder.first_sight_lookup"))
