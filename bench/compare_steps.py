@@ -46,13 +46,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    info = machine_info(torch.device("cpu"), args.threads)  # before the rounds: the load they start on
     models = {path: StreamerModel.load(path).eval() for path in args.checkpoints}
     times: dict[tuple[str, int], list[float]] = {(p, b): [] for p in models for b in BATCHES}
     for round_ in range(ROUNDS):
         for path, model in models.items():
             for batch in BATCHES:
                 times[(path, batch)] += step_times(model, batch, seed=round_)
-    info = machine_info(torch.device("cpu"), args.threads)
     print(f"{info['cpu']}, {info['cores_usable']} cores usable, {args.threads} torch threads, "
           f"load average {info['load_average_1m']} at the start")
     first = args.checkpoints[0]
